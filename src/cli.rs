@@ -1,1 +1,195 @@
-//! TODO
+//! The command line: clap definitions and the commands that do not run the service.
+//!
+//! This is the binary's edge, so errors here are `anyhow` with context for the operator.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::check;
+use crate::datum::{self, Datum};
+use crate::geodata::{
+    GeoData, SHIPPED_COURTS, SHIPPED_NEIGHBOUR_JURISDICTIONS, SHIPPED_NINGBO_JURISDICTIONS, Source,
+};
+use crate::locate::{JurisdictionIndex, Placement};
+use crate::model::Routing;
+
+/// leadrelay: sightings of flagged debtors' vehicles and persons in, assistance tasks for
+/// the right court's command center out.
+#[derive(Debug, Parser)]
+#[command(name = "leadrelay", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print which court's area holds a point and which court would act on it, as JSON.
+    Locate(LocateArgs),
+    /// Validate jurisdiction and court files and report every problem found.
+    CheckData(CheckDataArgs),
+}
+
+/// Where the geographic data comes from; absent means the shipped Ningbo data.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Jurisdiction GeoJSON files (FeatureCollections, `.gz` allowed), comma-separated or repeated.
+    #[arg(long, env = "LEADRELAY_JURISDICTIONS", value_delimiter = ',')]
+    pub jurisdictions: Vec<PathBuf>,
+    /// Courts CSV (court_id, court_name, adcode, lat, lon, datum, supervisor_court_id, participating).
+    #[arg(long, env = "LEADRELAY_COURTS")]
+    pub courts: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// The sources to load: the given files, or the shipped ones for what is not given.
+    pub fn sources(&self) -> anyhow::Result<(Vec<Source>, Source)> {
+        let jurisdictions = if self.jurisdictions.is_empty() {
+            vec![
+                Source::inline(
+                    "shipped ningbo_jurisdictions.geojson",
+                    SHIPPED_NINGBO_JURISDICTIONS,
+                ),
+                Source::inline(
+                    "shipped neighbours.geojson",
+                    SHIPPED_NEIGHBOUR_JURISDICTIONS,
+                ),
+            ]
+        } else {
+            self.jurisdictions
+                .iter()
+                .map(|p| Source::read(p))
+                .collect::<Result<_, _>>()?
+        };
+        let courts = match &self.courts {
+            Some(path) => Source::read(path)?,
+            None => Source::inline("shipped courts.csv", SHIPPED_COURTS),
+        };
+        Ok((jurisdictions, courts))
+    }
+
+    /// Loads and validates, failing with every problem listed.
+    pub fn load(&self) -> anyhow::Result<GeoData> {
+        let (jurisdictions, courts) = self.sources()?;
+        Ok(GeoData::load(&jurisdictions, &courts)?)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LocateArgs {
+    #[arg(long, allow_hyphen_values = true)]
+    pub lat: f64,
+    #[arg(long, allow_hyphen_values = true)]
+    pub lon: f64,
+    /// Datum of --lat/--lon.
+    #[arg(long, default_value = "wgs84")]
+    pub datum: Datum,
+    /// The court asking (the target's requesting court), to tell own_jurisdiction apart.
+    #[arg(long)]
+    pub requesting_court: Option<String>,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckDataArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Largest overlap between two jurisdictions that is not an error, in km².
+    #[arg(long, default_value_t = check::DEFAULT_MAX_OVERLAP_KM2)]
+    pub max_overlap_km2: f64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command; the exit code says whether it succeeded.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Locate(args) => locate(args),
+        Command::CheckData(args) => check_data(args),
+    }
+}
+
+fn locate(args: LocateArgs) -> anyhow::Result<ExitCode> {
+    let valid = args.lat.is_finite()
+        && args.lon.is_finite()
+        && (-90.0..=90.0).contains(&args.lat)
+        && (-180.0..=180.0).contains(&args.lon);
+    if !valid {
+        bail!(
+            "--lat {} --lon {} is not a valid coordinate",
+            args.lat,
+            args.lon
+        );
+    }
+    let data = Arc::new(args.data.load()?);
+    if let Some(court) = &args.requesting_court {
+        if data.court(court).is_none() {
+            bail!("--requesting-court {court:?} is not in the courts data");
+        }
+    }
+    let index = JurisdictionIndex::new(data).context("building the jurisdiction index")?;
+    let (lon, lat) = datum::to_wgs84(args.datum, args.lon, args.lat);
+    let location = index.locate(lon, lat);
+    let acting = index.court(location.acting_court);
+    let routing = match location.placement {
+        Placement::InArea if args.requesting_court.as_deref() == Some(acting.court_id.as_str()) => {
+            Routing::OwnJurisdiction
+        }
+        Placement::InArea => Routing::InJurisdiction,
+        Placement::NearestCenter => Routing::NearestCourt,
+    };
+    let containing = location.containing_court.map(|c| index.court(c));
+    let area_name = containing.and_then(|c| {
+        index
+            .data()
+            .jurisdictions
+            .iter()
+            .find(|j| j.court_id == c.court_id)
+            .map(|j| j.name.clone())
+    });
+    let decision = json!({
+        "input": {"lat": args.lat, "lon": args.lon, "datum": args.datum},
+        "wgs84": {"lat": lat, "lon": lon},
+        "containing_court_id": containing.map(|c| &c.court_id),
+        "containing_area": area_name,
+        "requesting_court_id": args.requesting_court,
+        "assisting_court_id": acting.court_id,
+        "assisting_court_name": acting.court_name,
+        "routing": routing,
+        "distance_km": (index.distance_km(location.acting_court, lon, lat) * 1000.0).round() / 1000.0,
+    });
+    println!("{}", serde_json::to_string_pretty(&decision)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_data(args: CheckDataArgs) -> anyhow::Result<ExitCode> {
+    let (jurisdictions, courts) = args.data.sources()?;
+    let report = check::check(&jurisdictions, &courts, args.max_overlap_km2);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for p in &report.problems {
+            println!("{p}");
+        }
+        println!(
+            "{} jurisdictions, {} vertices, {} courts: {} error(s), {} warning(s)",
+            report.jurisdictions,
+            report.vertices,
+            report.courts,
+            report.errors(),
+            report.problems.len() - report.errors()
+        );
+    }
+    Ok(if report.errors() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -645,6 +645,15 @@ mod tests {
     }
 
     #[test]
+    fn every_court_seat_locates_to_its_own_court() {
+        let ix = index();
+        for j in &ix.data().jurisdictions {
+            let seat = ix.data().court(&j.court_id).unwrap().command_center;
+            assert_eq!(court_at(&ix, seat.x, seat.y), Some(j.court_id.as_str()));
+        }
+    }
+
+    #[test]
     fn sea_and_shanghai_go_to_the_nearest_participating_court() {
         let ix = index();
         let name = |c: usize| ix.court(c).court_id.clone();
