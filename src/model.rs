@@ -223,3 +223,25 @@ mod tests {
         assert!(!t.is_matchable(now));
     }
 }
+
+/// A validated sighting, in WGS-84 (see `decode` for how raw payloads become one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sighting {
+    /// Unique per `source`: the same `(source, event_id)` twice has one effect.
+    pub event_id: String,
+    pub kind: TargetKind,
+    #[serde(default)]
+    pub plate: Option<Plate>,
+    #[serde(default)]
+    pub person_id: Option<PersonId>,
+    /// WGS-84 latitude (converted from the declared datum at decode).
+    pub lat: f64,
+    /// WGS-84 longitude.
+    pub lon: f64,
+    /// The datum the feed declared; kept for the record, the position is already WGS-84.
+    pub datum: Datum,
+    pub observed_at: DateTime<Utc>,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+}
