@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::check;
+use crate::config::ServeArgs;
+use crate::demo::DemoArgs;
 use crate::datum::{self, Datum};
 use crate::geodata::{
     GeoData, SHIPPED_COURTS, SHIPPED_NEIGHBOUR_JURISDICTIONS, SHIPPED_NINGBO_JURISDICTIONS, Source,
@@ -25,18 +27,50 @@ use crate::model::Routing;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "LEADRELAY_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the service: sightings in over MQTT, tasks out, HTTP API and metrics.
+    Serve(ServeArgs),
+    /// Everything embedded (broker, SQLite, Ningbo data) with a simulated camera feed.
+    Demo(DemoArgs),
+    /// Manage flagged targets.
+    #[command(subcommand)]
+    Targets(TargetsCommand),
     /// Print which court's area holds a point and which court would act on it, as JSON.
     Locate(LocateArgs),
     /// Validate jurisdiction and court files and report every problem found.
     CheckData(CheckDataArgs),
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TargetsCommand {
+    /// Import targets from a JSON-lines file (one Target per line); a running service picks
+    /// them up within a second.
+    Import {
+        /// The file; `-` reads standard input.
+        file: PathBuf,
+        /// `sqlite://PATH` or `postgres://...` (default: the service's default database).
+        #[arg(long, env = "LEADRELAY_DATABASE_URL")]
+        database_url: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
 /// Where the geographic data comes from; absent means the shipped Ningbo data.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct DataArgs {
     /// Jurisdiction GeoJSON files (FeatureCollections, `.gz` allowed), comma-separated or repeated.
     #[arg(long, env = "LEADRELAY_JURISDICTIONS", value_delimiter = ',')]
@@ -113,7 +147,73 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Locate(args) => locate(args),
         Command::CheckData(args) => check_data(args),
+        Command::Serve(args) => {
+            let config = args.resolve()?;
+            tracing::info!(?config, "configuration");
+            runtime()?.block_on(crate::service::run(config, crate::service::shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => {
+            runtime()?.block_on(crate::demo::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Targets(TargetsCommand::Import { file, database_url, data }) => {
+            runtime()?.block_on(import_targets(file, database_url, data))
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Validates every line first; imports only if all are valid, so a bad file changes nothing.
+async fn import_targets(file: PathBuf, database_url: Option<String>, data: DataArgs) -> anyhow::Result<ExitCode> {
+    use std::io::BufRead;
+    let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?,
+        ))
+    };
+    let geo = data.load()?;
+    let mut targets = Vec::new();
+    let mut errors = 0usize;
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", file.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = serde_json::from_str::<crate::model::Target>(&line)
+            .map_err(|e| e.to_string())
+            .and_then(|t| t.validate().map(|_| t).map_err(|e| e.to_string()))
+            .and_then(|t| {
+                match t.cases.iter().map(|c| &c.court_id).chain(t.lead_court_id.as_ref()).find(|c| geo.court(c).is_none()) {
+                    Some(unknown) => Err(format!("unknown court_id {unknown:?}")),
+                    None => Ok(t),
+                }
+            });
+        match parsed {
+            Ok(t) => targets.push(t),
+            Err(e) => {
+                errors += 1;
+                eprintln!("{}:{}: {e}", file.display(), n + 1);
+            }
+        }
+    }
+    if errors > 0 {
+        eprintln!("{errors} invalid line(s); nothing imported");
+        return Ok(ExitCode::FAILURE);
+    }
+    let url = database_url.unwrap_or_else(|| "sqlite://leadrelay.db".to_string());
+    let store = crate::store::Store::connect(&url).await?;
+    let mut imported = 0;
+    for chunk in targets.chunks(5_000) {
+        imported += store.upsert_targets(chunk, chrono::Utc::now()).await?;
+    }
+    println!("imported {imported} target(s) into {}", crate::config::redact(&url));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn locate(args: LocateArgs) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,344 @@
+//! The HTTP API (axum): targets, tasks, status reports, courts, health and metrics.
+//!
+//! Errors are JSON `{"error": "<reason>", "detail": "..."}` with a 4xx status for the
+//! client's mistakes; internal errors are logged in full and answered with a generic 500.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use chrono::Utc;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::datum;
+use crate::locate::JurisdictionIndex;
+use crate::model::{Target, TargetStatus};
+use crate::mqtt::{IngestClient, OutboundMeta, Publisher};
+use crate::store::{StatusOutcome, Store, StoreError};
+use crate::targets::LiveTargets;
+use crate::task::{StatusReport, TaskStatus, Topics};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub targets: Arc<LiveTargets>,
+    pub index: Arc<JurisdictionIndex>,
+    pub topics: Topics,
+    pub publisher: Publisher,
+    pub ingest: IngestClient,
+    pub metrics: PrometheusHandle,
+}
+
+/// The router, apart from serving, so tests and the service build it the same way.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/courts", get(courts))
+        .route("/api/v1/targets", get(list_targets))
+        .route("/api/v1/targets:batch", post(put_targets_batch))
+        .route(
+            "/api/v1/targets/{target_id}",
+            put(put_target).get(get_target).delete(withdraw_target),
+        )
+        .route("/api/v1/tasks", get(list_tasks))
+        .route("/api/v1/tasks/{task_id}", get(get_task))
+        .route("/api/v1/tasks/{task_id}/status", post(post_status))
+        .with_state(state)
+}
+
+/// An answer other than success.
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest(String),
+    NotFound(String),
+    Conflict(String),
+    Unavailable(String),
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error, detail) = match self {
+            ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad_request", d),
+            ApiError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", d),
+            ApiError::Conflict(d) => (StatusCode::CONFLICT, "refused", d),
+            ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", d),
+            ApiError::Internal(d) => {
+                tracing::error!(detail = %d, "internal error answering an HTTP request");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the service log".into())
+            }
+        };
+        (status, Json(json!({"error": error, "detail": detail}))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let broker = state.ingest.is_connected();
+    let database = state.store.ping().await.is_ok();
+    let body = Json(json!({"broker": broker, "database": database}));
+    if broker && database {
+        (StatusCode::OK, body).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+async fn courts(State(state): State<AppState>) -> Json<Value> {
+    let data = state.index.data();
+    let courts: Vec<Value> = data
+        .courts
+        .iter()
+        .map(|c| {
+            let area = data.jurisdictions.iter().find(|j| j.court_id == c.court_id);
+            let bbox = area.and_then(|j| geo::BoundingRect::bounding_rect(&j.area));
+            json!({
+                "court_id": c.court_id,
+                "court_name": c.court_name,
+                "adcode": c.adcode,
+                "command_center": {"lat": c.command_center.y, "lon": c.command_center.x, "datum": "wgs84"},
+                "supervisor_court_id": c.supervisor_court_id,
+                "participating": c.participating,
+                "jurisdiction": area.map(|j| json!({
+                    "name": j.name,
+                    "bbox": bbox.map(|b| [b.min().x, b.min().y, b.max().x, b.max().y]),
+                })),
+            })
+        })
+        .collect();
+    Json(json!({"courts": courts}))
+}
+
+/// Parses and validates a target, including that its courts exist.
+fn parse_target(value: Value, index: &JurisdictionIndex) -> Result<Target, String> {
+    let target: Target = serde_json::from_value(value).map_err(|e| format!("not a valid Target: {e}"))?;
+    target.validate().map_err(|e| e.to_string())?;
+    let data = index.data();
+    for court in target
+        .cases
+        .iter()
+        .map(|c| &c.court_id)
+        .chain(target.lead_court_id.as_ref())
+    {
+        if data.court(court).is_none() {
+            return Err(format!("unknown court_id {court:?}"));
+        }
+    }
+    Ok(target)
+}
+
+fn parse_json(body: &Bytes) -> ApiResult<Value> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))
+}
+
+async fn put_target(State(state): State<AppState>, Path(target_id): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let mut value = parse_json(&body)?;
+    match value.get("target_id") {
+        None => value["target_id"] = Value::String(target_id.clone()),
+        Some(Value::String(id)) if *id == target_id => {}
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "target_id in the body ({other}) differs from the path ({target_id:?})"
+            )));
+        }
+    }
+    let target = parse_target(value, &state.index).map_err(ApiError::BadRequest)?;
+    let existed = state.store.get_target(&target_id).await?.is_some();
+    state.store.upsert_target(&target, Utc::now()).await?;
+    state.targets.apply([target.clone()]);
+    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(target)).into_response())
+}
+
+async fn put_targets_batch(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
+    let Value::Array(items) = parse_json(&body)? else {
+        return Err(ApiError::BadRequest("body must be a JSON array of targets".into()));
+    };
+    let mut targets = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        targets.push(parse_target(item, &state.index).map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?);
+    }
+    let count = state.store.upsert_targets(&targets, Utc::now()).await?;
+    state.targets.apply(targets);
+    Ok(Json(json!({"upserted": count})))
+}
+
+async fn get_target(State(state): State<AppState>, Path(target_id): Path<String>) -> ApiResult<Json<Target>> {
+    state
+        .store
+        .get_target(&target_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no target {target_id:?}")))
+}
+
+async fn withdraw_target(State(state): State<AppState>, Path(target_id): Path<String>) -> ApiResult<Json<Value>> {
+    let messages = state
+        .store
+        .withdraw_target(&target_id, &state.topics, Utc::now())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no target {target_id:?}")))?;
+    if let Some(target) = state.store.get_target(&target_id).await? {
+        state.targets.apply([target]);
+    }
+    let cancelled = messages.iter().filter(|m| m.topic.ends_with("/updates")).count();
+    state.publisher.send(messages, |_| OutboundMeta::default()).await;
+    Ok(Json(json!({"target_id": target_id, "status": TargetStatus::Withdrawn, "cancelled_tasks": cancelled})))
+}
+
+#[derive(Debug, Deserialize)]
+struct TargetQuery {
+    court_id: Option<String>,
+    /// `lat,lon` (WGS-84).
+    near: Option<String>,
+    radius_km: Option<f64>,
+}
+
+/// Active targets whose known locations lie in a court's area and/or within a radius.
+async fn list_targets(State(state): State<AppState>, Query(q): Query<TargetQuery>) -> ApiResult<Json<Value>> {
+    let near = match &q.near {
+        None => None,
+        Some(text) => {
+            let parsed = text
+                .split_once(',')
+                .and_then(|(lat, lon)| Some((lat.trim().parse::<f64>().ok()?, lon.trim().parse::<f64>().ok()?)))
+                .filter(|(lat, lon)| (-90.0..=90.0).contains(lat) && (-180.0..=180.0).contains(lon));
+            Some(parsed.ok_or_else(|| ApiError::BadRequest(format!("near={text:?}: expected lat,lon")))?)
+        }
+    };
+    let radius = match (near, q.radius_km) {
+        (Some(_), Some(r)) if r.is_finite() && r > 0.0 => Some(r),
+        (Some(_), _) => return Err(ApiError::BadRequest("near needs a positive radius_km".into())),
+        (None, Some(_)) => return Err(ApiError::BadRequest("radius_km needs near=lat,lon".into())),
+        (None, None) => None,
+    };
+    if let Some(court) = &q.court_id {
+        if state.index.data().court(court).is_none() {
+            return Err(ApiError::BadRequest(format!("unknown court_id {court:?}")));
+        }
+    }
+    let court = q.court_id.as_deref().and_then(|c| state.index.data().court_position(c));
+    let targets = state.store.all_targets().await?;
+    let selected: Vec<&Target> = targets
+        .iter()
+        .filter(|t| t.status == TargetStatus::Active)
+        .filter(|t| {
+            t.known_locations.iter().any(|loc| {
+                let (lon, lat) = datum::to_wgs84(loc.datum, loc.lon, loc.lat);
+                let in_court = court.is_none_or(|c| state.index.containing_court(lon, lat) == Some(c));
+                let in_radius = match (near, radius) {
+                    (Some((nlat, nlon)), Some(r)) => datum::great_circle_km(nlon, nlat, lon, lat) <= r,
+                    _ => true,
+                };
+                in_court && in_radius
+            }) || (court.is_none() && near.is_none())
+        })
+        .collect();
+    Ok(Json(json!({"targets": selected, "count": selected.len()})))
+}
+
+#[derive(Debug, Deserialize)]
+struct TaskQuery {
+    court_id: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_tasks(State(state): State<AppState>, Query(q): Query<TaskQuery>) -> ApiResult<Json<Value>> {
+    let status = match &q.status {
+        None => None,
+        Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status {s:?}")))?),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let tasks = state.store.list_tasks(q.court_id.as_deref(), status, limit).await?;
+    Ok(Json(json!({"tasks": tasks, "count": tasks.len()})))
+}
+
+async fn get_task(State(state): State<AppState>, Path(task_id): Path<String>) -> ApiResult<Json<Value>> {
+    let task = state
+        .store
+        .get_task(&task_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no task {task_id:?}")))?;
+    let history = state.store.task_history(&task_id).await?;
+    let mut value = serde_json::to_value(&task).map_err(|e| ApiError::Internal(e.to_string()))?;
+    value["history"] = serde_json::to_value(history).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(value))
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusQuery {
+    /// The reporting court; when given (here or as `X-Court-Id`), it must hold the task.
+    court_id: Option<String>,
+}
+
+async fn post_status(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+    Query(q): Query<StatusQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let mut value = parse_json(&body)?;
+    if value.get("task_id").is_none() {
+        value["task_id"] = Value::String(task_id.clone());
+    }
+    let report: StatusReport =
+        serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("not a StatusReport: {e}")))?;
+    if report.task_id != task_id {
+        return Err(ApiError::BadRequest("task_id in the body differs from the path".into()));
+    }
+    let court = q
+        .court_id
+        .or_else(|| headers.get("x-court-id").and_then(|v| v.to_str().ok()).map(str::to_string));
+    if state.store.get_task(&task_id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no task {task_id:?}")));
+    }
+    match state
+        .store
+        .apply_status(&report, court.as_deref(), &state.topics, Utc::now())
+        .await?
+    {
+        StatusOutcome::Applied { task, previous, messages } => {
+            crate::metrics::status_report(report.status);
+            if previous == TaskStatus::Dispatched {
+                let seconds = (Utc::now() - task.dispatched_at).num_milliseconds().max(0) as f64 / 1000.0;
+                crate::metrics::dispatch_to_ack(&task.assisting_court_id, seconds);
+            }
+            state.publisher.send(messages, |_| OutboundMeta::default()).await;
+            if task.status == TaskStatus::Seized {
+                if let Some(target) = state.store.get_target(&task.target_id).await? {
+                    state.targets.apply([target]);
+                }
+            }
+            Ok(Json(serde_json::to_value(task).map_err(|e| ApiError::Internal(e.to_string()))?))
+        }
+        StatusOutcome::Refused { reason } => {
+            crate::metrics::status_rejected();
+            Err(ApiError::Conflict(reason))
+        }
+    }
+}

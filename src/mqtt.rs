@@ -1,0 +1,432 @@
+//! MQTT in and out (rumqttc).
+//!
+//! * **Ingest** — one persistent session (stable client id, clean session off, manual acks)
+//!   subscribed to sightings and status reports at QoS 1. The poll loop only hands messages
+//!   to a bounded channel; the pipeline acks each one after its effect is durable. Acks carry
+//!   the connection *epoch* they were received in: after a reconnect, the broker redelivers
+//!   what was not acked, and an ack from an older epoch is dropped rather than sent with a
+//!   packet id that now means another message.
+//! * **Publisher** — a second connection that publishes outbox messages at QoS 1 and marks
+//!   each sent only on the broker's PUBACK. On any connection error it starts a fresh
+//!   connection and re-reads the unsent outbox, so nothing is lost and consumers (who
+//!   de-duplicate by `task_id`) see at-least-once delivery.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics;
+use crate::model::Routing;
+use crate::store::Store;
+use crate::task::OutboxMessage;
+
+/// Where the broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Largest packet accepted from the broker. Far above the 64 KiB sighting limit on purpose:
+/// an oversized sighting must reach the decoder to be dead-lettered; a client-side limit
+/// would drop the connection and the broker would redeliver it forever.
+const MAX_INCOMING_PACKET: usize = 256 * 1024 * 1024;
+
+fn options(broker: &BrokerAddr, client_id: &str, clean_session: bool) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, broker.host.clone(), broker.port);
+    o.set_keep_alive(Duration::from_secs(20));
+    o.set_clean_session(clean_session);
+    o.set_max_packet_size(MAX_INCOMING_PACKET, 1024 * 1024);
+    o.set_inflight(1000);
+    o.set_request_channel_capacity(20_000);
+    o
+}
+
+/// One received message with what the pipeline needs to ack it correctly.
+#[derive(Debug)]
+pub struct Inbound {
+    pub publish: Publish,
+    pub received_at: Instant,
+    /// The connection epoch the message arrived in.
+    pub epoch: u64,
+}
+
+/// The ingest connection's sending half: acks and dead letters.
+#[derive(Clone)]
+pub struct IngestClient {
+    client: AsyncClient,
+    epoch: Arc<AtomicU64>,
+    connected: Arc<AtomicBool>,
+}
+
+impl IngestClient {
+    /// Acks a message if the connection it came on is still the current one.
+    pub async fn ack(&self, inbound: &Inbound) {
+        if inbound.epoch != self.epoch.load(Ordering::Acquire) {
+            // The broker redelivers it on the new connection; de-duplication absorbs it.
+            return;
+        }
+        if let Err(e) = self.client.ack(&inbound.publish).await {
+            tracing::warn!(error = %e, "could not queue an MQTT ack");
+        }
+    }
+
+    /// Publishes a dead letter (QoS 1, fire and forget: the original is acked right after).
+    pub async fn publish(&self, topic: String, payload: Vec<u8>) {
+        if let Err(e) = self.client.publish(topic, QoS::AtLeastOnce, false, payload).await {
+            metrics::publish_failure();
+            tracing::warn!(error = %e, "could not queue a dead letter");
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Ends the session politely (the broker keeps it: clean session is off).
+    pub async fn disconnect(&self) {
+        let _ = self.client.disconnect().await;
+    }
+}
+
+/// Starts the ingest connection: subscribes `filters` at QoS 1 on every (re)connect.
+pub fn spawn_ingest(
+    broker: &BrokerAddr,
+    client_id: &str,
+    filters: Vec<String>,
+    tx: mpsc::Sender<Inbound>,
+) -> (IngestClient, JoinHandle<()>) {
+    let mut opts = options(broker, client_id, false);
+    opts.set_manual_acks(true);
+    let (client, eventloop) = AsyncClient::new(opts, 20_000);
+    let ingest = IngestClient {
+        client: client.clone(),
+        epoch: Arc::new(AtomicU64::new(0)),
+        connected: Arc::new(AtomicBool::new(false)),
+    };
+    let handle = tokio::spawn(ingest_loop(eventloop, ingest.clone(), filters, tx));
+    (ingest, handle)
+}
+
+async fn ingest_loop(mut eventloop: EventLoop, ingest: IngestClient, filters: Vec<String>, tx: mpsc::Sender<Inbound>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                ingest.epoch.fetch_add(1, Ordering::AcqRel);
+                ingest.connected.store(true, Ordering::Release);
+                metrics::set_mqtt_connected(true);
+                backoff = Duration::from_millis(100);
+                let subs = filters.iter().map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                if let Err(e) = ingest.client.try_subscribe_many(subs) {
+                    tracing::error!(error = %e, "could not subscribe");
+                }
+                tracing::info!(?filters, "MQTT ingest connected and subscribed");
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let inbound = Inbound {
+                    publish,
+                    received_at: Instant::now(),
+                    epoch: ingest.epoch.load(Ordering::Acquire),
+                };
+                // Bounded: a slow pipeline applies back-pressure here, it never drops.
+                if tx.send(inbound).await.is_err() {
+                    break;
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+            Ok(_) => {}
+            Err(e) => {
+                if ingest.connected.swap(false, Ordering::AcqRel) {
+                    tracing::warn!(error = %e, "MQTT ingest connection lost; reconnecting");
+                } else {
+                    tracing::debug!(error = %e, "MQTT ingest reconnect failed");
+                }
+                metrics::set_mqtt_connected(false);
+                if tx.is_closed() {
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    ingest.connected.store(false, Ordering::Release);
+}
+
+/// What the publisher should record when a message is acknowledged by the broker.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundMeta {
+    /// When the sighting that caused it was received (for ingest→dispatch latency).
+    pub received_at: Option<Instant>,
+    /// When the sighting was observed (for sighting→dispatch latency).
+    pub observed_at: Option<DateTime<Utc>>,
+    /// Set for a new task: the assisting court and routing, for the dispatch counter.
+    pub new_task: Option<(String, Routing)>,
+}
+
+/// A committed outbox message on its way to the broker.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub message: OutboxMessage,
+    pub meta: OutboundMeta,
+}
+
+/// Handle to give the publisher freshly committed messages.
+#[derive(Clone)]
+pub struct Publisher {
+    tx: mpsc::Sender<Outbound>,
+}
+
+impl Publisher {
+    /// Queues committed messages. If the publisher is gone they stay in the outbox and are
+    /// published at the next start, so this cannot lose them.
+    pub async fn send(&self, messages: Vec<OutboxMessage>, mut meta: impl FnMut(&OutboxMessage) -> OutboundMeta) {
+        for message in messages {
+            let meta = meta(&message);
+            if self.tx.send(Outbound { message, meta }).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Starts the publisher. It runs until every [`Publisher`] handle is dropped and all queued
+/// messages are acknowledged (or `drain_deadline` passes after `stop`).
+pub fn spawn_publisher(
+    broker: &BrokerAddr,
+    client_id: &str,
+    store: Store,
+    stop: CancellationToken,
+) -> (Publisher, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(20_000);
+    let opts = options(broker, client_id, true);
+    let handle = tokio::spawn(publisher_loop(opts, store, rx, stop));
+    (Publisher { tx }, handle)
+}
+
+/// How long after `stop` the publisher keeps trying to deliver what is queued.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// Rows older than this without a PUBACK are re-read from the outbox (e.g. a crashed
+/// replica's, or ours from before a restart).
+const ORPHAN_AGE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+/// Most messages handed to the client and not yet acknowledged.
+const WINDOW: usize = 2_000;
+
+struct Tracking {
+    /// Ids queued locally, waiting for window space.
+    backlog: VecDeque<Outbound>,
+    /// Ids handed to the client, in order, not yet written (no packet id yet).
+    handed: VecDeque<Outbound>,
+    /// Packet id → message written and awaiting PUBACK.
+    inflight: HashMap<u16, Outbound>,
+    /// Every id queued, in flight, or acknowledged in the last minute, so the periodic
+    /// re-read of the outbox does not publish it again before it is marked sent.
+    known: HashSet<i64>,
+    /// Acknowledged ids and when, to forget them from `known` once surely marked sent.
+    acked: VecDeque<(i64, Instant)>,
+}
+
+impl Tracking {
+    fn new() -> Self {
+        Tracking {
+            backlog: VecDeque::new(),
+            handed: VecDeque::new(),
+            inflight: HashMap::new(),
+            known: HashSet::new(),
+            acked: VecDeque::new(),
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.backlog.is_empty() && self.handed.is_empty() && self.inflight.is_empty()
+    }
+
+    fn acknowledged(&mut self, id: i64) {
+        let now = Instant::now();
+        self.acked.push_back((id, now));
+        while let Some(&(old, at)) = self.acked.front() {
+            if now.duration_since(at) < Duration::from_secs(60) {
+                break;
+            }
+            self.known.remove(&old);
+            self.acked.pop_front();
+        }
+    }
+
+    fn push(&mut self, outbound: Outbound) {
+        if self.known.insert(outbound.message.id) {
+            self.backlog.push_back(outbound);
+        }
+    }
+
+    /// Everything not yet acknowledged goes back to the backlog for the next connection.
+    fn requeue_all(&mut self) {
+        let mut inflight: Vec<(u16, Outbound)> = self.inflight.drain().collect();
+        inflight.sort_by_key(|(_, o)| o.message.id);
+        let mut again: VecDeque<Outbound> = inflight.into_iter().map(|(_, o)| o).collect();
+        again.extend(self.handed.drain(..));
+        again.extend(self.backlog.drain(..));
+        self.backlog = again;
+    }
+}
+
+async fn publisher_loop(opts: MqttOptions, store: Store, mut rx: mpsc::Receiver<Outbound>, stop: CancellationToken) {
+    let mut tracking = Tracking::new();
+    let mut backoff = Duration::from_millis(100);
+    let mut rx_open = true;
+    let mut drain_until: Option<tokio::time::Instant> = None;
+    // Acked ids are marked sent in the database by a helper task, off the poll loop.
+    let (sent_tx, sent_rx) = mpsc::unbounded_channel::<i64>();
+    let marker = tokio::spawn(mark_sent_loop(store.clone(), sent_rx));
+    'connection: loop {
+        let (client, mut eventloop) = AsyncClient::new(opts.clone(), WINDOW * 2);
+        tracking.requeue_all();
+        let mut connected = false;
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            if drain_until.is_none() && stop.is_cancelled() {
+                drain_until = Some(tokio::time::Instant::now() + DRAIN_DEADLINE);
+            }
+            if !rx_open && tracking.is_idle() {
+                break 'connection;
+            }
+            if drain_until.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                tracing::warn!(
+                    unsent = tracking.backlog.len() + tracking.handed.len() + tracking.inflight.len(),
+                    "publisher stopping with messages unacknowledged; they stay in the outbox"
+                );
+                break 'connection;
+            }
+            // Hand backlog to the client while the window has room.
+            while connected && tracking.handed.len() + tracking.inflight.len() < WINDOW {
+                let Some(next) = tracking.backlog.pop_front() else { break };
+                let m = &next.message;
+                match client.try_publish(m.topic.clone(), QoS::AtLeastOnce, false, m.payload.clone()) {
+                    Ok(()) => tracking.handed.push_back(next),
+                    Err(_) => {
+                        tracking.backlog.push_front(next);
+                        break;
+                    }
+                }
+            }
+            let window_has_room = tracking.backlog.len() < WINDOW;
+            tokio::select! {
+                biased;
+                event = eventloop.poll() => match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        connected = true;
+                        backoff = Duration::from_millis(100);
+                        // Anything unsent in the database (from before a crash, or older than
+                        // the orphan age) joins the backlog.
+                        requeue_from_store(&store, &mut tracking, None).await;
+                    }
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        if let Some(outbound) = tracking.handed.pop_front() {
+                            tracking.inflight.insert(pkid, outbound);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        if let Some(outbound) = tracking.inflight.remove(&ack.pkid) {
+                            tracking.acknowledged(outbound.message.id);
+                            record_delivery(&outbound.meta);
+                            let _ = sent_tx.send(outbound.message.id);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if connected {
+                            tracing::warn!(error = %e, "MQTT publisher connection lost; reconnecting");
+                        }
+                        metrics::publish_failure();
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue 'connection;
+                    }
+                },
+                received = rx.recv(), if rx_open && window_has_room => match received {
+                    Some(outbound) => tracking.push(outbound),
+                    None => rx_open = false,
+                },
+                _ = sweep.tick(), if connected => {
+                    let cutoff = Utc::now() - ORPHAN_AGE;
+                    requeue_from_store(&store, &mut tracking, Some(cutoff)).await;
+                }
+                _ = stop.cancelled(), if drain_until.is_none() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)), if drain_until.is_some() => {}
+            }
+        }
+    }
+    drop(sent_tx);
+    let _ = marker.await;
+}
+
+/// Adds unsent outbox rows (optionally only those created before `older_than`).
+async fn requeue_from_store(store: &Store, tracking: &mut Tracking, older_than: Option<DateTime<Utc>>) {
+    match store.pending_outbox(WINDOW as i64).await {
+        Ok(rows) => {
+            for message in rows {
+                if older_than.is_some_and(|cutoff| message.created_at > cutoff) {
+                    continue;
+                }
+                tracking.push(Outbound {
+                    message,
+                    meta: OutboundMeta::default(),
+                });
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read the outbox"),
+    }
+}
+
+fn record_delivery(meta: &OutboundMeta) {
+    if let Some((court, routing)) = &meta.new_task {
+        metrics::task_dispatched(court, *routing);
+        if let Some(received) = meta.received_at {
+            metrics::ingest_to_dispatch(received.elapsed());
+        }
+        if let Some(observed) = meta.observed_at {
+            let seconds = (Utc::now() - observed).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            metrics::sighting_to_dispatch(seconds.max(0.0));
+        }
+    }
+}
+
+/// Marks acknowledged messages sent, in batches; retries on database errors (a message
+/// not marked is at worst published again).
+async fn mark_sent_loop(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {
+    let mut ids = Vec::new();
+    let mut last_gauge = Instant::now() - Duration::from_secs(2);
+    while let Some(id) = rx.recv().await {
+        ids.push(id);
+        while let Ok(id) = rx.try_recv() {
+            ids.push(id);
+            if ids.len() >= 1000 {
+                break;
+            }
+        }
+        for attempt in 0..5u32 {
+            match store.mark_sent(&ids, Utc::now()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "could not mark outbox messages sent");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+            }
+        }
+        ids.clear();
+        if last_gauge.elapsed() >= Duration::from_secs(1) {
+            last_gauge = Instant::now();
+            if let Ok(n) = store.outbox_pending_count().await {
+                metrics::set_outbox_pending(n);
+            }
+        }
+    }
+}

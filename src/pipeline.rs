@@ -1,0 +1,363 @@
+//! The pipeline: every inbound message, in order, through decode → match → locate → route,
+//! then a group commit of the matched ones, then acks.
+//!
+//! Unmatched sightings (almost all of them) cost a decode and one hash lookup and are acked
+//! without touching the database. Matched sightings and status reports are written in one
+//! transaction per batch (a few hundred, or a millisecond after the first durable item,
+//! whichever comes first); only after the commit are the batch's messages acked, in the
+//! order they arrived (MQTT requires in-order acks), and the committed outbox messages handed
+//! to the publisher. A crash before the commit means the broker redelivers; after it, the
+//! outbox publishes. Dead letters are published just before their message is acked.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::decode::{self, DecodeLimits};
+use crate::locate::JurisdictionIndex;
+use crate::metrics::{self, Stage};
+use crate::model::Sighting;
+use crate::mqtt::{Inbound, IngestClient, OutboundMeta, Publisher};
+use crate::route;
+use crate::store::{Deadlines, MatchOutcome, MatchedSighting, StatusOutcome, Store};
+use crate::targets::{LiveTargets, match_sighting};
+use crate::task::{StatusReport, TaskStatus, Topics};
+
+/// Everything the pipeline needs; built by the service.
+pub struct Pipeline {
+    pub store: Store,
+    pub targets: Arc<LiveTargets>,
+    pub index: Arc<JurisdictionIndex>,
+    pub topics: Topics,
+    pub deadlines: Deadlines,
+    pub limits: DecodeLimits,
+    pub max_batch: usize,
+    pub batch_window: Duration,
+    pub ingest: IngestClient,
+    pub publisher: Publisher,
+}
+
+/// What to do with one inbound message once the batch is durable.
+enum Disposition {
+    /// Nothing to store: ack.
+    Ack,
+    /// Publish this dead letter, then ack.
+    DeadLetter { topic: String, payload: Vec<u8> },
+    /// The `n`-th matched sighting of the batch.
+    Matched(usize),
+    /// A status report from `court`, applied at flush.
+    Status { court: String, report: StatusReport },
+}
+
+#[derive(Default)]
+struct Batch {
+    items: Vec<(Inbound, Disposition)>,
+    matched: Vec<MatchedSighting>,
+    /// Per matched sighting: when it was received, for latency metrics.
+    received: Vec<Instant>,
+    durable_items: usize,
+}
+
+impl Pipeline {
+    /// Runs until `stop` or until the inbound channel closes; the batch in hand is finished.
+    pub async fn run(self, mut rx: mpsc::Receiver<Inbound>, stop: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                next = rx.recv() => match next {
+                    Some(inbound) => inbound,
+                    None => break,
+                },
+            };
+            let mut batch = Batch::default();
+            self.take(first, &mut batch);
+            let mut window_ends: Option<tokio::time::Instant> = None;
+            while batch.items.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(inbound) => {
+                        self.take(inbound, &mut batch);
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {}
+                }
+                if batch.durable_items == 0 {
+                    break; // nothing to commit: ack now rather than wait
+                }
+                let ends = *window_ends.get_or_insert_with(|| tokio::time::Instant::now() + self.batch_window);
+                tokio::select! {
+                    next = rx.recv() => match next {
+                        Some(inbound) => self.take(inbound, &mut batch),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(ends) => break,
+                }
+            }
+            if !self.flush(batch, &stop).await {
+                break;
+            }
+        }
+    }
+
+    /// Classifies one message (pure work only; nothing is stored or acked yet).
+    fn take(&self, inbound: Inbound, batch: &mut Batch) {
+        let topic = inbound.publish.topic.clone();
+        let disposition = if let Some(source) = self.topics.sighting_source(&topic) {
+            self.take_sighting(&inbound, source, batch)
+        } else if let Some(court) = self.topics.status_court(&topic) {
+            match decode_status(&inbound.publish.payload) {
+                Ok(report) => {
+                    batch.durable_items += 1;
+                    Disposition::Status {
+                        court: court.to_string(),
+                        report,
+                    }
+                }
+                Err(detail) => {
+                    metrics::status_rejected();
+                    Disposition::DeadLetter {
+                        topic: self.topics.deadletter_status(),
+                        payload: dead_letter_json("invalid_report", &detail, &topic, &inbound.publish.payload),
+                    }
+                }
+            }
+        } else {
+            tracing::debug!(%topic, "message on an unexpected topic; acked and ignored");
+            Disposition::Ack
+        };
+        batch.items.push((inbound, disposition));
+    }
+
+    fn take_sighting(&self, inbound: &Inbound, source: &str, batch: &mut Batch) -> Disposition {
+        let span = tracing::debug_span!("sighting", source, event_id = tracing::field::Empty);
+        let _entered = span.enter();
+        let now = Utc::now();
+        let started = Instant::now();
+        let decoded = decode::decode_sighting(source, &inbound.publish.payload, now, &self.limits);
+        metrics::stage(Stage::Decode, started.elapsed());
+        let sighting = match decoded {
+            Ok(s) => s,
+            Err(rejection) => {
+                metrics::sighting_rejected(rejection.reason);
+                tracing::debug!(reason = rejection.reason.as_str(), "sighting rejected");
+                return Disposition::DeadLetter {
+                    topic: self.topics.deadletter_sightings(),
+                    payload: decode::dead_letter(&inbound.publish.topic, &inbound.publish.payload, &rejection),
+                };
+            }
+        };
+        span.record("event_id", sighting.event_id.as_str());
+        metrics::sighting_received(sighting.kind);
+        let started = Instant::now();
+        let found = match_sighting(&self.targets.snapshot(), &sighting, now);
+        metrics::stage(Stage::Match, started.elapsed());
+        let Some(found) = found else {
+            return Disposition::Ack; // privacy: an unmatched sighting leaves no trace
+        };
+        metrics::sighting_matched(sighting.kind, found.fuzzy);
+        let started = Instant::now();
+        let location = self.index.locate(sighting.lon, sighting.lat);
+        let kind = route::sighting_task_kind(sighting.kind);
+        let decision = route::decide(&found.target, kind, &self.index, &location, sighting.lon, sighting.lat);
+        metrics::stage(Stage::Locate, started.elapsed());
+        let route = match decision {
+            Ok(route) => route,
+            Err(e) => {
+                // Targets are validated on entry, so this means data changed under us.
+                tracing::error!(error = %e, "matched target cannot be routed");
+                return Disposition::Ack;
+            }
+        };
+        tracing::debug!(target_id = %found.target.target_id, assisting = %route.assisting_court_id, "sighting matched");
+        batch.durable_items += 1;
+        batch.matched.push(MatchedSighting {
+            sighting,
+            target_id: found.target.target_id.clone(),
+            route,
+            read_plate: found.read_plate,
+            fuzzy: found.fuzzy,
+            substitutions: found.substitutions,
+        });
+        batch.received.push(inbound.received_at);
+        Disposition::Matched(batch.matched.len() - 1)
+    }
+
+    /// Commits, publishes and acks a batch. Returns false if the pipeline must stop (the
+    /// database stayed unreachable through a shutdown: nothing is acked, the broker will
+    /// redeliver).
+    async fn flush(&self, batch: Batch, stop: &CancellationToken) -> bool {
+        metrics::batch_size(batch.items.len());
+        if !batch.matched.is_empty() {
+            let started = Instant::now();
+            let Some((outcomes, messages)) = self.commit(&batch.matched, stop).await else {
+                return false;
+            };
+            metrics::stage(Stage::Persist, started.elapsed());
+            self.hand_over(&batch, &outcomes, messages).await;
+        }
+        let mut status_letters = Vec::new();
+        for (inbound, disposition) in &batch.items {
+            if let Disposition::Status { court, report } = disposition {
+                if let Some(letter) = self.apply_status(inbound, court, report, stop).await {
+                    status_letters.push((inbound.publish.pkid, letter));
+                }
+            }
+        }
+        for (inbound, disposition) in batch.items {
+            match disposition {
+                Disposition::DeadLetter { topic, payload } => self.ingest.publish(topic, payload).await,
+                Disposition::Status { .. } => {
+                    if let Some(pos) = status_letters.iter().position(|(pkid, _)| *pkid == inbound.publish.pkid) {
+                        let (_, letter) = status_letters.swap_remove(pos);
+                        self.ingest.publish(self.topics.deadletter_status(), letter).await;
+                    }
+                }
+                Disposition::Ack | Disposition::Matched(_) => {}
+            }
+            self.ingest.ack(&inbound).await;
+        }
+        true
+    }
+
+    /// The group commit, retried while the database is unreachable.
+    async fn commit(
+        &self,
+        matched: &[MatchedSighting],
+        stop: &CancellationToken,
+    ) -> Option<(Vec<MatchOutcome>, Vec<crate::task::OutboxMessage>)> {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.store.record_matches(matched, &self.deadlines, &self.topics, Utc::now()).await {
+                Ok(result) => return Some(result),
+                Err(e) => {
+                    tracing::warn!(error = %e, batch = matched.len(), "group commit failed; retrying");
+                    if stop.is_cancelled() {
+                        return None;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Metrics for the outcomes and the committed messages to the publisher.
+    async fn hand_over(&self, batch: &Batch, outcomes: &[MatchOutcome], messages: Vec<crate::task::OutboxMessage>) {
+        // Each created task wrote exactly one message on its court's tasks topic, in batch
+        // order; pair them up so the publisher can time ingest → PUBACK.
+        let mut created = outcomes.iter().enumerate().filter_map(|(i, o)| match o {
+            MatchOutcome::Created(task) => Some((i, task)),
+            _ => None,
+        });
+        let mut next_created = created.next();
+        let mut metas = Vec::with_capacity(messages.len());
+        for message in &messages {
+            let mut meta = OutboundMeta::default();
+            if let Some((i, task)) = next_created {
+                if message.topic == self.topics.tasks(&task.assisting_court_id) {
+                    let m = &batch.matched[i];
+                    meta = OutboundMeta {
+                        received_at: Some(batch.received[i]),
+                        observed_at: Some(m.sighting.observed_at),
+                        new_task: Some((task.assisting_court_id.clone(), task.routing)),
+                    };
+                    log_task(task, &m.sighting);
+                    next_created = created.next();
+                }
+            }
+            metas.push(meta);
+        }
+        for outcome in outcomes {
+            match outcome {
+                MatchOutcome::Updated { .. } => metrics::task_update(),
+                MatchOutcome::Duplicate => metrics::duplicate(),
+                _ => {}
+            }
+        }
+        let mut metas = metas.into_iter();
+        self.publisher
+            .send(messages, |_| metas.next().unwrap_or_default())
+            .await;
+    }
+
+    /// Applies one status report; returns a dead letter if it was refused.
+    async fn apply_status(&self, inbound: &Inbound, court: &str, report: &StatusReport, stop: &CancellationToken) -> Option<Vec<u8>> {
+        let span = tracing::info_span!("status_report", task_id = %report.task_id, court, status = %report.status);
+        let mut backoff = Duration::from_millis(50);
+        let outcome = loop {
+            match self
+                .store
+                .apply_status(report, Some(court), &self.topics, Utc::now())
+                .instrument(span.clone())
+                .await
+            {
+                Ok(outcome) => break outcome,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not apply a status report; retrying");
+                    if stop.is_cancelled() {
+                        return None;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        };
+        match outcome {
+            StatusOutcome::Applied { task, previous, messages } => {
+                metrics::status_report(report.status);
+                if previous == TaskStatus::Dispatched {
+                    let seconds = (Utc::now() - task.dispatched_at).num_milliseconds().max(0) as f64 / 1000.0;
+                    metrics::dispatch_to_ack(&task.assisting_court_id, seconds);
+                }
+                span.in_scope(|| tracing::info!(from = %previous, "task status changed"));
+                self.publisher.send(messages, |_| OutboundMeta::default()).await;
+                None
+            }
+            StatusOutcome::Refused { reason } => {
+                metrics::status_rejected();
+                span.in_scope(|| tracing::info!(%reason, "status report refused"));
+                Some(dead_letter_json("refused", &reason, &inbound.publish.topic, &inbound.publish.payload))
+            }
+        }
+    }
+}
+
+fn log_task(task: &crate::task::Task, sighting: &Sighting) {
+    tracing::info!(
+        task_id = %task.task_id,
+        target_id = %task.target_id,
+        requesting = %task.requesting_court_id,
+        assisting = %task.assisting_court_id,
+        routing = ?task.routing,
+        source = %sighting.source,
+        event_id = %sighting.event_id,
+        "task dispatched"
+    );
+}
+
+/// Parses a StatusReport, with a readable reason when it is not one.
+pub fn decode_status(payload: &[u8]) -> Result<StatusReport, String> {
+    serde_json::from_slice::<StatusReport>(payload).map_err(|e| format!("not a StatusReport: {e}"))
+}
+
+/// A dead letter in the contract's shape for any refused message.
+pub fn dead_letter_json(reason: &str, detail: &str, topic: &str, payload: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let mut letter = serde_json::json!({"reason": reason, "detail": detail, "topic": topic});
+    match std::str::from_utf8(payload) {
+        Ok(text) => letter["payload"] = text.into(),
+        Err(_) => {
+            letter["payload"] = serde_json::Value::Null;
+            letter["payload_base64"] = base64::engine::general_purpose::STANDARD.encode(payload).into();
+        }
+    }
+    serde_json::to_vec(&letter).unwrap_or_default()
+}

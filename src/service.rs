@@ -1,0 +1,241 @@
+//! `leadrelay serve`: wires the steps together and runs them until shutdown.
+//!
+//! ```text
+//! broker ─► ingest ─► [bounded channel] ─► pipeline ─► store (group commit) ─► publisher ─► broker
+//!                                              │                  ▲
+//!                                              └── ack ◄──────────┘ (after commit)
+//! HTTP API ─► store / live targets / publisher        target sync: store ─► live targets
+//! ```
+//!
+//! Shutdown (SIGTERM, ctrl-c, or the caller's future): stop taking messages, finish the batch
+//! in hand (commit, ack), close the HTTP server, then let the publisher deliver everything
+//! committed before exiting.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker;
+use crate::config::{BrokerChoice, Config};
+use crate::geodata::DataError;
+use crate::http::{self, AppState};
+use crate::locate::JurisdictionIndex;
+use crate::metrics;
+use crate::mqtt::{self, BrokerAddr};
+use crate::pipeline::Pipeline;
+use crate::store::{Deadlines, Store, StoreError};
+use crate::targets::LiveTargets;
+use crate::task::Topics;
+
+/// Why the service could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("geographic data: {0}")]
+    Index(#[from] crate::locate::IndexError),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    #[error("metrics: {0}")]
+    Metrics(String),
+    #[error("HTTP: cannot listen on {addr}: {source}")]
+    Http { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A started service: where it listens, and how to wait for it.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub broker: BrokerAddr,
+    pub store: Store,
+    pub targets: Arc<LiveTargets>,
+    stopped: JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl Running {
+    /// Waits until the service has shut down (after the shutdown future resolved).
+    pub async fn wait(self) -> Result<(), ServiceError> {
+        self.stopped.await.map_err(|e| ServiceError::Other(format!("service task failed: {e}")))
+    }
+
+    /// Asks the service to stop, as the shutdown future would.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+/// Starts everything and returns once it is listening; `shutdown` resolving stops it.
+pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<Running, ServiceError> {
+    let metrics_handle = metrics::install().map_err(|e| ServiceError::Metrics(e.to_string()))?;
+    let data = Arc::new(config.data.load().map_err(|e| ServiceError::Other(format!("{e:#}")))?);
+    let index = Arc::new(JurisdictionIndex::new(data)?);
+    let broker = match &config.broker {
+        BrokerChoice::External { host, port } => BrokerAddr { host: host.clone(), port: *port },
+        BrokerChoice::Embedded(addr) => {
+            let running = broker::start(*addr)?;
+            BrokerAddr { host: running.addr.ip().to_string(), port: running.addr.port() }
+        }
+    };
+    let store = Store::connect(&config.database_url).await?;
+    let targets = Arc::new(LiveTargets::new(config.matching.clone()));
+    let all = store.all_targets().await?;
+    tracing::info!(targets = all.len(), "hotlist loaded");
+    targets.apply(all);
+
+    let topics = Topics::new(&config.topic_prefix);
+    let stop = CancellationToken::new();
+    let (publisher, publisher_task) = mqtt::spawn_publisher(&broker, &format!("{}-out", config.client_id), store.clone(), stop.clone());
+    let share = |filter: String| match &config.share_group {
+        Some(group) => format!("$share/{group}/{filter}"),
+        None => filter,
+    };
+    let filters = vec![share(topics.sightings_filter()), share(topics.status_filter())];
+    let (tx, rx) = tokio::sync::mpsc::channel(10_000);
+    let (ingest, ingest_task) = mqtt::spawn_ingest(&broker, &config.client_id, filters, tx);
+
+    let deadlines = Deadlines {
+        ack: chrono::Duration::from_std(config.ack_timeout).map_err(|e| ServiceError::Other(e.to_string()))?,
+        resolve: chrono::Duration::from_std(config.resolve_timeout).map_err(|e| ServiceError::Other(e.to_string()))?,
+    };
+    let pipeline = Pipeline {
+        store: store.clone(),
+        targets: targets.clone(),
+        index: index.clone(),
+        topics: topics.clone(),
+        deadlines,
+        limits: config.decode.clone(),
+        max_batch: config.max_batch,
+        batch_window: config.batch_window,
+        ingest: ingest.clone(),
+        publisher: publisher.clone(),
+    };
+    let pipeline_task = tokio::spawn(pipeline.run(rx, stop.clone()));
+
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|source| ServiceError::Http { addr: config.http_addr, source })?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|source| ServiceError::Http { addr: config.http_addr, source })?;
+    let app = http::app(AppState {
+        store: store.clone(),
+        targets: targets.clone(),
+        index,
+        topics,
+        publisher,
+        ingest: ingest.clone(),
+        metrics: metrics_handle,
+    });
+    let http_stop = stop.clone();
+    let http_task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    let housekeeping_task = tokio::spawn(housekeeping(store.clone(), targets.clone(), config.dedup_retention, stop.clone()));
+    tracing::info!(%http_addr, broker = ?config.broker, client_id = %config.client_id, "leadrelay serving");
+
+    let stopper = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.cancel();
+    });
+    let waiting = stop.clone();
+    let stopped = tokio::spawn(async move {
+        waiting.cancelled().await;
+        tracing::info!("shutting down: finishing the batch in hand");
+        let _ = pipeline_task.await;
+        ingest.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), ingest_task).await;
+        let _ = http_task.await;
+        let _ = housekeeping_task.await;
+        tracing::info!("flushing the outbox");
+        let _ = publisher_task.await;
+        tracing::info!("stopped");
+    });
+    Ok(Running { http_addr, broker, store, targets, stopped, stop })
+}
+
+/// Runs until `shutdown` resolves and everything has been flushed.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServiceError> {
+    start(config, shutdown).await?.wait().await
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Picks up target edits made elsewhere (another replica, `targets import`), refreshes
+/// gauges, and purges processed event ids past their retention.
+async fn housekeeping(store: Store, targets: Arc<LiveTargets>, retention: Duration, stop: CancellationToken) {
+    let mut since_ms = Utc::now().timestamp_millis() - 1_000;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        ticks += 1;
+        // Overlap the window by a second: edits committed out of clock order are not missed,
+        // and re-applying an unchanged target is harmless.
+        match store.targets_updated_since(since_ms - 1_000).await {
+            Ok(changed) if !changed.is_empty() => {
+                since_ms = changed.iter().map(|(at, _)| *at).max().unwrap_or(since_ms).max(since_ms);
+                targets.apply(changed.into_iter().map(|(_, t)| t));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read target changes"),
+        }
+        if ticks % 5 == 1 {
+            if let Ok(open) = store.open_tasks_by_court().await {
+                for (court, n) in open {
+                    metrics::set_open_tasks(&court, n);
+                }
+            }
+            if let Ok(counts) = store.target_counts().await {
+                for (kind, n) in counts {
+                    metrics::set_targets(kind, n);
+                }
+            }
+        }
+        if ticks % 3600 == 1 {
+            let cutoff = Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+            match store.purge_processed_before(cutoff).await {
+                Ok(n) if n > 0 => tracing::info!(purged = n, "old processed event ids purged"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not purge processed event ids"),
+            }
+        }
+    }
+}
