@@ -9,7 +9,10 @@ use std::net::{SocketAddr, TcpListener};
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("embedded broker: cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("embedded broker: {0}")]
     Config(String),
     #[error("this build has no embedded broker (feature `embedded-broker`); pass --mqtt-url")]
@@ -29,7 +32,9 @@ pub fn start(addr: SocketAddr) -> Result<EmbeddedBroker, BrokerError> {
     // Check the port is free (and pick one for port 0) so that failures are ours to report:
     // rumqttd would only log them from its own thread.
     let probe = TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, source })?;
-    let addr = probe.local_addr().map_err(|source| BrokerError::Bind { addr, source })?;
+    let addr = probe
+        .local_addr()
+        .map_err(|source| BrokerError::Bind { addr, source })?;
     drop(probe);
     let config = format!(
         r#"
@@ -51,7 +56,8 @@ next_connection_delay_ms = 0
     dynamic_filters = true
 "#
     );
-    let config: rumqttd::Config = toml::from_str(&config).map_err(|e| BrokerError::Config(e.to_string()))?;
+    let config: rumqttd::Config =
+        toml::from_str(&config).map_err(|e| BrokerError::Config(e.to_string()))?;
     let mut broker = rumqttd::Broker::new(config);
     std::thread::Builder::new()
         .name("embedded-broker".into())
@@ -69,7 +75,9 @@ next_connection_delay_ms = 0
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    Err(BrokerError::Config(format!("did not start listening on {addr}")))
+    Err(BrokerError::Config(format!(
+        "did not start listening on {addr}"
+    )))
 }
 
 #[cfg(not(feature = "embedded-broker"))]

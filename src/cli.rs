@@ -12,8 +12,8 @@ use serde_json::json;
 
 use crate::check;
 use crate::config::ServeArgs;
-use crate::demo::DemoArgs;
 use crate::datum::{self, Datum};
+use crate::demo::DemoArgs;
 use crate::geodata::{
     GeoData, SHIPPED_COURTS, SHIPPED_NEIGHBOUR_JURISDICTIONS, SHIPPED_NINGBO_JURISDICTIONS, Source,
 };
@@ -28,7 +28,12 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Log format on stderr.
-    #[arg(long, global = true, env = "LEADRELAY_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "LEADRELAY_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 }
 
@@ -150,31 +155,43 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => {
             let config = args.resolve()?;
             tracing::info!(?config, "configuration");
-            runtime()?.block_on(crate::service::run(config, crate::service::shutdown_signal()))?;
+            runtime()?.block_on(crate::service::run(
+                config,
+                crate::service::shutdown_signal(),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
             runtime()?.block_on(crate::demo::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Targets(TargetsCommand::Import { file, database_url, data }) => {
-            runtime()?.block_on(import_targets(file, database_url, data))
-        }
+        Command::Targets(TargetsCommand::Import {
+            file,
+            database_url,
+            data,
+        }) => runtime()?.block_on(import_targets(file, database_url, data)),
     }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Validates every line first; imports only if all are valid, so a bad file changes nothing.
-async fn import_targets(file: PathBuf, database_url: Option<String>, data: DataArgs) -> anyhow::Result<ExitCode> {
+async fn import_targets(
+    file: PathBuf,
+    database_url: Option<String>,
+    data: DataArgs,
+) -> anyhow::Result<ExitCode> {
     use std::io::BufRead;
     let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
         Box::new(std::io::BufReader::new(
-            std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?,
+            std::fs::File::open(&file)
+                .with_context(|| format!("cannot open {}", file.display()))?,
         ))
     };
     let geo = data.load()?;
@@ -189,7 +206,13 @@ async fn import_targets(file: PathBuf, database_url: Option<String>, data: DataA
             .map_err(|e| e.to_string())
             .and_then(|t| t.validate().map(|_| t).map_err(|e| e.to_string()))
             .and_then(|t| {
-                match t.cases.iter().map(|c| &c.court_id).chain(t.lead_court_id.as_ref()).find(|c| geo.court(c).is_none()) {
+                match t
+                    .cases
+                    .iter()
+                    .map(|c| &c.court_id)
+                    .chain(t.lead_court_id.as_ref())
+                    .find(|c| geo.court(c).is_none())
+                {
                     Some(unknown) => Err(format!("unknown court_id {unknown:?}")),
                     None => Ok(t),
                 }
@@ -212,7 +235,10 @@ async fn import_targets(file: PathBuf, database_url: Option<String>, data: DataA
     for chunk in targets.chunks(5_000) {
         imported += store.upsert_targets(chunk, chrono::Utc::now()).await?;
     }
-    println!("imported {imported} target(s) into {}", crate::config::redact(&url));
+    println!(
+        "imported {imported} target(s) into {}",
+        crate::config::redact(&url)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -170,7 +170,12 @@ pub fn redact(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
             match creds.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
                 None => url.to_string(),
             }
         }
@@ -192,7 +197,11 @@ impl ServeArgs {
         let embedded_addr = self
             .embedded_broker_addr
             .or(file.embedded_broker_addr)
-            .unwrap_or_else(|| DEFAULT_EMBEDDED_BROKER_ADDR.parse().expect("valid default address"));
+            .unwrap_or_else(|| {
+                DEFAULT_EMBEDDED_BROKER_ADDR
+                    .parse()
+                    .expect("valid default address")
+            });
         let broker = match mqtt_url {
             Some(url) => parse_mqtt_url(&url)?,
             None => BrokerChoice::Embedded(embedded_addr),
@@ -206,7 +215,13 @@ impl ServeArgs {
             || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
         {
-            return Err(invalid("database_url", format!("{:?}: expected sqlite://PATH or postgres://...", redact(&database_url))));
+            return Err(invalid(
+                "database_url",
+                format!(
+                    "{:?}: expected sqlite://PATH or postgres://...",
+                    redact(&database_url)
+                ),
+            ));
         }
         let mut data = self.data.clone();
         if data.jurisdictions.is_empty() {
@@ -215,43 +230,84 @@ impl ServeArgs {
         if data.courts.is_none() {
             data.courts = file.courts;
         }
-        let duration = |setting: &'static str, cli: &Option<String>, file: Option<String>, default: &str| {
-            let text = cli.clone().or(file).unwrap_or_else(|| default.to_string());
-            humantime::parse_duration(&text).map_err(|e| invalid(setting, format!("{text:?}: {e} (use e.g. 90s, 5m, 1h)")))
-        };
+        let duration =
+            |setting: &'static str, cli: &Option<String>, file: Option<String>, default: &str| {
+                let text = cli.clone().or(file).unwrap_or_else(|| default.to_string());
+                humantime::parse_duration(&text)
+                    .map_err(|e| invalid(setting, format!("{text:?}: {e} (use e.g. 90s, 5m, 1h)")))
+            };
         let ack_timeout = duration("ack_timeout", &self.ack_timeout, file.ack_timeout, "5m")?;
-        let resolve_timeout = duration("resolve_timeout", &self.resolve_timeout, file.resolve_timeout, "30m")?;
+        let resolve_timeout = duration(
+            "resolve_timeout",
+            &self.resolve_timeout,
+            file.resolve_timeout,
+            "30m",
+        )?;
         if ack_timeout.is_zero() || resolve_timeout < ack_timeout {
-            return Err(invalid("resolve_timeout", "must be positive and not shorter than ack_timeout".into()));
+            return Err(invalid(
+                "resolve_timeout",
+                "must be positive and not shorter than ack_timeout".into(),
+            ));
         }
         let batch_window = duration("batch_window", &self.batch_window, file.batch_window, "1ms")?;
-        let max_future_skew = duration("max_future_skew", &self.max_future_skew, file.max_future_skew, "5m")?;
-        let dedup_retention = duration("dedup_retention", &self.dedup_retention, file.dedup_retention, "7days")?;
+        let max_future_skew = duration(
+            "max_future_skew",
+            &self.max_future_skew,
+            file.max_future_skew,
+            "5m",
+        )?;
+        let dedup_retention = duration(
+            "dedup_retention",
+            &self.dedup_retention,
+            file.dedup_retention,
+            "7days",
+        )?;
         let max_batch = self.max_batch.or(file.max_batch).unwrap_or(500);
         if !(1..=10_000).contains(&max_batch) {
-            return Err(invalid("max_batch", format!("{max_batch}: must be 1 to 10000")));
+            return Err(invalid(
+                "max_batch",
+                format!("{max_batch}: must be 1 to 10000"),
+            ));
         }
-        let client_id = self.client_id.clone().or(file.client_id).unwrap_or_else(|| "leadrelay".to_string());
+        let client_id = self
+            .client_id
+            .clone()
+            .or(file.client_id)
+            .unwrap_or_else(|| "leadrelay".to_string());
         if client_id.is_empty() || client_id.len() > 64 || client_id.contains(['/', '+', '#']) {
-            return Err(invalid("client_id", format!("{client_id:?}: 1 to 64 characters, no / + #")));
+            return Err(invalid(
+                "client_id",
+                format!("{client_id:?}: 1 to 64 characters, no / + #"),
+            ));
         }
-        let share_group = self.share_group.clone().or(file.share_group).filter(|g| !g.is_empty());
+        let share_group = self
+            .share_group
+            .clone()
+            .or(file.share_group)
+            .filter(|g| !g.is_empty());
         if let Some(group) = &share_group {
             if group.contains(['/', '+', '#']) {
                 return Err(invalid("share_group", format!("{group:?}: no / + #")));
             }
         }
-        let topic_prefix = self.topic_prefix.clone().or(file.topic_prefix).unwrap_or_default();
+        let topic_prefix = self
+            .topic_prefix
+            .clone()
+            .or(file.topic_prefix)
+            .unwrap_or_default();
         if topic_prefix.contains(['+', '#']) {
-            return Err(invalid("topic_prefix", format!("{topic_prefix:?}: no wildcards")));
+            return Err(invalid(
+                "topic_prefix",
+                format!("{topic_prefix:?}: no wildcards"),
+            ));
         }
         let mut matching = MatchConfig::default();
         if let Some(n) = self.max_substitutions.or(file.max_substitutions) {
             matching.max_substitutions = n;
         }
         if let Some(classes) = self.confusables.clone().or(file.confusables) {
-            matching.confusables =
-                Confusables::from_classes(&classes).map_err(|e| invalid("confusables", e.to_string()))?;
+            matching.confusables = Confusables::from_classes(&classes)
+                .map_err(|e| invalid("confusables", e.to_string()))?;
         }
         Ok(Config {
             broker,
@@ -296,18 +352,25 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 
 /// `mqtt://host:port` (port defaults to 1883). TLS (`mqtts://`) is not built in.
 pub fn parse_mqtt_url(url: &str) -> Result<BrokerChoice, ConfigError> {
-    let rest = if let Some(rest) = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("tcp://")) {
+    let rest = if let Some(rest) = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+    {
         rest
     } else if url.starts_with("mqtts://") || url.starts_with("ssl://") {
         return Err(invalid("mqtt_url", "mqtts:// needs TLS, which this build does not include; terminate TLS in front of the broker or use mqtt://".into()));
     } else {
-        return Err(invalid("mqtt_url", format!("{url:?}: expected mqtt://host:port")));
+        return Err(invalid(
+            "mqtt_url",
+            format!("{url:?}: expected mqtt://host:port"),
+        ));
     };
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
         Some((host, port)) => (
             host,
-            port.parse::<u16>().map_err(|_| invalid("mqtt_url", format!("{url:?}: bad port")))?,
+            port.parse::<u16>()
+                .map_err(|_| invalid("mqtt_url", format!("{url:?}: bad port")))?,
         ),
         None => (rest, 1883),
     };
@@ -315,7 +378,10 @@ pub fn parse_mqtt_url(url: &str) -> Result<BrokerChoice, ConfigError> {
         return Err(invalid("mqtt_url", format!("{url:?}: no host")));
     }
     Ok(BrokerChoice::External {
-        host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
         port,
     })
 }
@@ -337,7 +403,11 @@ mod tests {
     fn cli_overrides_file_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("leadrelay.toml");
-        std::fs::write(&path, "ack_timeout = \"2m\"\nresolve_timeout = \"20m\"\nmqtt_url = \"mqtt://broker:1884\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "ack_timeout = \"2m\"\nresolve_timeout = \"20m\"\nmqtt_url = \"mqtt://broker:1884\"\n",
+        )
+        .unwrap();
         let args = ServeArgs {
             config: Some(path.clone()),
             ack_timeout: Some("90s".into()),
@@ -346,24 +416,62 @@ mod tests {
         let c = args.resolve().unwrap();
         assert_eq!(c.ack_timeout, Duration::from_secs(90));
         assert_eq!(c.resolve_timeout, Duration::from_secs(1200));
-        assert_eq!(c.broker, BrokerChoice::External { host: "broker".into(), port: 1884 });
+        assert_eq!(
+            c.broker,
+            BrokerChoice::External {
+                host: "broker".into(),
+                port: 1884
+            }
+        );
         std::fs::write(&path, "ack_timout = \"2m\"\n").unwrap();
-        let err = ServeArgs { config: Some(path), ..ServeArgs::default() }.resolve().unwrap_err();
+        let err = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
     }
 
     #[test]
     fn bad_settings_are_named() {
         let bad = |args: ServeArgs| args.resolve().unwrap_err().to_string();
-        assert!(bad(ServeArgs { ack_timeout: Some("soon".into()), ..Default::default() }).starts_with("ack_timeout"));
-        assert!(bad(ServeArgs { mqtt_url: Some("http://x".into()), ..Default::default() }).starts_with("mqtt_url"));
-        assert!(bad(ServeArgs { database_url: Some("mysql://x".into()), ..Default::default() }).starts_with("database_url"));
-        assert!(bad(ServeArgs { ack_timeout: Some("1h".into()), ..Default::default() }).starts_with("resolve_timeout"));
+        assert!(
+            bad(ServeArgs {
+                ack_timeout: Some("soon".into()),
+                ..Default::default()
+            })
+            .starts_with("ack_timeout")
+        );
+        assert!(
+            bad(ServeArgs {
+                mqtt_url: Some("http://x".into()),
+                ..Default::default()
+            })
+            .starts_with("mqtt_url")
+        );
+        assert!(
+            bad(ServeArgs {
+                database_url: Some("mysql://x".into()),
+                ..Default::default()
+            })
+            .starts_with("database_url")
+        );
+        assert!(
+            bad(ServeArgs {
+                ack_timeout: Some("1h".into()),
+                ..Default::default()
+            })
+            .starts_with("resolve_timeout")
+        );
     }
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://lr:s3cret@db:5432/x"), "postgres://lr:***@db:5432/x");
+        assert_eq!(
+            redact("postgres://lr:s3cret@db:5432/x"),
+            "postgres://lr:***@db:5432/x"
+        );
         assert_eq!(redact("sqlite://leadrelay.db"), "sqlite://leadrelay.db");
     }
 }

@@ -66,8 +66,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     running.store.upsert_targets(&targets, Utc::now()).await?;
     running.targets.apply(targets);
 
-    let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("leadrelay-demo-feed", broker.host.clone(), broker.port), 1000);
-    for filter in ["dispatch/+/tasks", "dispatch/+/updates", "dispatch/+/escalations", "alerts/+", "deadletter/#"] {
+    let (client, mut eventloop) = AsyncClient::new(
+        MqttOptions::new("leadrelay-demo-feed", broker.host.clone(), broker.port),
+        1000,
+    );
+    for filter in [
+        "dispatch/+/tasks",
+        "dispatch/+/updates",
+        "dispatch/+/escalations",
+        "alerts/+",
+        "deadletter/#",
+    ] {
         client.subscribe(filter, QoS::AtLeastOnce).await?;
     }
     let feed_client = client.clone();
@@ -117,10 +126,18 @@ fn print_message(topic: &str, payload: &[u8]) -> Option<Reply> {
     let latency = v["sighting"]["observed_at"]
         .as_str()
         .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-        .map(|t| format!("{:.1} ms", (Utc::now() - t).num_microseconds().unwrap_or(0) as f64 / 1000.0))
+        .map(|t| {
+            format!(
+                "{:.1} ms",
+                (Utc::now() - t).num_microseconds().unwrap_or(0) as f64 / 1000.0
+            )
+        })
         .unwrap_or_default();
     if topic.ends_with("/tasks") {
-        let who = v["plate"].as_str().or(v["person_id"].as_str().map(|_| "person")).unwrap_or("-");
+        let who = v["plate"]
+            .as_str()
+            .or(v["person_id"].as_str().map(|_| "person"))
+            .unwrap_or("-");
         println!(
             "{time}  TASK    {who:<10} {} → {}  {}  {:.1} km  sighting→task {latency}",
             text("requesting_court_id"),
@@ -132,7 +149,12 @@ fn print_message(topic: &str, payload: &[u8]) -> Option<Reply> {
             return Some(("cixi".into(), text("task_id")));
         }
     } else if topic.ends_with("/updates") {
-        println!("{time}  UPDATE  task {} {} {}", short(&text("task_id")), text("update"), text("status"));
+        println!(
+            "{time}  UPDATE  task {} {} {}",
+            short(&text("task_id")),
+            text("update"),
+            text("status")
+        );
     } else if topic.ends_with("/escalations") {
         println!("{time}  ESCALATION task {}", short(&text("task_id")));
     } else if topic.starts_with("alerts/") {
@@ -158,7 +180,12 @@ async fn command_center(client: AsyncClient, (court, task_id): Reply) {
         tokio::time::sleep(Duration::from_millis(delay)).await;
         let report = json!({"task_id": task_id, "status": status, "at": Utc::now(), "by": "cixi-officer-07", "note": note});
         let _ = client
-            .publish(format!("dispatch/{court}/status"), QoS::AtLeastOnce, false, report.to_string())
+            .publish(
+                format!("dispatch/{court}/status"),
+                QoS::AtLeastOnce,
+                false,
+                report.to_string(),
+            )
             .await;
     }
 }
@@ -173,16 +200,40 @@ async fn camera_feed(client: AsyncClient, rate: f64) {
         rng
     };
     let script: Vec<(u64, &str, Value)> = vec![
-        (1500, "cixi-cam-0042", json!({"kind": "vehicle", "plate": "浙B·12345", "lat": 30.1703, "lon": 121.2661})),
-        (3000, "cixi-cam-0077", json!({"kind": "vehicle", "plate": "浙b 12345", "lat": 30.1731, "lon": 121.2702})),
-        (4500, "ningbo-cam-0110", json!({"kind": "vehicle", "plate": "浙BK8O2I", "lat": 29.87, "lon": 121.55})),
-        (5000, "bad-feed-01", json!({"kind": "vehicle", "plate": "not a plate", "lat": 30.0, "lon": 121.0})),
-        (6000, "yuyao-hotel-017", json!({"kind": "person", "person_id": "330282198504120013", "lat": 30.045, "lon": 121.155})),
+        (
+            1500,
+            "cixi-cam-0042",
+            json!({"kind": "vehicle", "plate": "浙B·12345", "lat": 30.1703, "lon": 121.2661}),
+        ),
+        (
+            3000,
+            "cixi-cam-0077",
+            json!({"kind": "vehicle", "plate": "浙b 12345", "lat": 30.1731, "lon": 121.2702}),
+        ),
+        (
+            4500,
+            "ningbo-cam-0110",
+            json!({"kind": "vehicle", "plate": "浙BK8O2I", "lat": 29.87, "lon": 121.55}),
+        ),
+        (
+            5000,
+            "bad-feed-01",
+            json!({"kind": "vehicle", "plate": "not a plate", "lat": 30.0, "lon": 121.0}),
+        ),
+        (
+            6000,
+            "yuyao-hotel-017",
+            json!({"kind": "person", "person_id": "330282198504120013", "lat": 30.045, "lon": 121.155}),
+        ),
     ];
     let start = Instant::now();
     let mut script = script.into_iter().peekable();
     let mut seq = 0u64;
-    let period = if rate > 0.0 { Duration::from_secs_f64(1.0 / rate) } else { Duration::from_secs(3600) };
+    let period = if rate > 0.0 {
+        Duration::from_secs_f64(1.0 / rate)
+    } else {
+        Duration::from_secs(3600)
+    };
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
@@ -196,14 +247,23 @@ async fn camera_feed(client: AsyncClient, rate: f64) {
             body["event_id"] = json!(format!("{source}-{seq}"));
             body["observed_at"] = json!(now.to_rfc3339());
             body["source"] = json!(source);
-            let _ = client.publish(format!("sightings/{source}"), QoS::AtLeastOnce, false, body.to_string()).await;
+            let _ = client
+                .publish(
+                    format!("sightings/{source}"),
+                    QoS::AtLeastOnce,
+                    false,
+                    body.to_string(),
+                )
+                .await;
         }
         if rate <= 0.0 {
             continue;
         }
         // Background: an unflagged Ningbo plate somewhere in the city.
         const ALNUM: &[u8] = b"0123456789ABCDEFGHJKLMNPQRSTUVWXYZ";
-        let tail: String = (0..5).map(|_| ALNUM[(next() % 34) as usize] as char).collect();
+        let tail: String = (0..5)
+            .map(|_| ALNUM[(next() % 34) as usize] as char)
+            .collect();
         let lat = 29.6 + (next() % 6000) as f64 / 10_000.0;
         let lon = 121.1 + (next() % 7000) as f64 / 10_000.0;
         let camera = format!("ningbo-cam-{:04}", next() % 500);
@@ -211,7 +271,14 @@ async fn camera_feed(client: AsyncClient, rate: f64) {
             "event_id": format!("{camera}-{seq}"), "kind": "vehicle", "plate": format!("浙B{tail}"),
             "lat": lat, "lon": lon, "observed_at": now.to_rfc3339(), "source": camera, "confidence": 0.9
         });
-        let _ = client.publish(format!("sightings/{camera}"), QoS::AtLeastOnce, false, body.to_string()).await;
+        let _ = client
+            .publish(
+                format!("sightings/{camera}"),
+                QoS::AtLeastOnce,
+                false,
+                body.to_string(),
+            )
+            .await;
     }
 }
 

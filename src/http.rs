@@ -80,7 +80,11 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", d),
             ApiError::Internal(d) => {
                 tracing::error!(detail = %d, "internal error answering an HTTP request");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the service log".into())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the service log".into(),
+                )
             }
         };
         (status, Json(json!({"error": error, "detail": detail}))).into_response()
@@ -102,7 +106,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         state.metrics.render(),
     )
 }
@@ -134,7 +141,8 @@ async fn courts(State(state): State<AppState>) -> Json<Value> {
 
 /// Parses and validates a target, including that its courts exist.
 fn parse_target(value: Value, index: &JurisdictionIndex) -> Result<Target, String> {
-    let target: Target = serde_json::from_value(value).map_err(|e| format!("not a valid Target: {e}"))?;
+    let target: Target =
+        serde_json::from_value(value).map_err(|e| format!("not a valid Target: {e}"))?;
     target.validate().map_err(|e| e.to_string())?;
     let data = index.data();
     for court in target
@@ -154,7 +162,11 @@ fn parse_json(body: &Bytes) -> ApiResult<Value> {
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))
 }
 
-async fn put_target(State(state): State<AppState>, Path(target_id): Path<String>, body: Bytes) -> ApiResult<Response> {
+async fn put_target(
+    State(state): State<AppState>,
+    Path(target_id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let mut value = parse_json(&body)?;
     match value.get("target_id") {
         None => value["target_id"] = Value::String(target_id.clone()),
@@ -169,24 +181,36 @@ async fn put_target(State(state): State<AppState>, Path(target_id): Path<String>
     let existed = state.store.get_target(&target_id).await?.is_some();
     state.store.upsert_target(&target, Utc::now()).await?;
     state.targets.apply([target.clone()]);
-    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((status, Json(target)).into_response())
 }
 
 async fn put_targets_batch(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
     let Value::Array(items) = parse_json(&body)? else {
-        return Err(ApiError::BadRequest("body must be a JSON array of targets".into()));
+        return Err(ApiError::BadRequest(
+            "body must be a JSON array of targets".into(),
+        ));
     };
     let mut targets = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        targets.push(parse_target(item, &state.index).map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?);
+        targets.push(
+            parse_target(item, &state.index)
+                .map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?,
+        );
     }
     let count = state.store.upsert_targets(&targets, Utc::now()).await?;
     state.targets.apply(targets);
     Ok(Json(json!({"upserted": count})))
 }
 
-async fn get_target(State(state): State<AppState>, Path(target_id): Path<String>) -> ApiResult<Json<Target>> {
+async fn get_target(
+    State(state): State<AppState>,
+    Path(target_id): Path<String>,
+) -> ApiResult<Json<Target>> {
     state
         .store
         .get_target(&target_id)
@@ -195,7 +219,10 @@ async fn get_target(State(state): State<AppState>, Path(target_id): Path<String>
         .ok_or_else(|| ApiError::NotFound(format!("no target {target_id:?}")))
 }
 
-async fn withdraw_target(State(state): State<AppState>, Path(target_id): Path<String>) -> ApiResult<Json<Value>> {
+async fn withdraw_target(
+    State(state): State<AppState>,
+    Path(target_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let messages = state
         .store
         .withdraw_target(&target_id, &state.topics, Utc::now())
@@ -204,9 +231,17 @@ async fn withdraw_target(State(state): State<AppState>, Path(target_id): Path<St
     if let Some(target) = state.store.get_target(&target_id).await? {
         state.targets.apply([target]);
     }
-    let cancelled = messages.iter().filter(|m| m.topic.ends_with("/updates")).count();
-    state.publisher.send(messages, |_| OutboundMeta::default()).await;
-    Ok(Json(json!({"target_id": target_id, "status": TargetStatus::Withdrawn, "cancelled_tasks": cancelled})))
+    let cancelled = messages
+        .iter()
+        .filter(|m| m.topic.ends_with("/updates"))
+        .count();
+    state
+        .publisher
+        .send(messages, |_| OutboundMeta::default())
+        .await;
+    Ok(Json(
+        json!({"target_id": target_id, "status": TargetStatus::Withdrawn, "cancelled_tasks": cancelled}),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,20 +253,37 @@ struct TargetQuery {
 }
 
 /// Active targets whose known locations lie in a court's area and/or within a radius.
-async fn list_targets(State(state): State<AppState>, Query(q): Query<TargetQuery>) -> ApiResult<Json<Value>> {
-    let near = match &q.near {
-        None => None,
-        Some(text) => {
-            let parsed = text
-                .split_once(',')
-                .and_then(|(lat, lon)| Some((lat.trim().parse::<f64>().ok()?, lon.trim().parse::<f64>().ok()?)))
-                .filter(|(lat, lon)| (-90.0..=90.0).contains(lat) && (-180.0..=180.0).contains(lon));
-            Some(parsed.ok_or_else(|| ApiError::BadRequest(format!("near={text:?}: expected lat,lon")))?)
-        }
-    };
+async fn list_targets(
+    State(state): State<AppState>,
+    Query(q): Query<TargetQuery>,
+) -> ApiResult<Json<Value>> {
+    let near =
+        match &q.near {
+            None => None,
+            Some(text) => {
+                let parsed = text
+                    .split_once(',')
+                    .and_then(|(lat, lon)| {
+                        Some((
+                            lat.trim().parse::<f64>().ok()?,
+                            lon.trim().parse::<f64>().ok()?,
+                        ))
+                    })
+                    .filter(|(lat, lon)| {
+                        (-90.0..=90.0).contains(lat) && (-180.0..=180.0).contains(lon)
+                    });
+                Some(parsed.ok_or_else(|| {
+                    ApiError::BadRequest(format!("near={text:?}: expected lat,lon"))
+                })?)
+            }
+        };
     let radius = match (near, q.radius_km) {
         (Some(_), Some(r)) if r.is_finite() && r > 0.0 => Some(r),
-        (Some(_), _) => return Err(ApiError::BadRequest("near needs a positive radius_km".into())),
+        (Some(_), _) => {
+            return Err(ApiError::BadRequest(
+                "near needs a positive radius_km".into(),
+            ));
+        }
         (None, Some(_)) => return Err(ApiError::BadRequest("radius_km needs near=lat,lon".into())),
         (None, None) => None,
     };
@@ -240,7 +292,10 @@ async fn list_targets(State(state): State<AppState>, Query(q): Query<TargetQuery
             return Err(ApiError::BadRequest(format!("unknown court_id {court:?}")));
         }
     }
-    let court = q.court_id.as_deref().and_then(|c| state.index.data().court_position(c));
+    let court = q
+        .court_id
+        .as_deref()
+        .and_then(|c| state.index.data().court_position(c));
     let targets = state.store.all_targets().await?;
     let selected: Vec<&Target> = targets
         .iter()
@@ -248,9 +303,12 @@ async fn list_targets(State(state): State<AppState>, Query(q): Query<TargetQuery
         .filter(|t| {
             t.known_locations.iter().any(|loc| {
                 let (lon, lat) = datum::to_wgs84(loc.datum, loc.lon, loc.lat);
-                let in_court = court.is_none_or(|c| state.index.containing_court(lon, lat) == Some(c));
+                let in_court =
+                    court.is_none_or(|c| state.index.containing_court(lon, lat) == Some(c));
                 let in_radius = match (near, radius) {
-                    (Some((nlat, nlon)), Some(r)) => datum::great_circle_km(nlon, nlat, lon, lat) <= r,
+                    (Some((nlat, nlon)), Some(r)) => {
+                        datum::great_circle_km(nlon, nlat, lon, lat) <= r
+                    }
                     _ => true,
                 };
                 in_court && in_radius
@@ -267,17 +325,29 @@ struct TaskQuery {
     limit: Option<i64>,
 }
 
-async fn list_tasks(State(state): State<AppState>, Query(q): Query<TaskQuery>) -> ApiResult<Json<Value>> {
+async fn list_tasks(
+    State(state): State<AppState>,
+    Query(q): Query<TaskQuery>,
+) -> ApiResult<Json<Value>> {
     let status = match &q.status {
         None => None,
-        Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status {s:?}")))?),
+        Some(s) => Some(
+            TaskStatus::parse(s)
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown status {s:?}")))?,
+        ),
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    let tasks = state.store.list_tasks(q.court_id.as_deref(), status, limit).await?;
+    let tasks = state
+        .store
+        .list_tasks(q.court_id.as_deref(), status, limit)
+        .await?;
     Ok(Json(json!({"tasks": tasks, "count": tasks.len()})))
 }
 
-async fn get_task(State(state): State<AppState>, Path(task_id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_task(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let task = state
         .store
         .get_task(&task_id)
@@ -285,7 +355,8 @@ async fn get_task(State(state): State<AppState>, Path(task_id): Path<String>) ->
         .ok_or_else(|| ApiError::NotFound(format!("no task {task_id:?}")))?;
     let history = state.store.task_history(&task_id).await?;
     let mut value = serde_json::to_value(&task).map_err(|e| ApiError::Internal(e.to_string()))?;
-    value["history"] = serde_json::to_value(history).map_err(|e| ApiError::Internal(e.to_string()))?;
+    value["history"] =
+        serde_json::to_value(history).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(value))
 }
 
@@ -306,14 +377,19 @@ async fn post_status(
     if value.get("task_id").is_none() {
         value["task_id"] = Value::String(task_id.clone());
     }
-    let report: StatusReport =
-        serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("not a StatusReport: {e}")))?;
+    let report: StatusReport = serde_json::from_value(value)
+        .map_err(|e| ApiError::BadRequest(format!("not a StatusReport: {e}")))?;
     if report.task_id != task_id {
-        return Err(ApiError::BadRequest("task_id in the body differs from the path".into()));
+        return Err(ApiError::BadRequest(
+            "task_id in the body differs from the path".into(),
+        ));
     }
-    let court = q
-        .court_id
-        .or_else(|| headers.get("x-court-id").and_then(|v| v.to_str().ok()).map(str::to_string));
+    let court = q.court_id.or_else(|| {
+        headers
+            .get("x-court-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
     if state.store.get_task(&task_id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no task {task_id:?}")));
     }
@@ -322,19 +398,29 @@ async fn post_status(
         .apply_status(&report, court.as_deref(), &state.topics, Utc::now())
         .await?
     {
-        StatusOutcome::Applied { task, previous, messages } => {
+        StatusOutcome::Applied {
+            task,
+            previous,
+            messages,
+        } => {
             crate::metrics::status_report(report.status);
             if previous == TaskStatus::Dispatched {
-                let seconds = (Utc::now() - task.dispatched_at).num_milliseconds().max(0) as f64 / 1000.0;
+                let seconds =
+                    (Utc::now() - task.dispatched_at).num_milliseconds().max(0) as f64 / 1000.0;
                 crate::metrics::dispatch_to_ack(&task.assisting_court_id, seconds);
             }
-            state.publisher.send(messages, |_| OutboundMeta::default()).await;
+            state
+                .publisher
+                .send(messages, |_| OutboundMeta::default())
+                .await;
             if task.status == TaskStatus::Seized {
                 if let Some(target) = state.store.get_target(&task.target_id).await? {
                     state.targets.apply([target]);
                 }
             }
-            Ok(Json(serde_json::to_value(task).map_err(|e| ApiError::Internal(e.to_string()))?))
+            Ok(Json(
+                serde_json::to_value(task).map_err(|e| ApiError::Internal(e.to_string()))?,
+            ))
         }
         StatusOutcome::Refused { reason } => {
             crate::metrics::status_rejected();

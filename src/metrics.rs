@@ -1,1 +1,381 @@
-//! TODO
+//! Every metric leadrelay exports, named and described once, with one typed function per event.
+//!
+//! The service calls the functions below instead of `metrics::counter!` with string names, so
+//! names and label sets cannot drift apart. Labels are bounded, non-personal values only —
+//! kinds, reasons, court ids, routings, statuses, stages — never a plate or an identity number
+//! (DESIGN.md decision 12). `/metrics` renders the [`PrometheusHandle`] that [`install`]
+//! returns; the exporter's own HTTP listener is not used.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::decode::RejectReason;
+use crate::model::{Routing, TargetKind};
+use crate::task::TaskStatus;
+
+/// Sightings taken off the wire, by `kind`.
+pub const SIGHTINGS_RECEIVED: &str = "leadrelay_sightings_received_total";
+/// Sightings refused at decode, by `reason` (see [`RejectReason::as_str`]).
+pub const SIGHTINGS_REJECTED: &str = "leadrelay_sightings_rejected_total";
+/// Sightings that matched a target, by `kind` and `fuzzy` (`true` for a confusable match).
+pub const SIGHTINGS_MATCHED: &str = "leadrelay_sightings_matched_total";
+/// Redeliveries of an already processed `(source, event_id)`.
+pub const SIGHTINGS_DUPLICATE: &str = "leadrelay_sightings_duplicate_total";
+/// New tasks sent to a command center, by assisting `court` and `routing`.
+pub const TASKS_DISPATCHED: &str = "leadrelay_tasks_dispatched_total";
+/// TaskUpdates sent (newer sightings and status changes).
+pub const TASK_UPDATES: &str = "leadrelay_task_updates_total";
+/// StatusReports accepted, by reported `status`.
+pub const STATUS_REPORTS: &str = "leadrelay_status_reports_total";
+/// StatusReports refused (sent to `deadletter/status`).
+pub const STATUS_REJECTED: &str = "leadrelay_status_rejected_total";
+/// MQTT publishes that failed and were left in the outbox for a retry.
+pub const PUBLISH_FAILURES: &str = "leadrelay_publish_failures_total";
+/// Sighting received → PUBACK of its task.
+pub const INGEST_TO_DISPATCH: &str = "leadrelay_ingest_to_dispatch_seconds";
+/// Sighting's `observed_at` → PUBACK of its task; includes the feed's own delay.
+pub const SIGHTING_TO_DISPATCH: &str = "leadrelay_sighting_to_dispatch_seconds";
+/// Task dispatched → acknowledged by the command center, by `court`.
+pub const DISPATCH_TO_ACK: &str = "leadrelay_dispatch_to_ack_seconds";
+/// Latency of one step of the flow, by `stage`.
+pub const STAGE: &str = "leadrelay_stage_seconds";
+/// Rows per group commit.
+pub const BATCH_SIZE: &str = "leadrelay_batch_size";
+/// Open tasks held by a `court`.
+pub const OPEN_TASKS: &str = "leadrelay_open_tasks";
+/// Targets in the hotlist, by `kind`.
+pub const TARGETS: &str = "leadrelay_targets";
+/// Messages written to the outbox and not yet published.
+pub const OUTBOX_PENDING: &str = "leadrelay_outbox_pending";
+/// 1 while the MQTT connection is up.
+pub const MQTT_CONNECTED: &str = "leadrelay_mqtt_connected";
+
+/// From 100 µs (one decode+match is a few µs, a commit well under a millisecond) to the
+/// 30-minute resolve deadline, so both the hot path and the human loop resolve.
+const SECONDS_BUCKETS: [f64; 20] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0, 60.0, 300.0, 1800.0,
+];
+const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+/// Histograms drain into their buckets here and at every render; this bounds memory when
+/// nobody scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Why the Prometheus recorder could not be installed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetricsError {
+    #[error("another metrics recorder is already installed in this process")]
+    OtherRecorderInstalled,
+    #[error("invalid Prometheus exporter configuration: {0}")]
+    Config(String),
+}
+
+/// A step of the flow, for [`stage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    Decode,
+    Match,
+    Locate,
+    Persist,
+    Publish,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 5] = [
+        Stage::Decode,
+        Stage::Match,
+        Stage::Locate,
+        Stage::Persist,
+        Stage::Publish,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::Match => "match",
+            Stage::Locate => "locate",
+            Stage::Persist => "persist",
+            Stage::Publish => "publish",
+        }
+    }
+}
+
+/// Installs the Prometheus recorder as the process's global recorder and describes every
+/// metric; returns the handle `/metrics` renders.
+///
+/// Idempotent: a process may start the service more than once (tests do), and the global
+/// recorder can be set only once, so later calls return the first call's handle (or error).
+pub fn install() -> Result<PrometheusHandle, MetricsError> {
+    static INSTALLED: OnceLock<Result<PrometheusHandle, MetricsError>> = OnceLock::new();
+    INSTALLED.get_or_init(install_once).clone()
+}
+
+fn install_once() -> Result<PrometheusHandle, MetricsError> {
+    let mut builder = PrometheusBuilder::new();
+    for name in [
+        INGEST_TO_DISPATCH,
+        SIGHTING_TO_DISPATCH,
+        DISPATCH_TO_ACK,
+        STAGE,
+    ] {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full(name.to_owned()), &SECONDS_BUCKETS)
+            .map_err(|e| MetricsError::Config(e.to_string()))?;
+    }
+    builder = builder
+        .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.to_owned()), &BATCH_BUCKETS)
+        .map_err(|e| MetricsError::Config(e.to_string()))?;
+    let recorder = builder.build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|_| MetricsError::OtherRecorderInstalled)?;
+    describe();
+    let upkeep = handle.clone();
+    // If the thread cannot start, renders still drain the histograms; only idle memory grows.
+    let _ = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                upkeep.run_upkeep();
+            }
+        });
+    Ok(handle)
+}
+
+/// The HELP and TYPE of every metric; the recorder keeps the first description of each name.
+fn describe() {
+    describe_counter!(
+        SIGHTINGS_RECEIVED,
+        Unit::Count,
+        "Sightings received from the feeds, by kind."
+    );
+    describe_counter!(
+        SIGHTINGS_REJECTED,
+        Unit::Count,
+        "Sightings refused at decode and dead-lettered, by reason."
+    );
+    describe_counter!(
+        SIGHTINGS_MATCHED,
+        Unit::Count,
+        "Sightings that matched a flagged target, by kind and whether the plate match was fuzzy."
+    );
+    describe_counter!(
+        SIGHTINGS_DUPLICATE,
+        Unit::Count,
+        "Redelivered sightings whose (source, event_id) was already processed."
+    );
+    describe_counter!(
+        TASKS_DISPATCHED,
+        Unit::Count,
+        "New tasks sent to a command center, by assisting court and routing."
+    );
+    describe_counter!(
+        TASK_UPDATES,
+        Unit::Count,
+        "Task updates sent (newer sightings and status changes)."
+    );
+    describe_counter!(
+        STATUS_REPORTS,
+        Unit::Count,
+        "Status reports accepted from command centers, by status."
+    );
+    describe_counter!(
+        STATUS_REJECTED,
+        Unit::Count,
+        "Status reports refused and dead-lettered."
+    );
+    describe_counter!(
+        PUBLISH_FAILURES,
+        Unit::Count,
+        "MQTT publishes that failed and stay in the outbox for a retry."
+    );
+    describe_histogram!(
+        INGEST_TO_DISPATCH,
+        Unit::Seconds,
+        "Time from receiving a sighting to the broker's PUBACK of its task."
+    );
+    describe_histogram!(
+        SIGHTING_TO_DISPATCH,
+        Unit::Seconds,
+        "Time from a sighting's observed_at to the broker's PUBACK of its task."
+    );
+    describe_histogram!(
+        DISPATCH_TO_ACK,
+        Unit::Seconds,
+        "Time from dispatching a task to its acknowledgement, by assisting court."
+    );
+    describe_histogram!(
+        STAGE,
+        Unit::Seconds,
+        "Latency of one step of the flow, by stage."
+    );
+    describe_histogram!(BATCH_SIZE, Unit::Count, "Rows written per group commit.");
+    describe_gauge!(
+        OPEN_TASKS,
+        Unit::Count,
+        "Open tasks (dispatched, acknowledged, en route) held by a court."
+    );
+    describe_gauge!(
+        TARGETS,
+        Unit::Count,
+        "Matchable targets in the hotlist, by kind."
+    );
+    describe_gauge!(
+        OUTBOX_PENDING,
+        Unit::Count,
+        "Outbox messages not yet published."
+    );
+    describe_gauge!(
+        MQTT_CONNECTED,
+        "1 while connected to the MQTT broker, else 0."
+    );
+}
+
+fn kind_label(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::Vehicle => "vehicle",
+        TargetKind::Person => "person",
+    }
+}
+
+fn routing_label(routing: Routing) -> &'static str {
+    match routing {
+        Routing::OwnJurisdiction => "own_jurisdiction",
+        Routing::InJurisdiction => "in_jurisdiction",
+        Routing::NearestCourt => "nearest_court",
+    }
+}
+
+pub fn sighting_received(kind: TargetKind) {
+    counter!(SIGHTINGS_RECEIVED, "kind" => kind_label(kind)).increment(1);
+}
+
+pub fn sighting_rejected(reason: RejectReason) {
+    counter!(SIGHTINGS_REJECTED, "reason" => reason.as_str()).increment(1);
+}
+
+pub fn sighting_matched(kind: TargetKind, fuzzy: bool) {
+    let fuzzy = if fuzzy { "true" } else { "false" };
+    counter!(SIGHTINGS_MATCHED, "kind" => kind_label(kind), "fuzzy" => fuzzy).increment(1);
+}
+
+pub fn duplicate() {
+    counter!(SIGHTINGS_DUPLICATE).increment(1);
+}
+
+/// `court` is a court id (lower-case ASCII from the jurisdiction data), never free text.
+pub fn task_dispatched(court: &str, routing: Routing) {
+    counter!(TASKS_DISPATCHED, "court" => court.to_owned(), "routing" => routing_label(routing))
+        .increment(1);
+}
+
+pub fn task_update() {
+    counter!(TASK_UPDATES).increment(1);
+}
+
+pub fn status_report(status: TaskStatus) {
+    counter!(STATUS_REPORTS, "status" => status.as_str()).increment(1);
+}
+
+pub fn status_rejected() {
+    counter!(STATUS_REJECTED).increment(1);
+}
+
+pub fn publish_failure() {
+    counter!(PUBLISH_FAILURES).increment(1);
+}
+
+pub fn ingest_to_dispatch(d: Duration) {
+    histogram!(INGEST_TO_DISPATCH).record(d.as_secs_f64());
+}
+
+/// Camera clocks may run ahead of ours, so a negative span is recorded as zero.
+pub fn sighting_to_dispatch(seconds: f64) {
+    histogram!(SIGHTING_TO_DISPATCH).record(seconds.max(0.0));
+}
+
+/// Clamped at zero like [`sighting_to_dispatch`]: the report's `at` comes from another clock.
+pub fn dispatch_to_ack(court: &str, seconds: f64) {
+    histogram!(DISPATCH_TO_ACK, "court" => court.to_owned()).record(seconds.max(0.0));
+}
+
+pub fn stage(stage: Stage, d: Duration) {
+    histogram!(STAGE, "stage" => stage.as_str()).record(d.as_secs_f64());
+}
+
+pub fn batch_size(n: usize) {
+    histogram!(BATCH_SIZE).record(n as f64);
+}
+
+pub fn set_open_tasks(court: &str, n: i64) {
+    gauge!(OPEN_TASKS, "court" => court.to_owned()).set(n as f64);
+}
+
+pub fn set_targets(kind: TargetKind, n: i64) {
+    gauge!(TARGETS, "kind" => kind_label(kind)).set(n as f64);
+}
+
+pub fn set_outbox_pending(n: i64) {
+    gauge!(OUTBOX_PENDING).set(n as f64);
+}
+
+pub fn set_mqtt_connected(connected: bool) {
+    gauge!(MQTT_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_names_buckets_and_help() {
+        let handle = install().unwrap();
+        sighting_received(TargetKind::Vehicle);
+        sighting_rejected(RejectReason::InvalidPlate);
+        sighting_matched(TargetKind::Person, true);
+        task_dispatched("cixi", Routing::InJurisdiction);
+        status_report(TaskStatus::EnRoute);
+        ingest_to_dispatch(Duration::from_micros(700));
+        sighting_to_dispatch(-3.0);
+        stage(Stage::Decode, Duration::from_micros(3));
+        batch_size(17);
+        set_open_tasks("cixi", 2);
+        set_mqtt_connected(true);
+
+        // A second install (a second service start) shares the same recorder.
+        install().unwrap().render();
+        duplicate();
+        let out = handle.render();
+        for needle in [
+            "leadrelay_sightings_received_total{kind=\"vehicle\"}",
+            "leadrelay_sightings_rejected_total{reason=\"invalid_plate\"}",
+            "leadrelay_sightings_matched_total{kind=\"person\",fuzzy=\"true\"}",
+            "leadrelay_tasks_dispatched_total{court=\"cixi\",routing=\"in_jurisdiction\"}",
+            "leadrelay_status_reports_total{status=\"en_route\"}",
+            "leadrelay_sightings_duplicate_total",
+            "leadrelay_ingest_to_dispatch_seconds_bucket{le=\"0.001\"} 1",
+            "leadrelay_ingest_to_dispatch_seconds_bucket{le=\"0.0005\"} 0",
+            "leadrelay_sighting_to_dispatch_seconds_bucket{le=\"0.0001\"} 1",
+            "leadrelay_stage_seconds_bucket{stage=\"decode\",le=\"0.0001\"} 1",
+            "leadrelay_batch_size_bucket{le=\"20\"} 1",
+            "leadrelay_open_tasks{court=\"cixi\"} 2",
+            "leadrelay_mqtt_connected 1",
+            "# HELP leadrelay_sightings_received_total Sightings received",
+            "# HELP leadrelay_stage_seconds Latency of one step",
+            "# TYPE leadrelay_stage_seconds histogram",
+        ] {
+            assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+        }
+    }
+
+    #[test]
+    fn labels_are_distinct() {
+        let stages: std::collections::HashSet<_> = Stage::ALL.map(Stage::as_str).into();
+        assert_eq!(stages.len(), Stage::ALL.len());
+    }
+}

@@ -80,7 +80,11 @@ impl IngestClient {
 
     /// Publishes a dead letter (QoS 1, fire and forget: the original is acked right after).
     pub async fn publish(&self, topic: String, payload: Vec<u8>) {
-        if let Err(e) = self.client.publish(topic, QoS::AtLeastOnce, false, payload).await {
+        if let Err(e) = self
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+        {
             metrics::publish_failure();
             tracing::warn!(error = %e, "could not queue a dead letter");
         }
@@ -115,7 +119,12 @@ pub fn spawn_ingest(
     (ingest, handle)
 }
 
-async fn ingest_loop(mut eventloop: EventLoop, ingest: IngestClient, filters: Vec<String>, tx: mpsc::Sender<Inbound>) {
+async fn ingest_loop(
+    mut eventloop: EventLoop,
+    ingest: IngestClient,
+    filters: Vec<String>,
+    tx: mpsc::Sender<Inbound>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match eventloop.poll().await {
@@ -124,7 +133,9 @@ async fn ingest_loop(mut eventloop: EventLoop, ingest: IngestClient, filters: Ve
                 ingest.connected.store(true, Ordering::Release);
                 metrics::set_mqtt_connected(true);
                 backoff = Duration::from_millis(100);
-                let subs = filters.iter().map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                let subs = filters
+                    .iter()
+                    .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
                 if let Err(e) = ingest.client.try_subscribe_many(subs) {
                     tracing::error!(error = %e, "could not subscribe");
                 }
@@ -188,7 +199,11 @@ pub struct Publisher {
 impl Publisher {
     /// Queues committed messages. If the publisher is gone they stay in the outbox and are
     /// published at the next start, so this cannot lose them.
-    pub async fn send(&self, messages: Vec<OutboxMessage>, mut meta: impl FnMut(&OutboxMessage) -> OutboundMeta) {
+    pub async fn send(
+        &self,
+        messages: Vec<OutboxMessage>,
+        mut meta: impl FnMut(&OutboxMessage) -> OutboundMeta,
+    ) {
         for message in messages {
             let meta = meta(&message);
             if self.tx.send(Outbound { message, meta }).await.is_err() {
@@ -278,7 +293,12 @@ impl Tracking {
     }
 }
 
-async fn publisher_loop(opts: MqttOptions, store: Store, mut rx: mpsc::Receiver<Outbound>, stop: CancellationToken) {
+async fn publisher_loop(
+    opts: MqttOptions,
+    store: Store,
+    mut rx: mpsc::Receiver<Outbound>,
+    stop: CancellationToken,
+) {
     let mut tracking = Tracking::new();
     let mut backoff = Duration::from_millis(100);
     let mut rx_open = true;
@@ -300,16 +320,24 @@ async fn publisher_loop(opts: MqttOptions, store: Store, mut rx: mpsc::Receiver<
             }
             if drain_until.is_some_and(|d| tokio::time::Instant::now() >= d) {
                 tracing::warn!(
-                    unsent = tracking.backlog.len() + tracking.handed.len() + tracking.inflight.len(),
+                    unsent =
+                        tracking.backlog.len() + tracking.handed.len() + tracking.inflight.len(),
                     "publisher stopping with messages unacknowledged; they stay in the outbox"
                 );
                 break 'connection;
             }
             // Hand backlog to the client while the window has room.
             while connected && tracking.handed.len() + tracking.inflight.len() < WINDOW {
-                let Some(next) = tracking.backlog.pop_front() else { break };
+                let Some(next) = tracking.backlog.pop_front() else {
+                    break;
+                };
                 let m = &next.message;
-                match client.try_publish(m.topic.clone(), QoS::AtLeastOnce, false, m.payload.clone()) {
+                match client.try_publish(
+                    m.topic.clone(),
+                    QoS::AtLeastOnce,
+                    false,
+                    m.payload.clone(),
+                ) {
                     Ok(()) => tracking.handed.push_back(next),
                     Err(_) => {
                         tracking.backlog.push_front(next);
@@ -369,7 +397,11 @@ async fn publisher_loop(opts: MqttOptions, store: Store, mut rx: mpsc::Receiver<
 }
 
 /// Adds unsent outbox rows (optionally only those created before `older_than`).
-async fn requeue_from_store(store: &Store, tracking: &mut Tracking, older_than: Option<DateTime<Utc>>) {
+async fn requeue_from_store(
+    store: &Store,
+    tracking: &mut Tracking,
+    older_than: Option<DateTime<Utc>>,
+) {
     match store.pending_outbox(WINDOW as i64).await {
         Ok(rows) => {
             for message in rows {

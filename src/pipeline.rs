@@ -47,8 +47,8 @@ enum Disposition {
     Ack,
     /// Publish this dead letter, then ack.
     DeadLetter { topic: String, payload: Vec<u8> },
-    /// The `n`-th matched sighting of the batch.
-    Matched(usize),
+    /// A matched sighting, committed with the batch.
+    Matched,
     /// A status report from `court`, applied at flush.
     Status { court: String, report: StatusReport },
 }
@@ -89,7 +89,8 @@ impl Pipeline {
                 if batch.durable_items == 0 {
                     break; // nothing to commit: ack now rather than wait
                 }
-                let ends = *window_ends.get_or_insert_with(|| tokio::time::Instant::now() + self.batch_window);
+                let ends = *window_ends
+                    .get_or_insert_with(|| tokio::time::Instant::now() + self.batch_window);
                 tokio::select! {
                     next = rx.recv() => match next {
                         Some(inbound) => self.take(inbound, &mut batch),
@@ -122,7 +123,12 @@ impl Pipeline {
                     metrics::status_rejected();
                     Disposition::DeadLetter {
                         topic: self.topics.deadletter_status(),
-                        payload: dead_letter_json("invalid_report", &detail, &topic, &inbound.publish.payload),
+                        payload: dead_letter_json(
+                            "invalid_report",
+                            &detail,
+                            &topic,
+                            &inbound.publish.payload,
+                        ),
                     }
                 }
             }
@@ -147,7 +153,11 @@ impl Pipeline {
                 tracing::debug!(reason = rejection.reason.as_str(), "sighting rejected");
                 return Disposition::DeadLetter {
                     topic: self.topics.deadletter_sightings(),
-                    payload: decode::dead_letter(&inbound.publish.topic, &inbound.publish.payload, &rejection),
+                    payload: decode::dead_letter(
+                        &inbound.publish.topic,
+                        &inbound.publish.payload,
+                        &rejection,
+                    ),
                 };
             }
         };
@@ -163,7 +173,14 @@ impl Pipeline {
         let started = Instant::now();
         let location = self.index.locate(sighting.lon, sighting.lat);
         let kind = route::sighting_task_kind(sighting.kind);
-        let decision = route::decide(&found.target, kind, &self.index, &location, sighting.lon, sighting.lat);
+        let decision = route::decide(
+            &found.target,
+            kind,
+            &self.index,
+            &location,
+            sighting.lon,
+            sighting.lat,
+        );
         metrics::stage(Stage::Locate, started.elapsed());
         let route = match decision {
             Ok(route) => route,
@@ -184,7 +201,7 @@ impl Pipeline {
             substitutions: found.substitutions,
         });
         batch.received.push(inbound.received_at);
-        Disposition::Matched(batch.matched.len() - 1)
+        Disposition::Matched
     }
 
     /// Commits, publishes and acks a batch. Returns false if the pipeline must stop (the
@@ -210,14 +227,21 @@ impl Pipeline {
         }
         for (inbound, disposition) in batch.items {
             match disposition {
-                Disposition::DeadLetter { topic, payload } => self.ingest.publish(topic, payload).await,
+                Disposition::DeadLetter { topic, payload } => {
+                    self.ingest.publish(topic, payload).await
+                }
                 Disposition::Status { .. } => {
-                    if let Some(pos) = status_letters.iter().position(|(pkid, _)| *pkid == inbound.publish.pkid) {
+                    if let Some(pos) = status_letters
+                        .iter()
+                        .position(|(pkid, _)| *pkid == inbound.publish.pkid)
+                    {
                         let (_, letter) = status_letters.swap_remove(pos);
-                        self.ingest.publish(self.topics.deadletter_status(), letter).await;
+                        self.ingest
+                            .publish(self.topics.deadletter_status(), letter)
+                            .await;
                     }
                 }
-                Disposition::Ack | Disposition::Matched(_) => {}
+                Disposition::Ack | Disposition::Matched => {}
             }
             self.ingest.ack(&inbound).await;
         }
@@ -232,7 +256,11 @@ impl Pipeline {
     ) -> Option<(Vec<MatchOutcome>, Vec<crate::task::OutboxMessage>)> {
         let mut backoff = Duration::from_millis(50);
         loop {
-            match self.store.record_matches(matched, &self.deadlines, &self.topics, Utc::now()).await {
+            match self
+                .store
+                .record_matches(matched, &self.deadlines, &self.topics, Utc::now())
+                .await
+            {
                 Ok(result) => return Some(result),
                 Err(e) => {
                     tracing::warn!(error = %e, batch = matched.len(), "group commit failed; retrying");
@@ -250,7 +278,12 @@ impl Pipeline {
     }
 
     /// Metrics for the outcomes and the committed messages to the publisher.
-    async fn hand_over(&self, batch: &Batch, outcomes: &[MatchOutcome], messages: Vec<crate::task::OutboxMessage>) {
+    async fn hand_over(
+        &self,
+        batch: &Batch,
+        outcomes: &[MatchOutcome],
+        messages: Vec<crate::task::OutboxMessage>,
+    ) {
         // Each created task wrote exactly one message on its court's tasks topic, in batch
         // order; pair them up so the publisher can time ingest → PUBACK.
         let mut created = outcomes.iter().enumerate().filter_map(|(i, o)| match o {
@@ -289,7 +322,13 @@ impl Pipeline {
     }
 
     /// Applies one status report; returns a dead letter if it was refused.
-    async fn apply_status(&self, inbound: &Inbound, court: &str, report: &StatusReport, stop: &CancellationToken) -> Option<Vec<u8>> {
+    async fn apply_status(
+        &self,
+        inbound: &Inbound,
+        court: &str,
+        report: &StatusReport,
+        stop: &CancellationToken,
+    ) -> Option<Vec<u8>> {
         let span = tracing::info_span!("status_report", task_id = %report.task_id, court, status = %report.status);
         let mut backoff = Duration::from_millis(50);
         let outcome = loop {
@@ -311,20 +350,32 @@ impl Pipeline {
             }
         };
         match outcome {
-            StatusOutcome::Applied { task, previous, messages } => {
+            StatusOutcome::Applied {
+                task,
+                previous,
+                messages,
+            } => {
                 metrics::status_report(report.status);
                 if previous == TaskStatus::Dispatched {
-                    let seconds = (Utc::now() - task.dispatched_at).num_milliseconds().max(0) as f64 / 1000.0;
+                    let seconds =
+                        (Utc::now() - task.dispatched_at).num_milliseconds().max(0) as f64 / 1000.0;
                     metrics::dispatch_to_ack(&task.assisting_court_id, seconds);
                 }
                 span.in_scope(|| tracing::info!(from = %previous, "task status changed"));
-                self.publisher.send(messages, |_| OutboundMeta::default()).await;
+                self.publisher
+                    .send(messages, |_| OutboundMeta::default())
+                    .await;
                 None
             }
             StatusOutcome::Refused { reason } => {
                 metrics::status_rejected();
                 span.in_scope(|| tracing::info!(%reason, "status report refused"));
-                Some(dead_letter_json("refused", &reason, &inbound.publish.topic, &inbound.publish.payload))
+                Some(dead_letter_json(
+                    "refused",
+                    &reason,
+                    &inbound.publish.topic,
+                    &inbound.publish.payload,
+                ))
             }
         }
     }
@@ -356,7 +407,9 @@ pub fn dead_letter_json(reason: &str, detail: &str, topic: &str, payload: &[u8])
         Ok(text) => letter["payload"] = text.into(),
         Err(_) => {
             letter["payload"] = serde_json::Value::Null;
-            letter["payload_base64"] = base64::engine::general_purpose::STANDARD.encode(payload).into();
+            letter["payload_base64"] = base64::engine::general_purpose::STANDARD
+                .encode(payload)
+                .into();
         }
     }
     serde_json::to_vec(&letter).unwrap_or_default()

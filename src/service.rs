@@ -46,7 +46,10 @@ pub enum ServiceError {
     #[error("metrics: {0}")]
     Metrics(String),
     #[error("HTTP: cannot listen on {addr}: {source}")]
-    Http { addr: SocketAddr, source: std::io::Error },
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -64,7 +67,9 @@ pub struct Running {
 impl Running {
     /// Waits until the service has shut down (after the shutdown future resolved).
     pub async fn wait(self) -> Result<(), ServiceError> {
-        self.stopped.await.map_err(|e| ServiceError::Other(format!("service task failed: {e}")))
+        self.stopped
+            .await
+            .map_err(|e| ServiceError::Other(format!("service task failed: {e}")))
     }
 
     /// Asks the service to stop, as the shutdown future would.
@@ -74,15 +79,29 @@ impl Running {
 }
 
 /// Starts everything and returns once it is listening; `shutdown` resolving stops it.
-pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<Running, ServiceError> {
+pub async fn start(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, ServiceError> {
     let metrics_handle = metrics::install().map_err(|e| ServiceError::Metrics(e.to_string()))?;
-    let data = Arc::new(config.data.load().map_err(|e| ServiceError::Other(format!("{e:#}")))?);
+    let data = Arc::new(
+        config
+            .data
+            .load()
+            .map_err(|e| ServiceError::Other(format!("{e:#}")))?,
+    );
     let index = Arc::new(JurisdictionIndex::new(data)?);
     let broker = match &config.broker {
-        BrokerChoice::External { host, port } => BrokerAddr { host: host.clone(), port: *port },
+        BrokerChoice::External { host, port } => BrokerAddr {
+            host: host.clone(),
+            port: *port,
+        },
         BrokerChoice::Embedded(addr) => {
             let running = broker::start(*addr)?;
-            BrokerAddr { host: running.addr.ip().to_string(), port: running.addr.port() }
+            BrokerAddr {
+                host: running.addr.ip().to_string(),
+                port: running.addr.port(),
+            }
         }
     };
     let store = Store::connect(&config.database_url).await?;
@@ -93,18 +112,28 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + '
 
     let topics = Topics::new(&config.topic_prefix);
     let stop = CancellationToken::new();
-    let (publisher, publisher_task) = mqtt::spawn_publisher(&broker, &format!("{}-out", config.client_id), store.clone(), stop.clone());
+    let (publisher, publisher_task) = mqtt::spawn_publisher(
+        &broker,
+        &format!("{}-out", config.client_id),
+        store.clone(),
+        stop.clone(),
+    );
     let share = |filter: String| match &config.share_group {
         Some(group) => format!("$share/{group}/{filter}"),
         None => filter,
     };
-    let filters = vec![share(topics.sightings_filter()), share(topics.status_filter())];
+    let filters = vec![
+        share(topics.sightings_filter()),
+        share(topics.status_filter()),
+    ];
     let (tx, rx) = tokio::sync::mpsc::channel(10_000);
     let (ingest, ingest_task) = mqtt::spawn_ingest(&broker, &config.client_id, filters, tx);
 
     let deadlines = Deadlines {
-        ack: chrono::Duration::from_std(config.ack_timeout).map_err(|e| ServiceError::Other(e.to_string()))?,
-        resolve: chrono::Duration::from_std(config.resolve_timeout).map_err(|e| ServiceError::Other(e.to_string()))?,
+        ack: chrono::Duration::from_std(config.ack_timeout)
+            .map_err(|e| ServiceError::Other(e.to_string()))?,
+        resolve: chrono::Duration::from_std(config.resolve_timeout)
+            .map_err(|e| ServiceError::Other(e.to_string()))?,
     };
     let pipeline = Pipeline {
         store: store.clone(),
@@ -122,10 +151,14 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + '
 
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
-        .map_err(|source| ServiceError::Http { addr: config.http_addr, source })?;
-    let http_addr = listener
-        .local_addr()
-        .map_err(|source| ServiceError::Http { addr: config.http_addr, source })?;
+        .map_err(|source| ServiceError::Http {
+            addr: config.http_addr,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| ServiceError::Http {
+        addr: config.http_addr,
+        source,
+    })?;
     let app = http::app(AppState {
         store: store.clone(),
         targets: targets.clone(),
@@ -144,7 +177,12 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + '
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
-    let housekeeping_task = tokio::spawn(housekeeping(store.clone(), targets.clone(), config.dedup_retention, stop.clone()));
+    let housekeeping_task = tokio::spawn(housekeeping(
+        store.clone(),
+        targets.clone(),
+        config.dedup_retention,
+        stop.clone(),
+    ));
     tracing::info!(%http_addr, broker = ?config.broker, client_id = %config.client_id, "leadrelay serving");
 
     let stopper = stop.clone();
@@ -165,11 +203,21 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + '
         let _ = publisher_task.await;
         tracing::info!("stopped");
     });
-    Ok(Running { http_addr, broker, store, targets, stopped, stop })
+    Ok(Running {
+        http_addr,
+        broker,
+        store,
+        targets,
+        stopped,
+        stop,
+    })
 }
 
 /// Runs until `shutdown` resolves and everything has been flushed.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServiceError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
     start(config, shutdown).await?.wait().await
 }
 
@@ -197,7 +245,12 @@ pub async fn shutdown_signal() {
 
 /// Picks up target edits made elsewhere (another replica, `targets import`), refreshes
 /// gauges, and purges processed event ids past their retention.
-async fn housekeeping(store: Store, targets: Arc<LiveTargets>, retention: Duration, stop: CancellationToken) {
+async fn housekeeping(
+    store: Store,
+    targets: Arc<LiveTargets>,
+    retention: Duration,
+    stop: CancellationToken,
+) {
     let mut since_ms = Utc::now().timestamp_millis() - 1_000;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut ticks: u64 = 0;
@@ -211,7 +264,12 @@ async fn housekeeping(store: Store, targets: Arc<LiveTargets>, retention: Durati
         // and re-applying an unchanged target is harmless.
         match store.targets_updated_since(since_ms - 1_000).await {
             Ok(changed) if !changed.is_empty() => {
-                since_ms = changed.iter().map(|(at, _)| *at).max().unwrap_or(since_ms).max(since_ms);
+                since_ms = changed
+                    .iter()
+                    .map(|(at, _)| *at)
+                    .max()
+                    .unwrap_or(since_ms)
+                    .max(since_ms);
                 targets.apply(changed.into_iter().map(|(_, t)| t));
             }
             Ok(_) => {}
@@ -230,7 +288,8 @@ async fn housekeeping(store: Store, targets: Arc<LiveTargets>, retention: Durati
             }
         }
         if ticks % 3600 == 1 {
-            let cutoff = Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+            let cutoff = Utc::now()
+                - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
             match store.purge_processed_before(cutoff).await {
                 Ok(n) if n > 0 => tracing::info!(purged = n, "old processed event ids purged"),
                 Ok(_) => {}

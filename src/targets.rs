@@ -30,7 +30,11 @@ pub struct Match {
 ///
 /// Targets that are no longer active or have expired do not match; they stay out of the
 /// hotlist anyway, expiry is checked here because it depends on `now`.
-pub fn match_sighting(hotlist: &Hotlist<Arc<Target>>, sighting: &Sighting, now: DateTime<Utc>) -> Option<Match> {
+pub fn match_sighting(
+    hotlist: &Hotlist<Arc<Target>>,
+    sighting: &Sighting,
+    now: DateTime<Utc>,
+) -> Option<Match> {
     let found = match sighting.kind {
         TargetKind::Vehicle => {
             let read = sighting.plate.as_ref()?;
@@ -87,12 +91,16 @@ impl LiveTargets {
 
     /// Applies created, replaced or withdrawn targets in one swap.
     pub fn apply(&self, targets: impl IntoIterator<Item = Target>) {
-        let mut keys = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut keys = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut next = Hotlist::clone(&self.current.load());
         for target in targets {
             if let Some(old) = keys.remove(&target.target_id) {
                 // Remove only if the slot still holds this target (another may share the key).
-                let holds_this = |v: Option<&Arc<Target>>| v.is_some_and(|t| t.target_id == target.target_id);
+                let holds_this =
+                    |v: Option<&Arc<Target>>| v.is_some_and(|t| t.target_id == target.target_id);
                 match old {
                     Key::Plate(p) if holds_this(next.get_vehicle(&p)) => {
                         next.remove_vehicle(&p);

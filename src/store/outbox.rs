@@ -1,0 +1,154 @@
+//! The outbox (messages written with the change they announce) and retention purges.
+
+use chrono::{DateTime, Utc};
+
+use super::codec::{self, ms};
+use super::db::{self, Tx};
+use super::{Store, StoreError};
+use crate::task::OutboxMessage;
+
+const OUTBOX_INSERT_HEAD: &str = "INSERT INTO outbox (topic, payload, created_at)";
+const OUTBOX_INSERT_COLS: usize = 3;
+
+/// A message to write to the outbox.
+pub(crate) struct NewMessage {
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+impl NewMessage {
+    pub(crate) fn json<T: serde::Serialize>(
+        topic: String,
+        value: &T,
+    ) -> Result<NewMessage, StoreError> {
+        Ok(NewMessage {
+            topic,
+            payload: serde_json::to_vec(value).map_err(StoreError::Encode)?,
+        })
+    }
+}
+
+/// Writes `messages` in order with multi-row inserts and returns them with their ids.
+///
+/// Ids come back through `RETURNING id`, whose row order neither dialect promises; both assign
+/// identity values in `VALUES` order, so the sorted ids of a statement belong to its rows in
+/// order.
+pub(crate) async fn write(
+    tx: &mut Tx,
+    messages: Vec<NewMessage>,
+    now: DateTime<Utc>,
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    let created = ms(now);
+    let mut out = Vec::with_capacity(messages.len());
+    let mut messages = messages.into_iter();
+    for chunk in db::chunks(messages.len()) {
+        let rows: Vec<NewMessage> = messages.by_ref().take(chunk.len()).collect();
+        let sql = db::values_sql(
+            OUTBOX_INSERT_HEAD,
+            OUTBOX_INSERT_COLS,
+            rows.len(),
+            "RETURNING id",
+        );
+        let mut q = tx.query_generated(sql);
+        for m in &rows {
+            q = q
+                .bind(m.topic.as_str())
+                .bind(m.payload.as_slice())
+                .bind(created);
+        }
+        let mut ids = tx
+            .fetch_all(q)
+            .await?
+            .iter()
+            .map(|r| r.get::<i64>("id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        if ids.len() != rows.len() {
+            return Err(codec::corrupt(
+                "outbox insert",
+                format!("{} ids for {} rows", ids.len(), rows.len()),
+            ));
+        }
+        ids.sort_unstable();
+        out.extend(ids.into_iter().zip(rows).map(|(id, m)| OutboxMessage {
+            id,
+            topic: m.topic,
+            payload: m.payload,
+            created_at: now,
+        }));
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Unsent messages, oldest first.
+    pub async fn pending_outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {
+        let mut pool = self.pool.clone();
+        let q = pool
+            .query(
+                "SELECT id, topic, payload, created_at FROM outbox WHERE sent_at IS NULL \
+                 ORDER BY id LIMIT $1",
+            )
+            .bind(limit);
+        pool.fetch_all(q)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(OutboxMessage {
+                    id: row.get("id")?,
+                    topic: row.get("topic")?,
+                    payload: row.get("payload")?,
+                    created_at: codec::time(row.get("created_at")?, "outbox created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks messages as acknowledged by the broker.
+    pub async fn mark_sent(&self, ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_write().await?;
+        for chunk in db::chunks(ids.len()) {
+            let sql = db::in_list_sql(
+                "UPDATE outbox SET sent_at = $1 WHERE sent_at IS NULL AND id IN",
+                2,
+                chunk.len(),
+                "",
+            );
+            let mut q = tx.query_generated(sql).bind(ms(now));
+            for id in &ids[chunk] {
+                q = q.bind(*id);
+            }
+            tx.execute(q).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn outbox_pending_count(&self) -> Result<i64, StoreError> {
+        let mut pool = self.pool.clone();
+        let q = pool.query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL");
+        let row = pool.fetch_optional(q).await?;
+        Ok(row.map(|r| r.get::<i64>("n")).transpose()?.unwrap_or(0))
+    }
+
+    /// Forgets processed event ids recorded before `cutoff` (a redelivery older than the
+    /// retention would then count as new). Returns how many were deleted.
+    pub async fn purge_processed_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut pool = self.pool.clone();
+        let q = pool
+            .query("DELETE FROM processed_events WHERE processed_at < $1")
+            .bind(ms(cutoff));
+        Ok(pool.execute(q).await?)
+    }
+
+    /// Deletes outbox messages sent before `cutoff`. Returns how many were deleted.
+    pub async fn purge_sent_outbox_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut pool = self.pool.clone();
+        let q = pool
+            .query("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
+            .bind(ms(cutoff));
+        Ok(pool.execute(q).await?)
+    }
+}

@@ -1,0 +1,171 @@
+//! Targets: create or replace, read, and the reads replicas build their hotlists from.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::codec::{self, ms, target_columns};
+use super::db::{self, Tx};
+use super::{Store, StoreError};
+use crate::model::{Target, TargetKind};
+
+const TARGET_INSERT_HEAD: &str = "INSERT INTO targets (target_id, kind, plate, person_id, name, \
+     status, lead_court_id, cases, known_locations, valid_until, created_at, updated_at)";
+const TARGET_INSERT_COLS: usize = 12;
+/// Replaces every field but `created_at`.
+const TARGET_INSERT_TAIL: &str = "ON CONFLICT (target_id) DO UPDATE SET kind = excluded.kind, \
+     plate = excluded.plate, person_id = excluded.person_id, name = excluded.name, \
+     status = excluded.status, lead_court_id = excluded.lead_court_id, cases = excluded.cases, \
+     known_locations = excluded.known_locations, valid_until = excluded.valid_until, \
+     updated_at = excluded.updated_at";
+
+impl Store {
+    /// Creates or replaces a target (validated first).
+    pub async fn upsert_target(
+        &self,
+        target: &Target,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.upsert_targets(std::slice::from_ref(target), now)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates or replaces many targets in one transaction; all are validated before any is
+    /// written. When an id appears twice, the later entry wins. Returns how many were written.
+    pub async fn upsert_targets(
+        &self,
+        targets: &[Target],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        for t in targets {
+            t.validate()?;
+        }
+        // One row per id (a multi-row upsert may not touch a row twice on PostgreSQL).
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(targets.len());
+        for (i, t) in targets.iter().enumerate() {
+            last.insert(&t.target_id, i);
+        }
+        let rows: Vec<&Target> = targets
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| last[t.target_id.as_str()] == *i)
+            .map(|(_, t)| t)
+            .collect();
+        let now = ms(now);
+        let mut tx = self.pool.begin_write().await?;
+        let mut written = 0;
+        for chunk in db::chunks(rows.len()) {
+            let sql = db::values_sql(
+                TARGET_INSERT_HEAD,
+                TARGET_INSERT_COLS,
+                chunk.len(),
+                TARGET_INSERT_TAIL,
+            );
+            let mut q = tx.query_generated(sql);
+            for t in &rows[chunk] {
+                q = q
+                    .bind(t.target_id.as_str())
+                    .bind(codec::name(&t.kind))
+                    .bind(t.plate.as_ref().map(|p| p.as_str().to_string()))
+                    .bind(t.person_id.as_ref().map(|p| p.as_str().to_string()))
+                    .bind(t.name.as_deref())
+                    .bind(codec::name(&t.status))
+                    .bind(t.lead_court_id.as_deref())
+                    .bind(codec::to_json(&t.cases)?)
+                    .bind(codec::to_json(&t.known_locations)?)
+                    .bind(t.valid_until.map(ms))
+                    .bind(now)
+                    .bind(now);
+            }
+            written += tx.execute(q).await?;
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    pub async fn get_target(&self, target_id: &str) -> Result<Option<Target>, StoreError> {
+        let mut pool = self.pool.clone();
+        let q = pool
+            .query(concat!(
+                "SELECT ",
+                target_columns!(),
+                " FROM targets WHERE target_id = $1"
+            ))
+            .bind(target_id);
+        pool.fetch_optional(q)
+            .await?
+            .map(|row| codec::target_from_row(&row))
+            .transpose()
+    }
+
+    /// Every target, whatever its status (the hotlist skips inactive ones), by id.
+    pub async fn all_targets(&self) -> Result<Vec<Target>, StoreError> {
+        let mut pool = self.pool.clone();
+        let q = pool.query(concat!(
+            "SELECT ",
+            target_columns!(),
+            " FROM targets ORDER BY target_id"
+        ));
+        pool.fetch_all(q)
+            .await?
+            .iter()
+            .map(codec::target_from_row)
+            .collect()
+    }
+
+    /// Targets changed after `since_ms` (epoch milliseconds), oldest change first, each with
+    /// its `updated_at`. Replicas refresh their hotlists from the largest `updated_at` seen;
+    /// since commits may land out of timestamp order, ask again with a small overlap.
+    pub async fn targets_updated_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(i64, Target)>, StoreError> {
+        let mut pool = self.pool.clone();
+        let q = pool
+            .query(concat!(
+                "SELECT ",
+                target_columns!(),
+                " FROM targets WHERE updated_at > $1 ORDER BY updated_at, target_id"
+            ))
+            .bind(since_ms);
+        pool.fetch_all(q)
+            .await?
+            .iter()
+            .map(|row| Ok((row.get::<i64>("updated_at")?, codec::target_from_row(row)?)))
+            .collect()
+    }
+
+    /// Active targets per kind (status `active`; expiry is not considered).
+    pub async fn target_counts(&self) -> Result<Vec<(TargetKind, i64)>, StoreError> {
+        let mut pool = self.pool.clone();
+        let q = pool.query(
+            "SELECT kind, COUNT(*) AS n FROM targets WHERE status = 'active' GROUP BY kind ORDER BY kind",
+        );
+        pool.fetch_all(q)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    codec::parse_name(row.get("kind")?, "target kind")?,
+                    row.get::<i64>("n")?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Sets a target's status (`seized`, `withdrawn`); returns whether the target exists.
+pub(crate) async fn set_target_status(
+    tx: &mut Tx,
+    target_id: &str,
+    status: crate::model::TargetStatus,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let q = tx
+        .query("UPDATE targets SET status = $1, updated_at = $2 WHERE target_id = $3")
+        .bind(codec::name(&status))
+        .bind(now)
+        .bind(target_id);
+    Ok(tx.execute(q).await? > 0)
+}

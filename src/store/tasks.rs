@@ -1,0 +1,314 @@
+//! Tasks after dispatch: status reports, withdrawal of targets, and the reads of the API.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::codec::{self, ms, task_columns};
+use super::dispatch::{NewEvent, insert_events, open_status, subject};
+use super::outbox::{self, NewMessage};
+use super::targets::set_target_status;
+use super::{StatusOutcome, Store, StoreError, TaskEvent, TaskEventKind};
+use crate::model::TargetStatus;
+use crate::task::{
+    Alert, AlertKind, OutboxMessage, StatusReport, Task, TaskStatus, TaskUpdate, Topics, UpdateKind,
+};
+use crate::workflow::check_transition;
+
+const TASK_BY_ID: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE task_id = $1");
+/// On PostgreSQL the row stays locked until commit; `NO KEY` leaves history inserts (which
+/// only key-share the task) unblocked.
+const TASK_BY_ID_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE task_id = $1 FOR NO KEY UPDATE"
+);
+const OPEN_TASKS_OF_TARGET: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE target_id = $1 AND ",
+    open_status!()
+);
+const OPEN_TASKS_OF_TARGET_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE target_id = $1 AND ",
+    open_status!(),
+    " FOR NO KEY UPDATE"
+);
+
+impl Store {
+    pub async fn get_task(&self, task_id: &str) -> Result<Option<Task>, StoreError> {
+        let mut pool = self.pool.clone();
+        let q = pool.query(TASK_BY_ID).bind(task_id);
+        pool.fetch_optional(q)
+            .await?
+            .map(|row| codec::task_from_row(&row))
+            .transpose()
+    }
+
+    /// What happened to a task, oldest first (empty for an unknown task).
+    pub async fn task_history(&self, task_id: &str) -> Result<Vec<TaskEvent>, StoreError> {
+        let mut pool = self.pool.clone();
+        let q = pool
+            .query(
+                "SELECT occurred_at, kind, status, actor, note, sighting FROM task_events \
+                 WHERE task_id = $1 ORDER BY id",
+            )
+            .bind(task_id);
+        pool.fetch_all(q)
+            .await?
+            .iter()
+            .map(codec::task_event_from_row)
+            .collect()
+    }
+
+    /// Tasks, newest first: of a court (assisting or requesting) and/or in a status.
+    pub async fn list_tasks(
+        &self,
+        court_id: Option<&str>,
+        status: Option<TaskStatus>,
+        limit: i64,
+    ) -> Result<Vec<Task>, StoreError> {
+        macro_rules! select {
+            ($where:literal) => {
+                concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM tasks WHERE ",
+                    $where,
+                    " ORDER BY dispatched_at DESC, task_id DESC LIMIT $3"
+                )
+            };
+        }
+        // One statement per filter combination, so each can use its index; every one binds
+        // the same three parameters.
+        let sql = match (court_id.is_some(), status.is_some()) {
+            (true, true) => {
+                select!("(assisting_court_id = $1 OR requesting_court_id = $1) AND status = $2")
+            }
+            (true, false) => {
+                select!("(assisting_court_id = $1 OR requesting_court_id = $1) AND $2 IS NULL")
+            }
+            (false, true) => select!("$1 IS NULL AND status = $2"),
+            (false, false) => select!("$1 IS NULL AND $2 IS NULL"),
+        };
+        let mut pool = self.pool.clone();
+        let q = pool
+            .query(sql)
+            .bind(court_id)
+            .bind(status.map(TaskStatus::as_str))
+            .bind(limit);
+        pool.fetch_all(q)
+            .await?
+            .iter()
+            .map(codec::task_from_row)
+            .collect()
+    }
+
+    /// Open tasks per assisting court (for the gauge), by court id.
+    pub async fn open_tasks_by_court(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut pool = self.pool.clone();
+        let q = pool.query(concat!(
+            "SELECT assisting_court_id, COUNT(*) AS n FROM tasks WHERE ",
+            open_status!(),
+            " GROUP BY assisting_court_id ORDER BY assisting_court_id"
+        ));
+        pool.fetch_all(q)
+            .await?
+            .iter()
+            .map(|row| Ok((row.get("assisting_court_id")?, row.get::<i64>("n")?)))
+            .collect()
+    }
+
+    /// Applies a command center's status report, or refuses it (changing nothing) when the
+    /// task is unknown, held by another court than `reporting_court`, or the transition makes
+    /// no sense. Applied: the new status, its history row, a TaskUpdate to the assisting court
+    /// and a `task_status` Alert to the requesting court; `seized` also marks the target seized.
+    pub async fn apply_status(
+        &self,
+        report: &StatusReport,
+        reporting_court: Option<&str>,
+        topics: &Topics,
+        now: DateTime<Utc>,
+    ) -> Result<StatusOutcome, StoreError> {
+        let now = codec::to_ms_precision(now);
+        let at = codec::to_ms_precision(report.at.unwrap_or(now));
+        let refused = |reason: String| Ok(StatusOutcome::Refused { reason });
+        let mut tx = self.pool.begin_write().await?;
+        let sql = tx.dialect().pick(TASK_BY_ID, TASK_BY_ID_FOR_UPDATE);
+        let q = tx.query(sql).bind(report.task_id.as_str());
+        let Some(row) = tx.fetch_optional(q).await? else {
+            return refused(format!("unknown task {}", report.task_id));
+        };
+        let mut task = codec::task_from_row(&row)?;
+        if let Some(court) = reporting_court.filter(|c| *c != task.assisting_court_id) {
+            return refused(format!(
+                "task {} is held by {}, not {court}",
+                task.task_id, task.assisting_court_id
+            ));
+        }
+        let previous = task.status;
+        if let Err(e) = check_transition(task.kind, previous, report.status) {
+            return refused(e.to_string());
+        }
+        task.status = report.status;
+
+        let q = tx
+            .query(
+                "UPDATE tasks SET status = $1, acknowledged_at = COALESCE(acknowledged_at, $2), \
+                 resolved_at = COALESCE(resolved_at, $3), updated_at = $4 \
+                 WHERE task_id = $5 AND status = $6",
+            )
+            .bind(task.status.as_str())
+            .bind((previous == TaskStatus::Dispatched).then_some(ms(now)))
+            .bind((!task.status.is_open()).then_some(ms(now)))
+            .bind(ms(now))
+            .bind(task.task_id.as_str())
+            .bind(previous.as_str());
+        if tx.execute(q).await? == 0 {
+            // Cannot happen under the row lock (PostgreSQL) or the write lock (SQLite).
+            return Err(StoreError::Conflict(format!(
+                "task {} changed while a status report was applied",
+                task.task_id
+            )));
+        }
+        let by = Some(report.by.as_str()).filter(|s| !s.is_empty());
+        let note = Some(report.note.as_str()).filter(|s| !s.is_empty());
+        insert_events(
+            &mut tx,
+            &[NewEvent {
+                task_id: &task.task_id,
+                at: ms(at),
+                kind: TaskEventKind::Status,
+                status: task.status,
+                actor: by,
+                note,
+                sighting: None,
+            }],
+        )
+        .await?;
+        if task.status == TaskStatus::Seized {
+            set_target_status(&mut tx, &task.target_id, TargetStatus::Seized, ms(now)).await?;
+        }
+        let by_text = by.map(|b| format!(", reported by {b}")).unwrap_or_default();
+        let text = format!(
+            "{}: task {} at {} is now {} (was {previous}){by_text}",
+            subject(task.kind, task.plate.as_ref(), None, &task.target_id),
+            task.task_id,
+            task.assisting_court_id,
+            task.status,
+        );
+        let messages = status_messages(&task, by, note, text, at, topics)?;
+        let messages = outbox::write(&mut tx, messages, now).await?;
+        tx.commit().await?;
+        Ok(StatusOutcome::Applied {
+            task,
+            previous,
+            messages,
+        })
+    }
+
+    /// Withdraws a target: status `withdrawn`, every open task `cancelled` (history row,
+    /// TaskUpdate to its assisting court, Alert to its requesting court). `None` when the
+    /// target is unknown; otherwise the messages written.
+    pub async fn withdraw_target(
+        &self,
+        target_id: &str,
+        topics: &Topics,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<OutboxMessage>>, StoreError> {
+        let now = codec::to_ms_precision(now);
+        let mut tx = self.pool.begin_write().await?;
+        if !set_target_status(&mut tx, target_id, TargetStatus::Withdrawn, ms(now)).await? {
+            return Ok(None);
+        }
+        let sql = tx
+            .dialect()
+            .pick(OPEN_TASKS_OF_TARGET, OPEN_TASKS_OF_TARGET_FOR_UPDATE);
+        let q = tx.query(sql).bind(target_id);
+        let mut tasks = tx
+            .fetch_all(q)
+            .await?
+            .iter()
+            .map(codec::task_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if tasks.is_empty() {
+            tx.commit().await?;
+            return Ok(Some(Vec::new()));
+        }
+        let q = tx
+            .query(concat!(
+                "UPDATE tasks SET status = 'cancelled', resolved_at = $1, updated_at = $1 \
+                 WHERE target_id = $2 AND ",
+                open_status!()
+            ))
+            .bind(ms(now))
+            .bind(target_id);
+        tx.execute(q).await?;
+        let note = "target withdrawn";
+        let mut messages = Vec::new();
+        for task in &mut tasks {
+            let previous = task.status;
+            task.status = TaskStatus::Cancelled;
+            let text = format!(
+                "{}: task {} at {} was cancelled (was {previous}) because the target was withdrawn",
+                subject(task.kind, task.plate.as_ref(), None, &task.target_id),
+                task.task_id,
+                task.assisting_court_id,
+            );
+            messages.extend(status_messages(task, None, Some(note), text, now, topics)?);
+        }
+        let events: Vec<NewEvent> = tasks
+            .iter()
+            .map(|t| NewEvent {
+                task_id: &t.task_id,
+                at: ms(now),
+                kind: TaskEventKind::Status,
+                status: TaskStatus::Cancelled,
+                actor: None,
+                note: Some(note),
+                sighting: None,
+            })
+            .collect();
+        insert_events(&mut tx, &events).await?;
+        let messages = outbox::write(&mut tx, messages, now).await?;
+        tx.commit().await?;
+        Ok(Some(messages))
+    }
+}
+
+/// The TaskUpdate to the assisting court and the `task_status` Alert to the requesting court
+/// announcing `task`'s (new) status.
+fn status_messages(
+    task: &Task,
+    by: Option<&str>,
+    note: Option<&str>,
+    text: String,
+    at: DateTime<Utc>,
+    topics: &Topics,
+) -> Result<Vec<NewMessage>, StoreError> {
+    let update = TaskUpdate {
+        task_id: task.task_id.clone(),
+        update: UpdateKind::Status,
+        status: task.status,
+        sighting: None,
+        at,
+        by: by.map(str::to_string),
+        note: note.map(str::to_string),
+    };
+    let alert = Alert {
+        alert_id: Uuid::now_v7().to_string(),
+        kind: AlertKind::TaskStatus,
+        court_id: task.requesting_court_id.clone(),
+        target_id: task.target_id.clone(),
+        task_id: task.task_id.clone(),
+        assisting_court_id: task.assisting_court_id.clone(),
+        status: task.status,
+        at,
+        text,
+    };
+    Ok(vec![
+        NewMessage::json(topics.updates(&task.assisting_court_id), &update)?,
+        NewMessage::json(topics.alerts(&alert.court_id), &alert)?,
+    ])
+}

@@ -1,0 +1,477 @@
+//! Test harness: starts the real service on ephemeral ports against a real broker and a real
+//! database, and talks MQTT and HTTP to it.
+//!
+//! Every test runs against the embedded broker with SQLite; when `LEADRELAY_TEST_MQTT_URL`
+//! and `LEADRELAY_TEST_DATABASE_URL` are set (CI sets them to the machine's Mosquitto and
+//! PostgreSQL), also against those. Tests sharing one broker are isolated by a topic prefix
+//! and client ids of their own, and on PostgreSQL by a schema of their own.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use leadrelay::config::{BrokerChoice, Config, ServeArgs, parse_mqtt_url};
+use leadrelay::service::{self, Running};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// Which broker and database a test runs against.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The embedded broker and SQLite in a temporary file.
+    Embedded,
+    /// The machine's broker and PostgreSQL.
+    External {
+        mqtt_url: String,
+        database_url: String,
+    },
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded broker + SQLite",
+            Backend::External { .. } => "external broker + PostgreSQL",
+        }
+    }
+}
+
+/// The backends available here: always the embedded one, the external one when configured.
+pub fn backends() -> Vec<Backend> {
+    let mut all = vec![Backend::Embedded];
+    match (
+        std::env::var("LEADRELAY_TEST_MQTT_URL"),
+        std::env::var("LEADRELAY_TEST_DATABASE_URL"),
+    ) {
+        (Ok(mqtt_url), Ok(database_url)) if !mqtt_url.is_empty() && !database_url.is_empty() => all
+            .push(Backend::External {
+                mqtt_url,
+                database_url,
+            }),
+        _ => eprintln!(
+            "LEADRELAY_TEST_MQTT_URL / LEADRELAY_TEST_DATABASE_URL not set: external backend skipped"
+        ),
+    }
+    all
+}
+
+/// A message seen on the broker under the test's prefix.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Topic without the test prefix.
+    pub topic: String,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+/// One running service plus a client that watches everything under its prefix.
+pub struct Harness {
+    pub backend: Backend,
+    pub config: Config,
+    pub running: Option<Running>,
+    pub http: String,
+    pub prefix: String,
+    pub client: AsyncClient,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub dir: tempfile::TempDir,
+    /// The broker address the *test client* uses (not through any proxy).
+    pub broker_addr: SocketAddr,
+    http_client: reqwest::Client,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// A base config for the backend, with its own prefix, client id and database.
+pub async fn base_config(backend: &Backend, dir: &std::path::Path) -> Config {
+    let mut config = ServeArgs::default().resolve().expect("defaults are valid");
+    config.http_addr = "127.0.0.1:0".parse().unwrap();
+    config.client_id = unique("lr-test-");
+    config.topic_prefix = format!("{}/", unique("t"));
+    config.ack_timeout = Duration::from_secs(300);
+    match backend {
+        Backend::Embedded => {
+            config.broker = BrokerChoice::Embedded("127.0.0.1:0".parse().unwrap());
+            config.database_url = format!("sqlite://{}", dir.join("leadrelay.db").display());
+        }
+        Backend::External {
+            mqtt_url,
+            database_url,
+        } => {
+            config.broker = parse_mqtt_url(mqtt_url).expect("valid LEADRELAY_TEST_MQTT_URL");
+            config.database_url = leadrelay::store::isolated_postgres_url(database_url)
+                .await
+                .expect("an isolated PostgreSQL schema");
+        }
+    }
+    config
+}
+
+impl Harness {
+    pub async fn start(backend: &Backend) -> Harness {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts with a config adjusted by `tweak`.
+    pub async fn start_with(backend: &Backend, tweak: impl FnOnce(&mut Config)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = base_config(backend, dir.path()).await;
+        tweak(&mut config);
+        Self::start_config(backend, config, dir, None).await
+    }
+
+    /// Starts with a full config; the test's own client connects to `client_broker` when
+    /// given (e.g. around a proxy the service goes through), else where the service does.
+    pub async fn start_config(
+        backend: &Backend,
+        config: Config,
+        dir: tempfile::TempDir,
+        client_broker: Option<SocketAddr>,
+    ) -> Harness {
+        let running = service::start(config.clone(), std::future::pending())
+            .await
+            .expect("service starts");
+        // Keep talking to the same broker when the service was given an embedded one.
+        let mut config = config;
+        let broker_addr: SocketAddr = match client_broker {
+            Some(addr) => addr,
+            None => tokio::net::lookup_host((running.broker.host.as_str(), running.broker.port))
+                .await
+                .unwrap()
+                .next()
+                .unwrap(),
+        };
+        if let BrokerChoice::Embedded(_) = config.broker {
+            config.broker = BrokerChoice::External {
+                host: running.broker.host.clone(),
+                port: running.broker.port,
+            };
+        }
+        let http = format!("http://{}", running.http_addr);
+        let prefix = config.topic_prefix.clone();
+        let (client, seen, watcher) = watch(broker_addr, &prefix).await;
+        let harness = Harness {
+            backend: backend.clone(),
+            config,
+            running: Some(running),
+            http,
+            prefix,
+            client,
+            seen,
+            dir,
+            broker_addr,
+            http_client: reqwest::Client::new(),
+            watcher,
+        };
+        harness.wait_ready().await;
+        harness
+    }
+
+    /// Waits until /readyz says broker and database are reachable.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(r) = self
+                .http_client
+                .get(format!("{}/readyz", self.http))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    // Subscriptions are sent right after CONNACK; give them a moment.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "service did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the service gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop();
+            tokio::time::timeout(Duration::from_secs(30), running.wait())
+                .await
+                .expect("service stops within 30 s")
+                .expect("service stops cleanly");
+        }
+    }
+
+    /// Starts the service again with the same config (same database, broker, prefix).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let running = service::start(self.config.clone(), std::future::pending())
+            .await
+            .expect("service restarts");
+        self.http = format!("http://{}", running.http_addr);
+        self.running = Some(running);
+        self.wait_ready().await;
+    }
+
+    pub fn topic(&self, topic: &str) -> String {
+        format!("{}{topic}", self.prefix)
+    }
+
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(self.topic(topic), QoS::AtLeastOnce, false, payload.into())
+            .await
+            .expect("publish queued");
+    }
+
+    /// Publishes a sighting on `sightings/{source}`.
+    pub async fn sighting(&self, source: &str, body: Value) {
+        self.publish(&format!("sightings/{source}"), body.to_string())
+            .await;
+    }
+
+    pub async fn put_target(&self, target: Value) -> (u16, Value) {
+        let id = target["target_id"].as_str().unwrap().to_string();
+        self.request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/targets/{id}"),
+            Some(target),
+        )
+        .await
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http_client
+            .request(method, format!("{}{path}", self.http));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("HTTP request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.request(reqwest::Method::GET, path, None).await
+    }
+
+    /// Messages seen so far on `topic` (without prefix).
+    pub fn on(&self, topic: &str) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.topic == topic)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `count` messages have been seen on `topic`, returns them.
+    pub async fn wait_for(&self, topic: &str, count: usize, timeout: Duration) -> Vec<Seen> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self.on(topic);
+            if found.len() >= count {
+                return found;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "[{}] waited {timeout:?} for {count} message(s) on {topic}, saw {}: {:#?}",
+                    self.backend.name(),
+                    found.len(),
+                    self.all_topics()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Lets in-flight messages arrive, then asserts none more than `count` came on `topic`.
+    pub async fn settle_and_count(&self, topic: &str, settle: Duration) -> usize {
+        tokio::time::sleep(settle).await;
+        self.on(topic).len()
+    }
+
+    pub fn all_topics(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.topic.clone())
+            .collect()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.http_client
+            .get(format!("{}/metrics", self.http))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.watcher.abort();
+        if let Some(running) = self.running.take() {
+            running.stop();
+        }
+    }
+}
+
+/// A client subscribed to everything under `prefix`, recording what it sees.
+async fn watch(
+    broker: SocketAddr,
+    prefix: &str,
+) -> (
+    AsyncClient,
+    Arc<Mutex<Vec<Seen>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut opts = MqttOptions::new(unique("lr-watch-"), broker.ip().to_string(), broker.port());
+    opts.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
+    opts.set_inflight(1000);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
+    client
+        .subscribe(format!("{prefix}#"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let prefix = prefix.to_string();
+    let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+    let mut subscribed_tx = Some(subscribed_tx);
+    let watcher = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(tx) = subscribed_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let topic = p
+                        .topic
+                        .strip_prefix(prefix.as_str())
+                        .unwrap_or(&p.topic)
+                        .to_string();
+                    if topic.starts_with("sightings/")
+                        || (topic.starts_with("dispatch/") && topic.ends_with("/status"))
+                    {
+                        continue; // our own input
+                    }
+                    let body = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
+                    sink.lock().unwrap().push(Seen {
+                        topic,
+                        body,
+                        raw: p.payload.to_vec(),
+                    });
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(5), subscribed_rx).await;
+    (client, seen, watcher)
+}
+
+/// The headline target: Wang's car, flagged by Yuyao court (CONTRACT.md's example).
+pub fn headline_target() -> Value {
+    json!({
+        "target_id": "T-2024-0001", "kind": "vehicle", "plate": "浙B12345", "name": "王某",
+        "cases": [{"case_no": "(2024)浙0281执1234号", "court_id": "yuyao", "filed_on": "2024-03-01", "amount_cny": 50000}],
+        "known_locations": [{"label": "domicile", "lat": 30.04, "lon": 121.15, "datum": "wgs84"}]
+    })
+}
+
+pub fn vehicle_target(id: &str, plate: &str, court: &str) -> Value {
+    json!({
+        "target_id": id, "kind": "vehicle", "plate": plate,
+        "cases": [{"case_no": format!("case-{id}"), "court_id": court, "filed_on": "2024-03-01"}]
+    })
+}
+
+/// A vehicle sighting at (lat, lon), WGS-84, observed now.
+pub fn vehicle_sighting(event_id: &str, source: &str, plate: &str, lat: f64, lon: f64) -> Value {
+    json!({
+        "event_id": event_id, "kind": "vehicle", "plate": plate, "lat": lat, "lon": lon,
+        "datum": "wgs84", "observed_at": chrono::Utc::now().to_rfc3339(), "source": source, "confidence": 0.93
+    })
+}
+
+/// In a Cixi residential compound (the contract's example position).
+pub const CIXI: (f64, f64) = (30.1703, 121.2661);
+/// Central Yuyao.
+pub const YUYAO: (f64, f64) = (30.0411, 121.1500);
+
+/// A TCP proxy in front of the broker whose connections can be cut, to look to the service
+/// exactly like a broker restart.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    cut: Arc<Mutex<CancellationToken>>,
+    accepting: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(Mutex::new(CancellationToken::new()));
+        let accepting = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut2, accepting2) = (cut.clone(), accepting.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !accepting2.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = inbound.shutdown().await;
+                    continue;
+                }
+                let token = cut2.lock().unwrap().clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = token.cancelled() => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            addr,
+            cut,
+            accepting,
+        }
+    }
+
+    /// Drops every connection and refuses new ones for `down`.
+    pub async fn outage(&self, down: Duration) {
+        self.accepting
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let old = std::mem::replace(&mut *self.cut.lock().unwrap(), CancellationToken::new());
+        old.cancel();
+        tokio::time::sleep(down).await;
+        self.accepting
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,666 @@
+//! The streaming service end to end: real broker, real database, MQTT and HTTP.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The value of one series in a Prometheus text exposition (0 when absent).
+fn metric(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headline_story_yuyao_car_seen_in_cixi() {
+    for backend in backends() {
+        let h = Harness::start(&backend).await;
+        let (status, _) = h.put_target(headline_target()).await;
+        assert_eq!(status, 201, "[{}]", backend.name());
+        h.sighting(
+            "cixi-cam-0042",
+            vehicle_sighting("ev-1", "cixi-cam-0042", "浙B·12345", CIXI.0, CIXI.1),
+        )
+        .await;
+
+        let task = &h.wait_for("dispatch/cixi/tasks", 1, WAIT).await[0].body;
+        assert_eq!(task["kind"], "vehicle_seizure");
+        assert_eq!(task["target_id"], "T-2024-0001");
+        assert_eq!(task["plate"], "浙B12345");
+        assert_eq!(task["requesting_court_id"], "yuyao");
+        assert_eq!(task["assisting_court_id"], "cixi");
+        assert_eq!(task["routing"], "in_jurisdiction");
+        assert_eq!(task["status"], "dispatched");
+        assert_eq!(task["cases"][0]["case_no"], "(2024)浙0281执1234号");
+        assert_eq!(task["sighting"]["event_id"], "ev-1");
+        assert!(task["distance_km"].as_f64().unwrap() < 5.0);
+        let alert = &h.wait_for("alerts/yuyao", 1, WAIT).await[0].body;
+        assert_eq!(alert["kind"], "target_sighted");
+        assert_eq!(alert["task_id"], task["task_id"]);
+        assert_eq!(alert["assisting_court_id"], "cixi");
+
+        // The task is in the API, and the metrics saw it.
+        let task_id = task["task_id"].as_str().unwrap();
+        let (status, stored) = h.get(&format!("/api/v1/tasks/{task_id}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(stored["assisting_court_id"], "cixi");
+        let (_, listed) = h.get("/api/v1/tasks?court_id=cixi&status=dispatched").await;
+        assert_eq!(listed["count"], 1);
+        let metrics = h.metrics().await;
+        // Metrics are process-wide and tests run in parallel: at least this test's task.
+        assert!(
+            metric(
+                &metrics,
+                "leadrelay_tasks_dispatched_total{court=\"cixi\",routing=\"in_jurisdiction\"}"
+            ) >= 1.0,
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("leadrelay_ingest_to_dispatch_seconds_bucket"),
+            "{metrics}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plate_spellings_and_ocr_confusions_match_one_target() {
+    for backend in backends() {
+        let h = Harness::start(&backend).await;
+        h.put_target(headline_target()).await;
+        let spellings = [
+            "浙B12345",
+            "浙B·12345",
+            "浙b 12345",
+            "浙B-12345",
+            "浙Ｂ１２３４５",
+        ];
+        for (i, plate) in spellings.iter().enumerate() {
+            h.sighting(
+                "cam",
+                vehicle_sighting(&format!("sp-{i}"), "cam", plate, CIXI.0, CIXI.1),
+            )
+            .await;
+        }
+        // OCR read 5 → S: a fuzzy match with one substitution.
+        h.sighting(
+            "cam",
+            vehicle_sighting("sp-fuzzy", "cam", "浙B1234S", CIXI.0, CIXI.1),
+        )
+        .await;
+        h.wait_for("dispatch/cixi/tasks", 1, WAIT).await;
+        let updates = h
+            .wait_for("dispatch/cixi/updates", spellings.len(), WAIT)
+            .await;
+        assert!(updates.iter().all(|u| u.body["update"] == "sighting"));
+        assert_eq!(
+            h.settle_and_count("dispatch/cixi/tasks", Duration::from_millis(300))
+                .await,
+            1,
+            "[{}]",
+            backend.name()
+        );
+        // A plate that differs by a non-confusable character matches nothing.
+        h.sighting(
+            "cam",
+            vehicle_sighting("sp-other", "cam", "浙B12346", CIXI.0, CIXI.1),
+        )
+        .await;
+        assert_eq!(
+            h.settle_and_count("dispatch/cixi/updates", Duration::from_millis(500))
+                .await,
+            spellings.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fuzzy_first_read_says_so_in_the_task() {
+    for backend in backends() {
+        let h = Harness::start(&backend).await;
+        h.put_target(headline_target()).await;
+        h.sighting(
+            "cam",
+            vehicle_sighting("f-1", "cam", "浙B1234S", CIXI.0, CIXI.1),
+        )
+        .await;
+        let task = &h.wait_for("dispatch/cixi/tasks", 1, WAIT).await[0].body;
+        assert_eq!(task["fuzzy"], true);
+        assert_eq!(task["substitutions"], 1);
+        assert_eq!(task["read_plate"], "浙B1234S");
+        assert_eq!(task["plate"], "浙B12345");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_event_has_one_effect_and_later_sightings_update() {
+    for backend in backends() {
+        let h = Harness::start(&backend).await;
+        h.put_target(headline_target()).await;
+        let first = vehicle_sighting("dup-1", "cixi-cam-1", "浙B12345", CIXI.0, CIXI.1);
+        h.sighting("cixi-cam-1", first.clone()).await;
+        h.wait_for("dispatch/cixi/tasks", 1, WAIT).await;
+        // The same (source, event_id) again: nothing at all.
+        h.sighting("cixi-cam-1", first).await;
+        assert_eq!(
+            h.settle_and_count("dispatch/cixi/updates", Duration::from_millis(500))
+                .await,
+            0
+        );
+        // A new sighting of the same target, now in Yuyao: an update to the open task's
+        // holder, not a second task.
+        h.sighting(
+            "yuyao-cam-9",
+            vehicle_sighting("dup-2", "yuyao-cam-9", "浙B12345", YUYAO.0, YUYAO.1),
+        )
+        .await;
+        let update = &h.wait_for("dispatch/cixi/updates", 1, WAIT).await[0].body;
+        assert_eq!(update["update"], "sighting");
+        assert_eq!(update["sighting"]["event_id"], "dup-2");
+        assert_eq!(
+            h.settle_and_count("dispatch/yuyao/tasks", Duration::from_millis(300))
+                .await,
+            0
+        );
+        assert_eq!(h.on("dispatch/cixi/tasks").len(), 1);
+        let metrics = h.metrics().await;
+        assert!(
+            metrics.contains("leadrelay_sightings_duplicate_total"),
+            "[{}]",
+            backend.name()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_input_class_is_dead_lettered_and_changes_nothing() {
+    for backend in backends() {
+        let h = Harness::start(&backend).await;
+        h.put_target(headline_target()).await;
+        let good = vehicle_sighting("bad-0", "cam", "浙B12345", CIXI.0, CIXI.1);
+        let with = |key: &str, value: Value| {
+            let mut v = good.clone();
+            v[key] = value;
+            v.to_string().into_bytes()
+        };
+        let without = |key: &str| {
+            let mut v = good.clone();
+            v.as_object_mut().unwrap().remove(key);
+            v.to_string().into_bytes()
+        };
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("not_json", b"{not json".to_vec()),
+            ("wrong_type", with("lat", json!("thirty"))),
+            ("missing_field", without("observed_at")),
+            ("unknown_kind", with("kind", json!("bicycle"))),
+            ("invalid_plate", with("plate", json!("B12345"))),
+            ("invalid_person_id", {
+                let mut v = good.clone();
+                v["kind"] = json!("person");
+                v["person_id"] = json!("110105194912310021");
+                v.to_string().into_bytes()
+            }),
+            ("invalid_coordinates", with("lat", json!(95.0))),
+            (
+                "invalid_time",
+                with("observed_at", json!("2024-12-03T10:15:00")),
+            ),
+            (
+                "future_time",
+                with(
+                    "observed_at",
+                    json!((chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339()),
+                ),
+            ),
+            ("too_large", {
+                let mut v = good.clone();
+                v["padding"] = json!("x".repeat(70 * 1024));
+                v.to_string().into_bytes()
+            }),
+        ];
+        for (i, (_, payload)) in cases.iter().enumerate() {
+            let mut payload = payload.clone();
+            // Give each its own event id where it is still JSON, so none is a duplicate.
+            if let Ok(mut v) = serde_json::from_slice::<Value>(&payload) {
+                v["event_id"] = json!(format!("bad-{i}"));
+                payload = v.to_string().into_bytes();
+            }
+            h.publish("sightings/cam", payload).await;
+        }
+        let letters = h.wait_for("deadletter/sightings", cases.len(), WAIT).await;
+        for (reason, payload) in &cases {
+            let letter = letters
+                .iter()
+                .find(|l| l.body["reason"] == *reason)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "[{}] no dead letter with reason {reason}: {letters:#?}",
+                        backend.name()
+                    )
+                });
+            assert!(!letter.body["detail"].as_str().unwrap_or("").is_empty());
+            assert_eq!(letter.body["topic"], h.topic("sightings/cam"));
+            if *reason == "not_json" {
+                assert_eq!(
+                    letter.body["payload"].as_str().unwrap().as_bytes(),
+                    payload.as_slice()
+                );
+            }
+        }
+        // Non-UTF-8 bytes survive losslessly as base64.
+        h.publish("sightings/cam", vec![0xff, 0xfe, 0x00, 0x41])
+            .await;
+        let letters = h
+            .wait_for("deadletter/sightings", cases.len() + 1, WAIT)
+            .await;
+        assert!(
+            letters
+                .iter()
+                .any(|l| l.body["payload_base64"] == "//4AQQ==")
+        );
+        // Nothing reached the command centers, and the service is still alive.
+        assert!(h.on("dispatch/cixi/tasks").is_empty());
+        let metrics = h.metrics().await;
+        assert!(
+            metric(
+                &metrics,
+                "leadrelay_sightings_rejected_total{reason=\"invalid_plate\"}"
+            ) >= 1.0,
+            "{metrics}"
+        );
+        h.sighting("cam", good).await;
+        h.wait_for("dispatch/cixi/tasks", 1, WAIT).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_move_the_task_and_refusals_change_nothing() {
+    for backend in backends() {
+        let h = Harness::start(&backend).await;
+        h.put_target(headline_target()).await;
+        h.sighting(
+            "cam",
+            vehicle_sighting("st-1", "cam", "浙B12345", CIXI.0, CIXI.1),
+        )
+        .await;
+        let task = h.wait_for("dispatch/cixi/tasks", 1, WAIT).await[0]
+            .body
+            .clone();
+        let task_id = task["task_id"].as_str().unwrap().to_string();
+        let report = |status: &str| {
+            json!({"task_id": task_id, "status": status, "by": "cixi-officer-07", "note": "n"})
+                .to_string()
+        };
+
+        // Another court cannot report on Cixi's task.
+        h.publish("dispatch/yuyao/status", report("acknowledged"))
+            .await;
+        let refused = &h.wait_for("deadletter/status", 1, WAIT).await[0].body;
+        assert!(
+            refused["detail"].as_str().unwrap().contains("cixi"),
+            "{refused}"
+        );
+        // Cixi acknowledges, sets out, seizes.
+        h.publish("dispatch/cixi/status", report("acknowledged"))
+            .await;
+        h.publish("dispatch/cixi/status", report("en_route")).await;
+        let updates = h.wait_for("dispatch/cixi/updates", 2, WAIT).await;
+        assert_eq!(updates[0].body["status"], "acknowledged");
+        assert_eq!(updates[1].body["status"], "en_route");
+        // Backwards is refused.
+        h.publish("dispatch/cixi/status", report("acknowledged"))
+            .await;
+        h.wait_for("deadletter/status", 2, WAIT).await;
+        // Seized over HTTP (clients without MQTT).
+        let (status, seized) = h
+            .request(
+                reqwest::Method::POST,
+                &format!("/api/v1/tasks/{task_id}/status?court_id=cixi"),
+                Some(json!({"status": "seized", "by": "cixi-officer-07", "note": "impound lot"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{seized}");
+        assert_eq!(seized["status"], "seized");
+        // Seized after seized: refused, 409.
+        let (status, _) = h
+            .request(
+                reqwest::Method::POST,
+                &format!("/api/v1/tasks/{task_id}/status"),
+                Some(json!({"status": "not_found", "by": "x"})),
+            )
+            .await;
+        assert_eq!(status, 409);
+        // Yuyao hears of every change.
+        let alerts = h.wait_for("alerts/yuyao", 4, WAIT).await;
+        assert!(
+            alerts
+                .iter()
+                .any(|a| a.body["kind"] == "task_status" && a.body["status"] == "seized")
+        );
+        // The target is seized: no more tasks for it.
+        let (_, target) = h.get("/api/v1/targets/T-2024-0001").await;
+        assert_eq!(target["status"], "seized");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        h.sighting(
+            "cam",
+            vehicle_sighting("st-2", "cam", "浙B12345", CIXI.0, CIXI.1),
+        )
+        .await;
+        assert_eq!(
+            h.settle_and_count("dispatch/cixi/tasks", Duration::from_millis(700))
+                .await,
+            1
+        );
+        // History records who did what.
+        let (_, stored) = h.get(&format!("/api/v1/tasks/{task_id}")).await;
+        let history = stored["history"].as_array().unwrap();
+        assert!(
+            history
+                .iter()
+                .any(|e| e["status"] == "seized" && e["by"] == "cixi-officer-07"),
+            "{stored}"
+        );
+        let metrics = h.metrics().await;
+        assert!(
+            metric(
+                &metrics,
+                "leadrelay_dispatch_to_ack_seconds_count{court=\"cixi\"}"
+            ) >= 1.0,
+            "{metrics}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_committed_but_not_published_is_published_once_after_restart() {
+    use leadrelay::geodata::GeoData;
+    use leadrelay::locate::JurisdictionIndex;
+    use leadrelay::store::{Deadlines, MatchedSighting, Store};
+    use leadrelay::task::Topics;
+    for backend in backends() {
+        let mut h = Harness::start(&backend).await;
+        h.put_target(headline_target()).await;
+        h.stop().await;
+        // The state a crash leaves between the commit and the PUBACK: the task and its
+        // outbox rows are in the database, nothing was published.
+        let store = Store::connect(&h.config.database_url).await.unwrap();
+        let index = JurisdictionIndex::new(Arc::new(GeoData::shipped())).unwrap();
+        let target = store.get_target("T-2024-0001").await.unwrap().unwrap();
+        let sighting: leadrelay::model::Sighting = serde_json::from_value(json!({
+            "event_id": "crash-1", "kind": "vehicle", "plate": "浙B12345", "lat": CIXI.0, "lon": CIXI.1,
+            "datum": "wgs84", "observed_at": chrono::Utc::now(), "source": "cam"
+        }))
+        .unwrap();
+        let location = index.locate(sighting.lon, sighting.lat);
+        let route = leadrelay::route::decide(
+            &target,
+            leadrelay::model::TaskKind::VehicleSeizure,
+            &index,
+            &location,
+            sighting.lon,
+            sighting.lat,
+        )
+        .unwrap();
+        let matched = MatchedSighting {
+            sighting,
+            target_id: target.target_id.clone(),
+            route,
+            read_plate: None,
+            fuzzy: false,
+            substitutions: 0,
+        };
+        let deadlines = Deadlines {
+            ack: chrono::Duration::minutes(5),
+            resolve: chrono::Duration::minutes(30),
+        };
+        store
+            .record_matches(
+                &[matched],
+                &deadlines,
+                &Topics::new(&h.prefix),
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.outbox_pending_count().await.unwrap(), 2);
+        assert!(h.on("dispatch/cixi/tasks").is_empty());
+
+        h.restart().await;
+        h.wait_for("dispatch/cixi/tasks", 1, WAIT).await;
+        h.wait_for("alerts/yuyao", 1, WAIT).await;
+        // Exactly once: nothing more arrives, and the outbox is empty.
+        assert_eq!(
+            h.settle_and_count("dispatch/cixi/tasks", Duration::from_secs(2))
+                .await,
+            1,
+            "[{}]",
+            backend.name()
+        );
+        assert_eq!(h.on("alerts/yuyao").len(), 1);
+        let deadline = std::time::Instant::now() + WAIT;
+        while store.outbox_pending_count().await.unwrap() != 0 {
+            assert!(std::time::Instant::now() < deadline, "outbox not drained");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_mid_stream_loses_no_accepted_sighting() {
+    for backend in backends() {
+        // The service reaches the broker through a proxy that we cut: to the service that is
+        // a broker restart. The camera keeps publishing to the broker directly.
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = base_config(&backend, dir.path()).await;
+        let upstream = match &config.broker {
+            leadrelay::config::BrokerChoice::Embedded(_) => {
+                let broker = leadrelay::broker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+                broker.addr
+            }
+            leadrelay::config::BrokerChoice::External { host, port } => {
+                tokio::net::lookup_host((host.as_str(), *port))
+                    .await
+                    .unwrap()
+                    .next()
+                    .unwrap()
+            }
+        };
+        let proxy = Proxy::start(upstream).await;
+        config.broker = leadrelay::config::BrokerChoice::External {
+            host: "127.0.0.1".into(),
+            port: proxy.addr.port(),
+        };
+        let h = Harness::start_config(&backend, config, dir, Some(upstream)).await;
+        const N: usize = 60;
+        let targets: Vec<Value> = (0..N)
+            .map(|i| vehicle_target(&format!("T-{i}"), &format!("浙B{:05}", 10_000 + i), "yuyao"))
+            .collect();
+        let (status, body) = h
+            .request(
+                reqwest::Method::POST,
+                "/api/v1/targets:batch",
+                Some(Value::Array(targets)),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        for i in 0..N {
+            h.sighting(
+                "cam",
+                vehicle_sighting(
+                    &format!("o-{i}"),
+                    "cam",
+                    &format!("浙B{:05}", 10_000 + i),
+                    CIXI.0,
+                    CIXI.1,
+                ),
+            )
+            .await;
+            if i == N / 3 {
+                proxy.outage(Duration::from_millis(1500)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let tasks = h
+            .wait_for("dispatch/cixi/tasks", N, Duration::from_secs(30))
+            .await;
+        let mut targets: Vec<String> = tasks
+            .iter()
+            .map(|t| t.body["target_id"].as_str().unwrap().to_string())
+            .collect();
+        targets.sort();
+        targets.dedup();
+        assert_eq!(
+            targets.len(),
+            N,
+            "[{}] every sighting became a task",
+            backend.name()
+        );
+        let (_, listed) = h.get("/api/v1/tasks?court_id=cixi&limit=1000").await;
+        assert_eq!(listed["count"], N, "one task per target in the database");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmatched_plates_never_reach_the_database_file() {
+    let backend = Backend::Embedded;
+    let mut h = Harness::start(&backend).await;
+    h.put_target(headline_target()).await;
+    let unflagged: Vec<String> = (0..200).map(|i| format!("浙B{:05}", 50_000 + i)).collect();
+    for (i, plate) in unflagged.iter().enumerate() {
+        h.sighting(
+            "cam",
+            vehicle_sighting(&format!("u-{i}"), "cam", plate, CIXI.0, CIXI.1),
+        )
+        .await;
+    }
+    // One matched sighting after them proves the stream was processed.
+    h.sighting(
+        "cam",
+        vehicle_sighting("u-hit", "cam", "浙B12345", CIXI.0, CIXI.1),
+    )
+    .await;
+    h.wait_for("dispatch/cixi/tasks", 1, WAIT).await;
+    h.stop().await;
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(h.dir.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let haystack = String::from_utf8_lossy(&bytes);
+    assert!(haystack.contains("浙B12345"), "the matched plate is stored");
+    for plate in &unflagged {
+        assert!(
+            !haystack.contains(plate.as_str()),
+            "unmatched plate {plate} found in the database files"
+        );
+        assert!(
+            !haystack.contains(&plate[3..]),
+            "unmatched plate tail {plate} found in the database files"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_api_validates_and_withdraws() {
+    let backend = Backend::Embedded;
+    let h = Harness::start(&backend).await;
+    let (status, body) = h
+        .put_target(json!({"target_id": "T-x", "kind": "vehicle", "plate": "B123", "cases": []}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "bad_request");
+    let (status, body) = h
+        .put_target(vehicle_target("T-y", "浙B22222", "atlantis"))
+        .await;
+    assert_eq!(
+        (
+            status,
+            body["detail"].as_str().unwrap().contains("atlantis")
+        ),
+        (400, true)
+    );
+    let (status, _) = h.get("/api/v1/targets/T-none").await;
+    assert_eq!(status, 404);
+    assert_eq!(h.get("/healthz").await.0, 200);
+    let (status, courts) = h.get("/api/v1/courts").await;
+    assert_eq!(status, 200);
+    assert!(
+        courts["courts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["court_id"] == "cixi")
+    );
+
+    // Withdrawing a target cancels its open task and stops matching.
+    h.put_target(headline_target()).await;
+    h.sighting(
+        "cam",
+        vehicle_sighting("w-1", "cam", "浙B12345", CIXI.0, CIXI.1),
+    )
+    .await;
+    h.wait_for("dispatch/cixi/tasks", 1, WAIT).await;
+    let (status, body) = h
+        .request(reqwest::Method::DELETE, "/api/v1/targets/T-2024-0001", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cancelled_tasks"], 1);
+    let update = &h.wait_for("dispatch/cixi/updates", 1, WAIT).await[0].body;
+    assert_eq!(update["status"], "cancelled");
+    h.sighting(
+        "cam",
+        vehicle_sighting("w-2", "cam", "浙B12345", CIXI.0, CIXI.1),
+    )
+    .await;
+    assert_eq!(
+        h.settle_and_count("dispatch/cixi/tasks", Duration::from_millis(500))
+            .await,
+        1
+    );
+    assert_eq!(h.on("dispatch/cixi/updates").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_flushes_the_outbox() {
+    for backend in backends() {
+        let mut h = Harness::start(&backend).await;
+        let targets: Vec<Value> = (0..30)
+            .map(|i| vehicle_target(&format!("G-{i}"), &format!("浙B{:05}", 20_000 + i), "cixi"))
+            .collect();
+        h.request(
+            reqwest::Method::POST,
+            "/api/v1/targets:batch",
+            Some(Value::Array(targets)),
+        )
+        .await;
+        for i in 0..30 {
+            h.sighting(
+                "cam",
+                vehicle_sighting(
+                    &format!("g-{i}"),
+                    "cam",
+                    &format!("浙B{:05}", 20_000 + i),
+                    YUYAO.0,
+                    YUYAO.1,
+                ),
+            )
+            .await;
+        }
+        h.wait_for("dispatch/yuyao/tasks", 30, WAIT).await;
+        h.stop().await;
+        let store = leadrelay::store::Store::connect(&h.config.database_url)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.outbox_pending_count().await.unwrap(),
+            0,
+            "[{}]",
+            backend.name()
+        );
+    }
+}

@@ -1,0 +1,910 @@
+//! The store against real databases: SQLite in a temporary file always, and PostgreSQL in a
+//! schema of its own when `LEADRELAY_TEST_DATABASE_URL` is set.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use leadrelay::datum::Datum;
+use leadrelay::model::{
+    Case, KnownLocation, Routing, Sighting, Target, TargetKind, TargetStatus, TaskKind,
+};
+use leadrelay::route::RouteDecision;
+use leadrelay::store::{
+    Deadlines, Dialect, MatchOutcome, MatchedSighting, StatusOutcome, Store, StoreError,
+    TaskEventKind, isolated_postgres_url,
+};
+use leadrelay::task::{
+    Alert, AlertKind, OutboxMessage, StatusReport, Task, TaskStatus, TaskUpdate, Topics, UpdateKind,
+};
+
+/// A database to test against; the temporary directory lives as long as it.
+struct TestDb {
+    label: &'static str,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    async fn connect(&self) -> Store {
+        Store::connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", self.label))
+    }
+}
+
+/// SQLite always; PostgreSQL too when `LEADRELAY_TEST_DATABASE_URL` is set.
+async fn databases() -> Vec<TestDb> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let mut dbs = vec![TestDb {
+        label: "sqlite",
+        url,
+        _dir: Some(dir),
+    }];
+    if let Ok(base) = std::env::var("LEADRELAY_TEST_DATABASE_URL") {
+        if !base.is_empty() {
+            let url = isolated_postgres_url(&base).await.unwrap();
+            dbs.push(TestDb {
+                label: "postgres",
+                url,
+                _dir: None,
+            });
+        }
+    }
+    dbs
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 12, 3, 2, 15, 0).unwrap()
+}
+
+fn case(court: &str, filed: &str) -> Case {
+    Case {
+        case_no: format!("({filed})执 {court}"),
+        court_id: court.into(),
+        filed_on: filed.parse().unwrap(),
+        amount_cny: Some(50000.0),
+    }
+}
+
+fn vehicle(id: &str, plate: &str) -> Target {
+    Target {
+        target_id: id.into(),
+        kind: TargetKind::Vehicle,
+        plate: Some(plate.parse().unwrap()),
+        person_id: None,
+        name: Some("王某".into()),
+        status: TargetStatus::Active,
+        lead_court_id: None,
+        cases: vec![case("yuyao", "2024-03-01")],
+        known_locations: vec![KnownLocation {
+            label: "domicile".into(),
+            lat: 30.04,
+            lon: 121.15,
+            datum: Datum::Wgs84,
+        }],
+        valid_until: None,
+    }
+}
+
+fn person(id: &str) -> Target {
+    Target {
+        target_id: id.into(),
+        kind: TargetKind::Person,
+        plate: None,
+        person_id: Some("11010519491231002X".parse().unwrap()),
+        name: None,
+        status: TargetStatus::Active,
+        lead_court_id: Some("ningbo_intermediate".into()),
+        cases: vec![case("cixi", "2023-06-01"), case("yuyao", "2024-01-01")],
+        known_locations: vec![],
+        valid_until: Some(t0() + Duration::days(365)),
+    }
+}
+
+/// A sighting of `target` from `source`, routed from yuyao (requesting) to `assisting`.
+fn matched(target: &Target, source: &str, event_id: &str, assisting: &str) -> MatchedSighting {
+    let (kind, task_kind) = match target.kind {
+        TargetKind::Vehicle => (TargetKind::Vehicle, TaskKind::VehicleSeizure),
+        TargetKind::Person => (TargetKind::Person, TaskKind::PersonLocate),
+    };
+    MatchedSighting {
+        sighting: Sighting {
+            event_id: event_id.into(),
+            kind,
+            plate: target.plate,
+            person_id: target.person_id,
+            lat: 30.1703,
+            lon: 121.2661,
+            datum: Datum::Gcj02,
+            observed_at: t0() - Duration::seconds(2),
+            source: source.into(),
+            confidence: Some(0.93),
+        },
+        target_id: target.target_id.clone(),
+        route: RouteDecision {
+            kind: task_kind,
+            requesting_court_id: "yuyao".into(),
+            assisting_court_id: assisting.into(),
+            routing: if assisting == "yuyao" {
+                Routing::OwnJurisdiction
+            } else {
+                Routing::InJurisdiction
+            },
+            distance_km: 3.25,
+            containing_court_id: Some(assisting.into()),
+        },
+        read_plate: None,
+        fuzzy: false,
+        substitutions: 0,
+    }
+}
+
+async fn record(
+    store: &Store,
+    batch: &[MatchedSighting],
+    now: DateTime<Utc>,
+) -> (Vec<MatchOutcome>, Vec<OutboxMessage>) {
+    store
+        .record_matches(batch, &Deadlines::default(), &Topics::new(""), now)
+        .await
+        .unwrap()
+}
+
+fn created(outcome: &MatchOutcome) -> &Task {
+    match outcome {
+        MatchOutcome::Created(task) => task,
+        other => panic!("expected a new task, got {other:?}"),
+    }
+}
+
+fn report(task_id: &str, status: TaskStatus, by: &str) -> StatusReport {
+    StatusReport {
+        task_id: task_id.into(),
+        status,
+        at: None,
+        by: by.into(),
+        note: "on it".into(),
+    }
+}
+
+fn refused(outcome: StatusOutcome) -> String {
+    match outcome {
+        StatusOutcome::Refused { reason } => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Rows a refused or duplicate operation must not add to.
+async fn footprint(store: &Store, task_id: &str) -> (i64, usize, usize, Option<TaskStatus>) {
+    (
+        store.outbox_pending_count().await.unwrap(),
+        store.task_history(task_id).await.unwrap().len(),
+        store.list_tasks(None, None, 10_000).await.unwrap().len(),
+        store.get_task(task_id).await.unwrap().map(|t| t.status),
+    )
+}
+
+#[tokio::test]
+async fn migrations_apply_twice_and_urls_are_checked() {
+    for db in databases().await {
+        let first = db.connect().await;
+        first.ping().await.unwrap();
+        first
+            .upsert_target(&vehicle("T-1", "浙B12345"), t0())
+            .await
+            .unwrap();
+        // A second pool on the same database: the migrations are already there.
+        let second = db.connect().await;
+        assert!(
+            second.get_target("T-1").await.unwrap().is_some(),
+            "{}",
+            db.label
+        );
+        let expected = if db.label == "sqlite" {
+            Dialect::Sqlite
+        } else {
+            Dialect::Postgres
+        };
+        assert_eq!(second.dialect(), expected);
+    }
+    let err = Store::connect("mysql://root:secret@localhost/x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedUrl { .. }));
+    assert!(!err.to_string().contains("secret"), "{err}");
+}
+
+#[tokio::test]
+async fn targets_round_trip() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let car = vehicle("T-2024-0001", "浙B·12345");
+        let who = person("T-2024-0002");
+        store.upsert_target(&car, t0()).await.unwrap();
+        store.upsert_target(&who, t0()).await.unwrap();
+        assert_eq!(
+            store.get_target("T-2024-0001").await.unwrap(),
+            Some(car.clone())
+        );
+        assert_eq!(
+            store.get_target("T-2024-0002").await.unwrap(),
+            Some(who.clone())
+        );
+        assert_eq!(store.get_target("nope").await.unwrap(), None);
+        assert_eq!(
+            store.all_targets().await.unwrap(),
+            vec![car.clone(), who.clone()]
+        );
+
+        // Replace in a batch; the later of two entries for one id wins.
+        let later = t0() + Duration::seconds(10);
+        let mut car2 = car.clone();
+        car2.lead_court_id = Some("cixi".into());
+        let mut car3 = car.clone();
+        car3.name = None;
+        car3.status = TargetStatus::Withdrawn;
+        let third = vehicle("T-3", "浙A00001");
+        let n = store
+            .upsert_targets(&[car2, third.clone(), car3.clone()], later)
+            .await
+            .unwrap();
+        assert_eq!(n, 2, "{}", db.label);
+        assert_eq!(
+            store.get_target("T-2024-0001").await.unwrap(),
+            Some(car3.clone())
+        );
+        let since = store
+            .targets_updated_since(t0().timestamp_millis())
+            .await
+            .unwrap();
+        let ids: Vec<(i64, &str)> = since
+            .iter()
+            .map(|(ms, t)| (*ms, t.target_id.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                (later.timestamp_millis(), "T-2024-0001"),
+                (later.timestamp_millis(), "T-3")
+            ]
+        );
+        assert_eq!(
+            store.target_counts().await.unwrap(),
+            vec![(TargetKind::Person, 1), (TargetKind::Vehicle, 1)]
+        );
+
+        let mut bad = vehicle("T-4", "浙A00002");
+        bad.cases.clear();
+        assert!(matches!(
+            store.upsert_target(&bad, t0()).await,
+            Err(StoreError::InvalidTarget(_))
+        ));
+        assert_eq!(store.get_target("T-4").await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn a_new_task_goes_to_the_assisting_court_with_an_alert_to_the_requesting_one() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let car = vehicle("T-2024-0001", "浙B12345");
+        store.upsert_target(&car, t0()).await.unwrap();
+        let topics = Topics::new("prod");
+        let mut m = matched(&car, "cixi-cam-0042", "e1", "cixi");
+        m.read_plate = Some("浙B1234S".parse().unwrap());
+        m.fuzzy = true;
+        m.substitutions = 1;
+        let (outcomes, messages) = store
+            .record_matches(&[m], &Deadlines::default(), &topics, t0())
+            .await
+            .unwrap();
+        let task = created(&outcomes[0]);
+        assert_eq!(task.status, TaskStatus::Dispatched);
+        assert_eq!(task.assisting_court_id, "cixi");
+        assert_eq!(task.requesting_court_id, "yuyao");
+        assert_eq!(task.cases, car.cases);
+        assert_eq!(task.plate, car.plate);
+        assert_eq!(task.dispatched_at, t0());
+        assert_eq!(task.ack_by, t0() + Duration::minutes(5));
+        assert_eq!(task.resolve_by, t0() + Duration::minutes(30));
+        assert_eq!(
+            task.read_plate.map(|p| p.to_string()).as_deref(),
+            Some("浙B1234S")
+        );
+        assert!(uuid::Uuid::parse_str(&task.task_id).is_ok());
+        // Stored as returned.
+        assert_eq!(
+            store.get_task(&task.task_id).await.unwrap().as_ref(),
+            Some(task)
+        );
+
+        let topics_written: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
+        assert_eq!(
+            topics_written,
+            ["prod/dispatch/cixi/tasks", "prod/alerts/yuyao"]
+        );
+        let sent: Task = serde_json::from_slice(&messages[0].payload).unwrap();
+        assert_eq!(&sent, task);
+        let alert: Alert = serde_json::from_slice(&messages[1].payload).unwrap();
+        assert_eq!(alert.kind, AlertKind::TargetSighted);
+        assert_eq!(
+            (alert.court_id.as_str(), alert.assisting_court_id.as_str()),
+            ("yuyao", "cixi")
+        );
+        assert_eq!(alert.task_id, task.task_id);
+        assert_eq!(
+            alert.text,
+            "Vehicle 浙B12345 (T-2024-0001) seen in cixi's area; task sent to cixi"
+        );
+        assert!(messages[0].id < messages[1].id);
+        assert_eq!(
+            store.pending_outbox(10).await.unwrap(),
+            messages,
+            "{}",
+            db.label
+        );
+
+        let history = store.task_history(&task.task_id).await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].kind, TaskEventKind::Created);
+        assert_eq!(history[0].sighting.as_ref().unwrap().confidence, Some(0.93));
+
+        // Seen in its own court's area: a task, no alert.
+        let home = vehicle("T-5", "浙B55555");
+        store.upsert_target(&home, t0()).await.unwrap();
+        let (outcomes, messages) = record(
+            &store,
+            &[matched(&home, "yuyao-cam-1", "e1", "yuyao")],
+            t0(),
+        )
+        .await;
+        assert_eq!(created(&outcomes[0]).routing, Routing::OwnJurisdiction);
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].topic, "dispatch/yuyao/tasks");
+        assert_eq!(
+            store.open_tasks_by_court().await.unwrap(),
+            vec![("cixi".into(), 1), ("yuyao".into(), 1)]
+        );
+    }
+}
+
+#[tokio::test]
+async fn further_sightings_update_the_open_task() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let car = vehicle("T-1", "浙B12345");
+        let other = vehicle("T-2", "浙B22222");
+        store
+            .upsert_targets(&[car.clone(), other.clone()], t0())
+            .await
+            .unwrap();
+        let (outcomes, _) = record(&store, &[matched(&car, "cam-1", "e1", "cixi")], t0()).await;
+        let task = created(&outcomes[0]).clone();
+
+        // Seen again, now in Yuyao's area: still the same task, the update goes to its holder.
+        let later = t0() + Duration::seconds(30);
+        let (outcomes, messages) =
+            record(&store, &[matched(&car, "cam-2", "e1", "yuyao")], later).await;
+        assert_eq!(
+            outcomes,
+            vec![MatchOutcome::Updated {
+                task_id: task.task_id.clone(),
+                assisting_court_id: "cixi".into()
+            }]
+        );
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].topic, "dispatch/cixi/updates");
+        let update: TaskUpdate = serde_json::from_slice(&messages[0].payload).unwrap();
+        assert_eq!(update.update, UpdateKind::Sighting);
+        assert_eq!(update.status, TaskStatus::Dispatched);
+        assert_eq!(update.sighting.unwrap().source, "cam-2");
+        assert_eq!(update.at, later);
+
+        // Two sightings of a new target in one batch: the first creates, the second updates.
+        let (outcomes, messages) = record(
+            &store,
+            &[
+                matched(&other, "cam-1", "e2", "cixi"),
+                matched(&other, "cam-3", "e2", "beilun"),
+            ],
+            later,
+        )
+        .await;
+        let new = created(&outcomes[0]);
+        assert_eq!(
+            outcomes[1],
+            MatchOutcome::Updated {
+                task_id: new.task_id.clone(),
+                assisting_court_id: "cixi".into()
+            }
+        );
+        let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
+        assert_eq!(
+            topics,
+            [
+                "dispatch/cixi/tasks",
+                "alerts/yuyao",
+                "dispatch/cixi/updates"
+            ]
+        );
+        let open = store
+            .list_tasks(None, Some(TaskStatus::Dispatched), 100)
+            .await
+            .unwrap();
+        assert_eq!(open.len(), 2, "{}", db.label);
+        let kinds: Vec<TaskEventKind> = store
+            .task_history(&new.task_id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, [TaskEventKind::Created, TaskEventKind::Sighting]);
+        // Court filters match the assisting or the requesting court.
+        assert_eq!(
+            store
+                .list_tasks(Some("cixi"), None, 100)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            store
+                .list_tasks(Some("yuyao"), None, 100)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            store
+                .list_tasks(Some("beilun"), None, 100)
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(store.list_tasks(None, None, 1).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_event_has_no_effect() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let car = vehicle("T-1", "浙B12345");
+        store.upsert_target(&car, t0()).await.unwrap();
+        let m = matched(&car, "cam-1", "e1", "cixi");
+        let (outcomes, _) = record(&store, std::slice::from_ref(&m), t0()).await;
+        let task_id = created(&outcomes[0]).task_id.clone();
+        let before = footprint(&store, &task_id).await;
+
+        let (outcomes, messages) = record(&store, &[m.clone(), m.clone()], t0()).await;
+        assert_eq!(
+            outcomes,
+            vec![MatchOutcome::Duplicate, MatchOutcome::Duplicate]
+        );
+        assert!(messages.is_empty());
+        assert_eq!(footprint(&store, &task_id).await, before, "{}", db.label);
+
+        // The same event id from another source is another event; twice in a batch, once.
+        let mut other = m.clone();
+        other.sighting.source = "cam-2".into();
+        let (outcomes, _) = record(&store, &[other.clone(), other], t0()).await;
+        assert!(matches!(outcomes[0], MatchOutcome::Updated { .. }));
+        assert_eq!(outcomes[1], MatchOutcome::Duplicate);
+    }
+}
+
+#[tokio::test]
+async fn inactive_targets_get_no_tasks() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let mut withdrawn = vehicle("T-1", "浙B12345");
+        withdrawn.status = TargetStatus::Withdrawn;
+        let mut expired = vehicle("T-2", "浙B22222");
+        expired.valid_until = Some(t0() - Duration::seconds(1));
+        store
+            .upsert_targets(&[withdrawn.clone(), expired.clone()], t0())
+            .await
+            .unwrap();
+        let unknown = vehicle("T-9", "浙B99999");
+        let batch = [
+            matched(&withdrawn, "cam-1", "e1", "cixi"),
+            matched(&expired, "cam-1", "e2", "cixi"),
+            matched(&unknown, "cam-1", "e3", "cixi"),
+        ];
+        let (outcomes, messages) = record(&store, &batch, t0()).await;
+        assert_eq!(
+            outcomes,
+            vec![MatchOutcome::TargetInactive; 3],
+            "{}",
+            db.label
+        );
+        assert!(messages.is_empty());
+        assert!(store.list_tasks(None, None, 10).await.unwrap().is_empty());
+        // The event ids were recorded.
+        let (outcomes, _) = record(&store, &batch, t0()).await;
+        assert_eq!(outcomes, vec![MatchOutcome::Duplicate; 3]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_racing_for_a_target_create_one_task() {
+    for db in databases().await {
+        let a = db.connect().await;
+        let b = db.connect().await;
+        let targets: Vec<Target> = (0..20)
+            .map(|i| vehicle(&format!("T-{i}"), &format!("浙B{i:05}")))
+            .collect();
+        a.upsert_targets(&targets, t0()).await.unwrap();
+        let mut created_count = 0;
+        for (i, car) in targets.iter().enumerate() {
+            // Each replica also carries other targets, in a different order.
+            let next = &targets[(i + 1) % targets.len()];
+            let batch_a = vec![
+                matched(car, "cam-a", &format!("a{i}"), "cixi"),
+                matched(next, "cam-a", &format!("a{i}-n"), "cixi"),
+            ];
+            let batch_b = vec![
+                matched(next, "cam-b", &format!("b{i}-n"), "beilun"),
+                matched(car, "cam-b", &format!("b{i}"), "beilun"),
+            ];
+            let (ra, rb) = tokio::join!(
+                {
+                    let a = a.clone();
+                    tokio::spawn(async move { record(&a, &batch_a, t0()).await })
+                },
+                {
+                    let b = b.clone();
+                    tokio::spawn(async move { record(&b, &batch_b, t0()).await })
+                }
+            );
+            let (oa, ob) = (ra.unwrap().0, rb.unwrap().0);
+            let all: Vec<&MatchOutcome> = oa.iter().chain(&ob).collect();
+            assert!(
+                all.iter()
+                    .all(|o| matches!(o, MatchOutcome::Created(_) | MatchOutcome::Updated { .. })),
+                "{all:?}"
+            );
+            created_count += all
+                .iter()
+                .filter(|o| matches!(o, MatchOutcome::Created(_)))
+                .count();
+        }
+        assert_eq!(created_count, targets.len(), "{}", db.label);
+        let open = a.list_tasks(None, None, 1000).await.unwrap();
+        let mut per_target: Vec<&str> = open.iter().map(|t| t.target_id.as_str()).collect();
+        per_target.sort_unstable();
+        per_target.dedup();
+        assert_eq!(
+            open.len(),
+            targets.len(),
+            "{}: one task per target",
+            db.label
+        );
+        assert_eq!(per_target.len(), targets.len());
+    }
+}
+
+#[tokio::test]
+async fn status_reports_are_applied_or_refused() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let topics = Topics::new("");
+        let car = vehicle("T-1", "浙B12345");
+        store.upsert_target(&car, t0()).await.unwrap();
+        let (outcomes, _) = record(&store, &[matched(&car, "cam-1", "e1", "cixi")], t0()).await;
+        let task_id = created(&outcomes[0]).task_id.clone();
+        let now = t0() + Duration::minutes(1);
+
+        let StatusOutcome::Applied {
+            task,
+            previous,
+            messages,
+        } = store
+            .apply_status(
+                &report(&task_id, TaskStatus::Acknowledged, "cixi-officer-07"),
+                Some("cixi"),
+                &topics,
+                now,
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("refused");
+        };
+        assert_eq!(
+            (previous, task.status),
+            (TaskStatus::Dispatched, TaskStatus::Acknowledged)
+        );
+        assert_eq!(store.get_task(&task_id).await.unwrap(), Some(task));
+        let topics_written: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
+        assert_eq!(topics_written, ["dispatch/cixi/updates", "alerts/yuyao"]);
+        let update: TaskUpdate = serde_json::from_slice(&messages[0].payload).unwrap();
+        assert_eq!(update.update, UpdateKind::Status);
+        assert_eq!(update.status, TaskStatus::Acknowledged);
+        assert_eq!(update.by.as_deref(), Some("cixi-officer-07"));
+        assert_eq!(update.note.as_deref(), Some("on it"));
+        let alert: Alert = serde_json::from_slice(&messages[1].payload).unwrap();
+        assert_eq!(alert.kind, AlertKind::TaskStatus);
+        assert_eq!(alert.status, TaskStatus::Acknowledged);
+
+        // Refusals change nothing.
+        let before = footprint(&store, &task_id).await;
+        let reason = refused(
+            store
+                .apply_status(
+                    &report(&task_id, TaskStatus::EnRoute, "x"),
+                    Some("yuyao"),
+                    &topics,
+                    now,
+                )
+                .await
+                .unwrap(),
+        );
+        assert_eq!(reason, format!("task {task_id} is held by cixi, not yuyao"));
+        let reason = refused(
+            store
+                .apply_status(
+                    &report(&task_id, TaskStatus::Located, "x"),
+                    Some("cixi"),
+                    &topics,
+                    now,
+                )
+                .await
+                .unwrap(),
+        );
+        assert_eq!(reason, "located does not apply to a vehicle_seizure task");
+        let reason = refused(
+            store
+                .apply_status(
+                    &report(&task_id, TaskStatus::Acknowledged, "x"),
+                    None,
+                    &topics,
+                    now,
+                )
+                .await
+                .unwrap(),
+        );
+        assert_eq!(reason, "the task is already acknowledged");
+        let reason = refused(
+            store
+                .apply_status(
+                    &report("no-such-task", TaskStatus::Seized, "x"),
+                    None,
+                    &topics,
+                    now,
+                )
+                .await
+                .unwrap(),
+        );
+        assert!(reason.contains("unknown task"), "{reason}");
+        assert_eq!(footprint(&store, &task_id).await, before, "{}", db.label);
+
+        // Seized: the task closes, the target is seized, later sightings change nothing.
+        let outcome = store
+            .apply_status(
+                &report(&task_id, TaskStatus::Seized, "cixi-officer-07"),
+                Some("cixi"),
+                &topics,
+                now,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            outcome,
+            StatusOutcome::Applied {
+                previous: TaskStatus::Acknowledged,
+                ..
+            }
+        ));
+        assert_eq!(
+            store.get_target("T-1").await.unwrap().unwrap().status,
+            TargetStatus::Seized
+        );
+        let reason = refused(
+            store
+                .apply_status(
+                    &report(&task_id, TaskStatus::NotFound, "x"),
+                    Some("cixi"),
+                    &topics,
+                    now,
+                )
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            reason,
+            "the task is closed (seized); it cannot become not_found"
+        );
+        let (outcomes, _) = record(&store, &[matched(&car, "cam-1", "e2", "cixi")], now).await;
+        assert_eq!(outcomes, vec![MatchOutcome::TargetInactive]);
+        let statuses: Vec<TaskStatus> = store
+            .task_history(&task_id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.status)
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                TaskStatus::Dispatched,
+                TaskStatus::Acknowledged,
+                TaskStatus::Seized
+            ]
+        );
+        assert!(store.open_tasks_by_court().await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn withdrawing_a_target_cancels_its_open_task() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let topics = Topics::new("");
+        let car = vehicle("T-1", "浙B12345");
+        store.upsert_target(&car, t0()).await.unwrap();
+        let (outcomes, _) = record(&store, &[matched(&car, "cam-1", "e1", "cixi")], t0()).await;
+        let task_id = created(&outcomes[0]).task_id.clone();
+
+        let messages = store
+            .withdraw_target("T-1", &topics, t0())
+            .await
+            .unwrap()
+            .unwrap();
+        let topics_written: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
+        assert_eq!(
+            topics_written,
+            ["dispatch/cixi/updates", "alerts/yuyao"],
+            "{}",
+            db.label
+        );
+        let update: TaskUpdate = serde_json::from_slice(&messages[0].payload).unwrap();
+        assert_eq!(update.status, TaskStatus::Cancelled);
+        let alert: Alert = serde_json::from_slice(&messages[1].payload).unwrap();
+        assert_eq!(alert.kind, AlertKind::TaskStatus);
+        assert_eq!(
+            store.get_task(&task_id).await.unwrap().unwrap().status,
+            TaskStatus::Cancelled
+        );
+        assert_eq!(
+            store.get_target("T-1").await.unwrap().unwrap().status,
+            TargetStatus::Withdrawn
+        );
+        let last = store.task_history(&task_id).await.unwrap().pop().unwrap();
+        assert_eq!(
+            (last.kind, last.status),
+            (TaskEventKind::Status, TaskStatus::Cancelled)
+        );
+
+        // Again: nothing left to cancel. Unknown: None.
+        assert_eq!(
+            store.withdraw_target("T-1", &topics, t0()).await.unwrap(),
+            Some(vec![])
+        );
+        assert_eq!(
+            store.withdraw_target("T-x", &topics, t0()).await.unwrap(),
+            None
+        );
+        let (outcomes, _) = record(&store, &[matched(&car, "cam-1", "e2", "cixi")], t0()).await;
+        assert_eq!(outcomes, vec![MatchOutcome::TargetInactive]);
+    }
+}
+
+#[tokio::test]
+async fn outbox_pending_until_marked_sent() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let targets: Vec<Target> = (0..3)
+            .map(|i| vehicle(&format!("T-{i}"), &format!("浙B{i:05}")))
+            .collect();
+        store.upsert_targets(&targets, t0()).await.unwrap();
+        let batch: Vec<MatchedSighting> = targets
+            .iter()
+            .map(|t| matched(t, "cam-1", &t.target_id, "cixi"))
+            .collect();
+        let (_, messages) = record(&store, &batch, t0()).await;
+        assert_eq!(messages.len(), 6);
+        assert!(messages.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(store.outbox_pending_count().await.unwrap(), 6);
+        assert_eq!(
+            store.pending_outbox(4).await.unwrap(),
+            messages[..4].to_vec()
+        );
+
+        let sent: Vec<i64> = messages[..4].iter().map(|m| m.id).collect();
+        store.mark_sent(&sent, t0()).await.unwrap();
+        store.mark_sent(&[], t0()).await.unwrap();
+        assert_eq!(
+            store.outbox_pending_count().await.unwrap(),
+            2,
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            store.pending_outbox(10).await.unwrap(),
+            messages[4..].to_vec()
+        );
+        assert_eq!(
+            store
+                .purge_sent_outbox_before(t0() + Duration::seconds(1))
+                .await
+                .unwrap(),
+            4
+        );
+        assert_eq!(store.outbox_pending_count().await.unwrap(), 2);
+    }
+}
+
+#[tokio::test]
+async fn purged_event_ids_count_as_new() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let car = vehicle("T-1", "浙B12345");
+        store.upsert_target(&car, t0()).await.unwrap();
+        let m = matched(&car, "cam-1", "e1", "cixi");
+        record(&store, std::slice::from_ref(&m), t0()).await;
+        let later = t0() + Duration::hours(1);
+        record(&store, &[matched(&car, "cam-1", "e2", "cixi")], later).await;
+
+        assert_eq!(store.purge_processed_before(t0()).await.unwrap(), 0);
+        assert_eq!(
+            store.purge_processed_before(later).await.unwrap(),
+            1,
+            "{}",
+            db.label
+        );
+        let (outcomes, _) = record(&store, std::slice::from_ref(&m), later).await;
+        assert!(matches!(outcomes[0], MatchOutcome::Updated { .. }));
+        let (outcomes, _) = record(&store, &[matched(&car, "cam-1", "e2", "cixi")], later).await;
+        assert_eq!(outcomes, vec![MatchOutcome::Duplicate]);
+    }
+}
+
+/// Not an assertion: prints durable new tasks per second for batches of 500.
+#[tokio::test]
+async fn throughput_of_new_tasks() {
+    const BATCH: usize = 500;
+    const BATCHES: usize = 20;
+    for db in databases().await {
+        let store = db.connect().await;
+        let targets: Vec<Target> = (0..BATCH * (BATCHES + 1))
+            .map(|i| vehicle(&format!("T-{i:06}"), &format!("浙B{i:05}")))
+            .collect();
+        let started = Instant::now();
+        store.upsert_targets(&targets, t0()).await.unwrap();
+        let import = started.elapsed();
+        let batches: Vec<Vec<MatchedSighting>> = targets
+            .chunks(BATCH)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|t| matched(t, "cam-1", &t.target_id, "cixi"))
+                    .collect()
+            })
+            .collect();
+        // Warm-up batch: prepares the statements.
+        record(&store, &batches[0], t0()).await;
+        let started = Instant::now();
+        for batch in &batches[1..] {
+            let (outcomes, _) = record(&store, batch, t0()).await;
+            assert!(matches!(outcomes[BATCH - 1], MatchOutcome::Created(_)));
+        }
+        let elapsed = started.elapsed();
+        let tasks = (BATCH * BATCHES) as f64;
+        println!(
+            "{}: {} new tasks in batches of {BATCH}: {:.0} tasks/s ({:.1} ms per batch); \
+             {} targets imported at {:.0}/s",
+            db.label,
+            tasks,
+            tasks / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1000.0 / BATCHES as f64,
+            targets.len(),
+            targets.len() as f64 / import.as_secs_f64(),
+        );
+    }
+}
