@@ -7,8 +7,14 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = leadrelay::cli::Cli::parse();
+    // The demo prints its own readable lines; the service logs at info. The embedded broker
+    // logs every client disconnect as an error, which is noise here.
+    let default_filter = match cli.command {
+        leadrelay::cli::Command::Demo(_) => "warn,rumqttd=off",
+        _ => "info,rumqttd=off,sqlx=warn",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,rumqttd=warn,sqlx=warn".into());
+        .unwrap_or_else(|_| default_filter.into());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

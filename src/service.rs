@@ -105,7 +105,7 @@ pub async fn start(
         }
     };
     let store = Store::connect(&config.database_url).await?;
-    let targets = Arc::new(LiveTargets::new(config.matching.clone()));
+    let targets = Arc::new(LiveTargets::new(config.matching));
     let all = store.all_targets().await?;
     tracing::info!(targets = all.len(), "hotlist loaded");
     targets.apply(all);

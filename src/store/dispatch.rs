@@ -129,7 +129,10 @@ impl Store {
         }
         let now = codec::to_ms_precision(now);
         let now_ms = ms(now);
+        let __t = std::time::Instant::now();
+        macro_rules! lap { ($l:expr) => { if std::env::var_os("LR_TIMING").is_some() { eprintln!("{:>10} {:?}", $l, __t.elapsed()); } } }
         let mut tx = self.pool.begin_write().await?;
+        lap!("begin");
 
         // 1. Event ids: the rows not inserted are duplicates (also within the batch).
         let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(batch.len());
@@ -148,6 +151,7 @@ impl Store {
             }
         }
         let is_new = |i: usize| fresh[i];
+        lap!("processed");
 
         // 2. The targets of the new sightings.
         let mut target_ids: Vec<&str> = batch
@@ -159,6 +163,7 @@ impl Store {
         target_ids.sort_unstable();
         target_ids.dedup();
         let targets = load_targets(&mut tx, &target_ids, now_ms).await?;
+        lap!("targets");
 
         // 3. Their open tasks.
         let active: Vec<&str> = target_ids
@@ -167,6 +172,7 @@ impl Store {
             .filter(|id| targets.get(*id).is_some_and(|t| t.matchable))
             .collect();
         let mut existing: Vec<OpenTask> = load_open_tasks(&mut tx, &active).await?;
+        lap!("open");
         let mut open: HashMap<String, Open> = existing
             .iter()
             .enumerate()
@@ -199,7 +205,9 @@ impl Store {
         }
 
         // 5. Insert the new tasks; where another replica's open task won, update that one.
+        lap!("plan");
         let inserted = insert_tasks(&mut tx, &created, &cases_json, now_ms).await?;
+        lap!("tasks");
         let lost: Vec<&str> = created
             .iter()
             .filter(|t| !inserted.contains(t.task_id.as_str()))
@@ -285,9 +293,13 @@ impl Store {
                 }
             }
         }
+        lap!("build");
         insert_events(&mut tx, &events).await?;
+        lap!("events");
         let written = outbox::write(&mut tx, messages, now).await?;
+        lap!("outbox");
         tx.commit().await?;
+        lap!("commit");
         Ok((outcomes, written))
     }
 }
