@@ -57,6 +57,10 @@ pub enum Command {
     Locate(LocateArgs),
     /// Validate jurisdiction and court files and report every problem found.
     CheckData(CheckDataArgs),
+    /// Export the active targets whose known locations lie in a court's area (sweep planning).
+    Sweep(SweepArgs),
+    /// Load generator: publish realistic sightings, check and time what comes back.
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +140,21 @@ pub struct LocateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The court whose area the sweep covers.
+    #[arg(long)]
+    pub court: String,
+    /// CSV file to write (one row per target and case); default: standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://...` (default: the service's default database).
+    #[arg(long, env = "LEADRELAY_DATABASE_URL")]
+    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct CheckDataArgs {
     #[command(flatten)]
     pub data: DataArgs,
@@ -152,6 +171,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Locate(args) => locate(args),
         Command::CheckData(args) => check_data(args),
+        Command::Sweep(args) => runtime()?.block_on(sweep(args)),
         Command::Serve(args) => {
             let config = args.resolve()?;
             tracing::info!(?config, "configuration");
@@ -170,6 +190,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             database_url,
             data,
         }) => runtime()?.block_on(import_targets(file, database_url, data)),
+        Command::Simulate(args) => Ok(if runtime()?.block_on(crate::simulate::run(args))? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
     }
 }
 
@@ -292,6 +317,96 @@ fn locate(args: LocateArgs) -> anyhow::Result<ExitCode> {
         "distance_km": (index.distance_km(location.acting_court, lon, lat) * 1000.0).round() / 1000.0,
     });
     println!("{}", serde_json::to_string_pretty(&decision)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the sweep list: every active target with a known location in the court's area.
+async fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
+    let data = Arc::new(args.data.load()?);
+    let Some(court) = data.court_position(&args.court) else {
+        bail!("--court {:?} is not in the courts data", args.court);
+    };
+    let index = JurisdictionIndex::new(data).context("building the jurisdiction index")?;
+    let url = args
+        .database_url
+        .unwrap_or_else(|| "sqlite://leadrelay.db".to_string());
+    let store = crate::store::Store::connect(&url).await?;
+    let targets: Vec<Arc<crate::model::Target>> = store
+        .all_targets()
+        .await?
+        .into_iter()
+        .filter(|t| t.status == crate::model::TargetStatus::Active)
+        .map(Arc::new)
+        .collect();
+    let sweep = crate::targets::SweepIndex::build(targets);
+    let bbox = index
+        .area_of(&args.court)
+        .and_then(geo::BoundingRect::bounding_rect)
+        .map(|r| ([r.min().x, r.min().y], [r.max().x, r.max().y]));
+    let selected = match bbox {
+        Some(bbox) => sweep.query(
+            Some(bbox),
+            |lon, lat| index.containing_court(lon, lat) == Some(court),
+            None,
+            chrono::Utc::now(),
+        ),
+        None => Vec::new(),
+    };
+    let out: Box<dyn std::io::Write> = match &args.out {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut csv = csv::Writer::from_writer(out);
+    csv.write_record([
+        "target_id",
+        "kind",
+        "plate",
+        "person_id",
+        "name",
+        "location",
+        "lat",
+        "lon",
+        "case_no",
+        "court_id",
+        "filed_on",
+        "amount_cny",
+    ])?;
+    for t in &selected {
+        let here: Vec<&crate::model::KnownLocation> = t
+            .known_locations
+            .iter()
+            .filter(|l| {
+                let (lon, lat) = datum::to_wgs84(l.datum, l.lon, l.lat);
+                index.containing_court(lon, lat) == Some(court)
+            })
+            .collect();
+        for loc in here {
+            for case in &t.cases {
+                csv.write_record([
+                    t.target_id.as_str(),
+                    match t.kind {
+                        crate::model::TargetKind::Vehicle => "vehicle",
+                        crate::model::TargetKind::Person => "person",
+                    },
+                    t.plate.as_ref().map(|p| p.as_str()).unwrap_or(""),
+                    t.person_id.as_ref().map(|p| p.as_str()).unwrap_or(""),
+                    t.name.as_deref().unwrap_or(""),
+                    loc.label.as_str(),
+                    &loc.lat.to_string(),
+                    &loc.lon.to_string(),
+                    case.case_no.as_str(),
+                    case.court_id.as_str(),
+                    &case.filed_on.to_string(),
+                    &case.amount_cny.map(|a| a.to_string()).unwrap_or_default(),
+                ])?;
+            }
+        }
+    }
+    csv.flush()?;
+    eprintln!("{} target(s) in {}'s area", selected.len(), args.court);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -67,6 +67,19 @@ pub struct ServeArgs {
     /// Confusable character classes, comma-separated (default `0ODQ,1I,2Z,5S,8B,6G`).
     #[arg(long, env = "LEADRELAY_CONFUSABLES", value_delimiter = ',')]
     pub confusables: Option<Vec<String>>,
+    /// After `not_found`, how long before a new sighting may open a new task.
+    #[arg(long, env = "LEADRELAY_NOT_FOUND_COOLDOWN")]
+    pub not_found_cooldown: Option<String>,
+    /// How long a target must keep being seen in another court's area before its open task
+    /// moves there (border jitter does not bounce tasks).
+    #[arg(long, env = "LEADRELAY_REASSIGN_DWELL")]
+    pub reassign_dwell: Option<String>,
+    /// A sighting this far (km) from the holding court's command center moves the task at once.
+    #[arg(long, env = "LEADRELAY_REASSIGN_DISTANCE_KM")]
+    pub reassign_distance_km: Option<f64>,
+    /// How often deadlines are checked for escalation.
+    #[arg(long, env = "LEADRELAY_TIMER_INTERVAL")]
+    pub timer_interval: Option<String>,
 }
 
 /// The TOML file: the same settings, all optional.
@@ -90,6 +103,21 @@ struct FileConfig {
     dedup_retention: Option<String>,
     max_substitutions: Option<u8>,
     confusables: Option<Vec<String>>,
+    not_found_cooldown: Option<String>,
+    reassign_dwell: Option<String>,
+    reassign_distance_km: Option<f64>,
+    timer_interval: Option<String>,
+    /// Per-court deadlines: `[court_deadlines.cixi] ack_timeout = "2m"`.
+    #[serde(default)]
+    court_deadlines: std::collections::HashMap<String, CourtDeadlines>,
+}
+
+/// Deadlines of one court's command center, overriding the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CourtDeadlines {
+    ack_timeout: Option<String>,
+    resolve_timeout: Option<String>,
 }
 
 /// A setting that could not be used.
@@ -145,6 +173,12 @@ pub struct Config {
     pub decode: DecodeLimits,
     pub dedup_retention: Duration,
     pub matching: MatchConfig,
+    /// Per-court `(ack, resolve)` deadlines that differ from the defaults.
+    pub court_deadlines: std::collections::HashMap<String, (Duration, Duration)>,
+    pub not_found_cooldown: Duration,
+    pub reassign_dwell: Duration,
+    pub reassign_distance_km: f64,
+    pub timer_interval: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -301,6 +335,67 @@ impl ServeArgs {
                 format!("{topic_prefix:?}: no wildcards"),
             ));
         }
+        let not_found_cooldown = duration(
+            "not_found_cooldown",
+            &self.not_found_cooldown,
+            file.not_found_cooldown,
+            "10m",
+        )?;
+        let reassign_dwell = duration(
+            "reassign_dwell",
+            &self.reassign_dwell,
+            file.reassign_dwell,
+            "3m",
+        )?;
+        let timer_interval = duration(
+            "timer_interval",
+            &self.timer_interval,
+            file.timer_interval,
+            "1s",
+        )?;
+        if timer_interval.is_zero() {
+            return Err(invalid("timer_interval", "must be positive".into()));
+        }
+        let reassign_distance_km = self
+            .reassign_distance_km
+            .or(file.reassign_distance_km)
+            .unwrap_or(15.0);
+        if !(reassign_distance_km.is_finite() && reassign_distance_km > 0.0) {
+            return Err(invalid(
+                "reassign_distance_km",
+                format!("{reassign_distance_km}: must be positive"),
+            ));
+        }
+        let mut court_deadlines = std::collections::HashMap::new();
+        for (court, d) in file.court_deadlines {
+            if !crate::geodata::is_valid_court_id(&court) {
+                return Err(invalid(
+                    "courts",
+                    format!("{court:?} is not a valid court id"),
+                ));
+            }
+            let ack = duration(
+                "courts.ack_timeout",
+                &None,
+                d.ack_timeout,
+                &format!("{}s", ack_timeout.as_secs_f64()),
+            )?;
+            let resolve = duration(
+                "courts.resolve_timeout",
+                &None,
+                d.resolve_timeout,
+                &format!("{}s", resolve_timeout.as_secs_f64()),
+            )?;
+            if ack.is_zero() || resolve < ack {
+                return Err(invalid(
+                    "courts",
+                    format!(
+                        "{court}: resolve_timeout must be positive and not shorter than ack_timeout"
+                    ),
+                ));
+            }
+            court_deadlines.insert(court, (ack, resolve));
+        }
         let mut matching = MatchConfig::default();
         if let Some(n) = self.max_substitutions.or(file.max_substitutions) {
             matching.max_substitutions = n;
@@ -331,6 +426,11 @@ impl ServeArgs {
             },
             dedup_retention,
             matching,
+            court_deadlines,
+            not_found_cooldown,
+            reassign_dwell,
+            reassign_distance_km,
+            timer_interval,
         })
     }
 }

@@ -16,7 +16,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::datum;
 use crate::locate::JurisdictionIndex;
 use crate::model::{Target, TargetStatus};
 use crate::mqtt::{IngestClient, OutboundMeta, Publisher};
@@ -252,11 +251,18 @@ struct TargetQuery {
     radius_km: Option<f64>,
 }
 
-/// Active targets whose known locations lie in a court's area and/or within a radius.
+/// Active targets whose known locations lie in a court's area and/or within a radius
+/// (sweep planning), with their cases and amounts.
 async fn list_targets(
     State(state): State<AppState>,
     Query(q): Query<TargetQuery>,
 ) -> ApiResult<Json<Value>> {
+    let targets = sweep_query(&state, &q)?;
+    Ok(Json(json!({"targets": targets, "count": targets.len()})))
+}
+
+/// The targets a sweep query selects; shared with the `sweep` command.
+fn sweep_query(state: &AppState, q: &TargetQuery) -> ApiResult<Vec<Arc<Target>>> {
     let near =
         match &q.near {
             None => None,
@@ -277,8 +283,8 @@ async fn list_targets(
                 })?)
             }
         };
-    let radius = match (near, q.radius_km) {
-        (Some(_), Some(r)) if r.is_finite() && r > 0.0 => Some(r),
+    let near = match (near, q.radius_km) {
+        (Some((lat, lon)), Some(r)) if r.is_finite() && r > 0.0 => Some((lat, lon, r)),
         (Some(_), _) => {
             return Err(ApiError::BadRequest(
                 "near needs a positive radius_km".into(),
@@ -287,35 +293,31 @@ async fn list_targets(
         (None, Some(_)) => return Err(ApiError::BadRequest("radius_km needs near=lat,lon".into())),
         (None, None) => None,
     };
-    if let Some(court) = &q.court_id {
-        if state.index.data().court(court).is_none() {
-            return Err(ApiError::BadRequest(format!("unknown court_id {court:?}")));
-        }
-    }
-    let court = q
-        .court_id
-        .as_deref()
-        .and_then(|c| state.index.data().court_position(c));
-    let targets = state.store.all_targets().await?;
-    let selected: Vec<&Target> = targets
-        .iter()
-        .filter(|t| t.status == TargetStatus::Active)
-        .filter(|t| {
-            t.known_locations.iter().any(|loc| {
-                let (lon, lat) = datum::to_wgs84(loc.datum, loc.lon, loc.lat);
-                let in_court =
-                    court.is_none_or(|c| state.index.containing_court(lon, lat) == Some(c));
-                let in_radius = match (near, radius) {
-                    (Some((nlat, nlon)), Some(r)) => {
-                        datum::great_circle_km(nlon, nlat, lon, lat) <= r
-                    }
-                    _ => true,
-                };
-                in_court && in_radius
-            }) || (court.is_none() && near.is_none())
-        })
-        .collect();
-    Ok(Json(json!({"targets": selected, "count": selected.len()})))
+    let court = match &q.court_id {
+        None => None,
+        Some(id) => Some(
+            state
+                .index
+                .data()
+                .court_position(id)
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown court_id {id:?}")))?,
+        ),
+    };
+    let bbox = match court {
+        None => None,
+        Some(c) => match state.index.area_of(&state.index.court(c).court_id) {
+            Some(area) => geo::BoundingRect::bounding_rect(area)
+                .map(|r| ([r.min().x, r.min().y], [r.max().x, r.max().y])),
+            None => return Ok(Vec::new()), // a court without an area holds no locations
+        },
+    };
+    let index = state.index.clone();
+    let inside =
+        move |lon: f64, lat: f64| court.is_none_or(|c| index.containing_court(lon, lat) == Some(c));
+    Ok(state
+        .targets
+        .sweep_index()
+        .query(bbox, inside, near, Utc::now()))
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,21 +4,32 @@
 //! (HTTP, `targets import`, another replica's changes picked up from the database) are
 //! serialised by a writer mutex, applied to a clone of the snapshot (the hotlist is sharded
 //! copy-on-write, so a clone copies one shard per edit, not the whole list) and swapped in.
+//!
+//! **Related cases.** Targets that share a plate or an identity number but were filed
+//! separately (often by different courts) are *linked*: the hotlist holds one merged view per
+//! plate or number, whose `target_id` is the lowest of the group (so every replica agrees on
+//! which target carries the open task) and whose cases are all the group's cases. The
+//! requesting court then follows from the merged cases (`route::requesting_court`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
+use rstar::RTree;
+use rstar::primitives::GeomWithData;
+use serde::Serialize;
 
+use crate::datum;
 use crate::hotlist::{Hotlist, MatchConfig};
-use crate::model::{Sighting, Target, TargetKind, TargetStatus};
+use crate::model::{Case, Sighting, Target, TargetKind, TargetStatus};
 use crate::person_id::PersonId;
 use crate::plate::Plate;
 
 /// A sighting that matched a flagged target.
 #[derive(Debug, Clone)]
 pub struct Match {
+    /// The merged view of the target and any linked targets (see the module doc).
     pub target: Arc<Target>,
     /// The plate as read, when it differs from the flagged plate (fuzzy match).
     pub read_plate: Option<Plate>,
@@ -56,31 +67,97 @@ pub fn match_sighting(
     (found.target.kind == sighting.kind && found.target.is_matchable(now)).then_some(found)
 }
 
-/// What a target occupies in the hotlist, to remove it when it changes.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Key {
+/// What a target occupies in the hotlist: its plate or its identity number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LinkKey {
     Plate(Plate),
     Person(PersonId),
 }
 
-fn key_of(target: &Target) -> Option<Key> {
-    match target.kind {
-        TargetKind::Vehicle => target.plate.map(Key::Plate),
-        TargetKind::Person => target.person_id.map(Key::Person),
+impl LinkKey {
+    pub fn of(target: &Target) -> Option<LinkKey> {
+        match target.kind {
+            TargetKind::Vehicle => target.plate.map(LinkKey::Plate),
+            TargetKind::Person => target.person_id.map(LinkKey::Person),
+        }
+    }
+
+    /// The key as text (`plate:浙B12345`, `person:...`), for the database.
+    pub fn as_text(&self) -> String {
+        match self {
+            LinkKey::Plate(p) => format!("plate:{p}"),
+            LinkKey::Person(id) => format!("person:{id}"),
+        }
+    }
+}
+
+/// Targets linked by a shared plate or identity number, filed by more than one court.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Link {
+    #[serde(skip)]
+    pub key: LinkKey,
+    /// Ordered; the first carries the group's task.
+    pub target_ids: Vec<String>,
+    pub court_ids: Vec<String>,
+    pub cases: Vec<Case>,
+    /// The court that asks for the group (lead court, else most cases, then earliest filing).
+    pub lead_court_id: Option<String>,
+}
+
+/// Merges a group of active targets (sorted by id) into the view the hotlist holds.
+fn merge(group: &[Arc<Target>]) -> Target {
+    let mut merged = (*group[0]).clone();
+    merged.cases = group.iter().flat_map(|t| t.cases.iter().cloned()).collect();
+    merged.known_locations = group
+        .iter()
+        .flat_map(|t| t.known_locations.iter().cloned())
+        .collect();
+    merged.lead_court_id = group.iter().find_map(|t| t.lead_court_id.clone());
+    // The group stops matching when its earliest member expires only if all have: take the
+    // latest expiry, with "never" winning.
+    merged.valid_until = if group.iter().any(|t| t.valid_until.is_none()) {
+        None
+    } else {
+        group.iter().filter_map(|t| t.valid_until).max()
+    };
+    merged
+}
+
+#[derive(Default)]
+struct Writer {
+    /// Every active target by id.
+    by_id: HashMap<String, Arc<Target>>,
+    /// Which active targets share each key.
+    by_key: HashMap<LinkKey, BTreeSet<String>>,
+}
+
+impl Writer {
+    fn group(&self, key: &LinkKey) -> Vec<Arc<Target>> {
+        self.by_key
+            .get(key)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| self.by_id.get(id).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
 /// The service's target set: a lock-free snapshot for readers, a mutex for writers.
 pub struct LiveTargets {
     current: ArcSwap<Hotlist<Arc<Target>>>,
-    writer: Mutex<HashMap<String, Key>>,
+    writer: Mutex<Writer>,
+    /// Known locations of active targets, rebuilt lazily after edits (sweep planning).
+    sweep: Mutex<Option<Arc<SweepIndex>>>,
 }
 
 impl LiveTargets {
     pub fn new(config: MatchConfig) -> LiveTargets {
         LiveTargets {
             current: ArcSwap::from_pointee(Hotlist::new(config)),
-            writer: Mutex::new(HashMap::new()),
+            writer: Mutex::new(Writer::default()),
+            sweep: Mutex::new(None),
         }
     }
 
@@ -89,49 +166,209 @@ impl LiveTargets {
         self.current.load()
     }
 
-    /// Applies created, replaced or withdrawn targets in one swap.
-    pub fn apply(&self, targets: impl IntoIterator<Item = Target>) {
-        let mut keys = self
+    /// Applies created, replaced or withdrawn targets in one swap. Returns the links that
+    /// now span more than one court and include a changed target (for a consolidation
+    /// proposal; the store makes sure each is proposed once).
+    pub fn apply(&self, targets: impl IntoIterator<Item = Target>) -> Vec<Link> {
+        let mut writer = self
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut next = Hotlist::clone(&self.current.load());
+        let mut touched: BTreeSet<LinkKey> = BTreeSet::new();
         for target in targets {
-            if let Some(old) = keys.remove(&target.target_id) {
-                // Remove only if the slot still holds this target (another may share the key).
-                let holds_this =
-                    |v: Option<&Arc<Target>>| v.is_some_and(|t| t.target_id == target.target_id);
-                match old {
-                    Key::Plate(p) if holds_this(next.get_vehicle(&p)) => {
-                        next.remove_vehicle(&p);
+            if let Some(old) = writer.by_id.remove(&target.target_id) {
+                if let Some(key) = LinkKey::of(&old) {
+                    if let Some(ids) = writer.by_key.get_mut(&key) {
+                        ids.remove(&old.target_id);
+                        if ids.is_empty() {
+                            writer.by_key.remove(&key);
+                        }
                     }
-                    Key::Person(id) if holds_this(next.match_person(&id)) => {
-                        next.remove_person(&id);
-                    }
-                    _ => {}
+                    touched.insert(key);
                 }
             }
             if target.status != TargetStatus::Active {
                 continue;
             }
-            let Some(key) = key_of(&target) else { continue };
-            keys.insert(target.target_id.clone(), key);
-            let target = Arc::new(target);
+            let Some(key) = LinkKey::of(&target) else {
+                continue;
+            };
+            writer
+                .by_key
+                .entry(key)
+                .or_default()
+                .insert(target.target_id.clone());
+            writer
+                .by_id
+                .insert(target.target_id.clone(), Arc::new(target));
+            touched.insert(key);
+        }
+        let mut links = Vec::new();
+        for key in touched {
+            let group = writer.group(&key);
+            if group.is_empty() {
+                match key {
+                    LinkKey::Plate(p) => next.remove_vehicle(&p),
+                    LinkKey::Person(id) => next.remove_person(&id),
+                };
+                continue;
+            }
+            let merged = Arc::new(merge(&group));
+            if let Some(link) = link_of(key, &group, &merged) {
+                links.push(link);
+            }
             match key {
-                Key::Plate(p) => next.insert_vehicle(p, target),
-                Key::Person(id) => next.insert_person(id, target),
+                LinkKey::Plate(p) => next.insert_vehicle(p, merged),
+                LinkKey::Person(id) => next.insert_person(id, merged),
             };
         }
         self.current.store(Arc::new(next));
+        *self.sweep.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        links
     }
 
-    /// Number of active targets in the hotlist.
+    /// The link a target belongs to, if it shares its key with targets of other courts.
+    pub fn link_of_target(&self, target_id: &str) -> Option<Link> {
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = LinkKey::of(writer.by_id.get(target_id)?)?;
+        let group = writer.group(&key);
+        let merged = merge(&group);
+        link_of(key, &group, &merged)
+    }
+
+    /// Number of distinct plates and identity numbers in the hotlist.
     pub fn len(&self) -> usize {
         self.current.load().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The sweep index over the active targets' known locations (built on first use after
+    /// an edit).
+    pub fn sweep_index(&self) -> Arc<SweepIndex> {
+        let mut cached = self.sweep.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = cached.as_ref() {
+            return index.clone();
+        }
+        let targets: Vec<Arc<Target>> = {
+            let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            writer.by_id.values().cloned().collect()
+        };
+        let index = Arc::new(SweepIndex::build(targets));
+        *cached = Some(index.clone());
+        index
+    }
+}
+
+fn link_of(key: LinkKey, group: &[Arc<Target>], merged: &Target) -> Option<Link> {
+    let courts: BTreeSet<&str> = group
+        .iter()
+        .flat_map(|t| t.cases.iter().map(|c| c.court_id.as_str()))
+        .collect();
+    if group.len() < 2 || courts.len() < 2 {
+        return None;
+    }
+    Some(Link {
+        key,
+        target_ids: group.iter().map(|t| t.target_id.clone()).collect(),
+        court_ids: courts.into_iter().map(str::to_string).collect(),
+        cases: merged.cases.clone(),
+        lead_court_id: crate::route::requesting_court(
+            merged.lead_court_id.as_deref(),
+            &merged.cases,
+        ),
+    })
+}
+
+/// An R-tree over the known locations (WGS-84) of active targets, for sweep planning:
+/// which targets may be found in a court's area, or within a radius.
+pub struct SweepIndex {
+    tree: RTree<GeomWithData<[f64; 2], usize>>,
+    targets: Vec<Arc<Target>>,
+}
+
+impl SweepIndex {
+    pub fn build(mut targets: Vec<Arc<Target>>) -> SweepIndex {
+        targets.sort_by(|a, b| a.target_id.cmp(&b.target_id));
+        let points = targets
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| {
+                t.known_locations.iter().map(move |loc| {
+                    let (lon, lat) = datum::to_wgs84(loc.datum, loc.lon, loc.lat);
+                    GeomWithData::new([lon, lat], i)
+                })
+            })
+            .collect();
+        SweepIndex {
+            tree: RTree::bulk_load(points),
+            targets,
+        }
+    }
+
+    /// Targets with a known location inside `area`'s bounding box that `inside` accepts,
+    /// and (if given) within `radius_km` of `(lat, lon)`. Ordered by target id; expired
+    /// targets are left out.
+    pub fn query(
+        &self,
+        bbox: Option<([f64; 2], [f64; 2])>,
+        inside: impl Fn(f64, f64) -> bool,
+        near: Option<(f64, f64, f64)>,
+        now: DateTime<Utc>,
+    ) -> Vec<Arc<Target>> {
+        let mut envelope = bbox.map(|(lo, hi)| rstar::AABB::from_corners(lo, hi));
+        if let Some((lat, lon, r)) = near {
+            let dlat = r / 111.0 + 1e-6;
+            let dlon = r / (111.0 * lat.to_radians().cos().max(0.01)) + 1e-6;
+            let around =
+                rstar::AABB::from_corners([lon - dlon, lat - dlat], [lon + dlon, lat + dlat]);
+            envelope = Some(match envelope {
+                Some(e) => {
+                    let (lo, hi) = (e.lower(), e.upper());
+                    let (alo, ahi) = (around.lower(), around.upper());
+                    rstar::AABB::from_corners(
+                        [lo[0].max(alo[0]), lo[1].max(alo[1])],
+                        [
+                            hi[0].min(ahi[0]).max(lo[0].max(alo[0])),
+                            hi[1].min(ahi[1]).max(lo[1].max(alo[1])),
+                        ],
+                    )
+                }
+                None => around,
+            });
+        }
+        let accept = |p: &[f64; 2]| {
+            inside(p[0], p[1])
+                && near
+                    .is_none_or(|(lat, lon, r)| datum::great_circle_km(lon, lat, p[0], p[1]) <= r)
+        };
+        let mut hits: BTreeMap<usize, ()> = BTreeMap::new();
+        match envelope {
+            Some(envelope) => {
+                for point in self.tree.locate_in_envelope(&envelope) {
+                    if accept(point.geom()) {
+                        hits.insert(point.data, ());
+                    }
+                }
+            }
+            None => {
+                for point in self.tree.iter() {
+                    if accept(point.geom()) {
+                        hits.insert(point.data, ());
+                    }
+                }
+            }
+        }
+        hits.into_keys()
+            .map(|i| self.targets[i].clone())
+            .filter(|t| t.is_matchable(now))
+            .collect()
     }
 }
 
@@ -140,10 +377,11 @@ mod tests {
     use super::*;
     use crate::datum::Datum;
 
-    fn vehicle(id: &str, plate: &str) -> Target {
+    fn vehicle(id: &str, plate: &str, court: &str) -> Target {
         serde_json::from_value(serde_json::json!({
             "target_id": id, "kind": "vehicle", "plate": plate,
-            "cases": [{"case_no": "c1", "court_id": "yuyao", "filed_on": "2024-03-01"}]
+            "cases": [{"case_no": format!("c-{id}"), "court_id": court, "filed_on": "2024-03-01"}],
+            "known_locations": [{"label": "domicile", "lat": 30.05, "lon": 121.15}]
         }))
         .unwrap()
     }
@@ -166,7 +404,7 @@ mod tests {
     #[test]
     fn exact_fuzzy_and_no_match() {
         let live = LiveTargets::new(MatchConfig::default());
-        live.apply([vehicle("T1", "浙B12345")]);
+        live.apply([vehicle("T1", "浙B12345", "yuyao")]);
         let now = Utc::now();
         let exact = match_sighting(&live.snapshot(), &sighting("浙b·12345"), now).unwrap();
         assert!(!exact.fuzzy && exact.read_plate.is_none());
@@ -179,16 +417,16 @@ mod tests {
     #[test]
     fn edits_take_effect_and_old_snapshots_stay_intact() {
         let live = LiveTargets::new(MatchConfig::default());
-        live.apply([vehicle("T1", "浙B12345")]);
+        live.apply([vehicle("T1", "浙B12345", "yuyao")]);
         let before = live.snapshot().clone();
         // The plate of T1 is corrected; the old plate stops matching.
-        live.apply([vehicle("T1", "浙B54321")]);
+        live.apply([vehicle("T1", "浙B54321", "yuyao")]);
         let now = Utc::now();
         assert!(match_sighting(&live.snapshot(), &sighting("浙B12345"), now).is_none());
         assert!(match_sighting(&live.snapshot(), &sighting("浙B54321"), now).is_some());
         assert!(match_sighting(&before, &sighting("浙B12345"), now).is_some());
         // Withdrawn: gone.
-        let mut withdrawn = vehicle("T1", "浙B54321");
+        let mut withdrawn = vehicle("T1", "浙B54321", "yuyao");
         withdrawn.status = TargetStatus::Withdrawn;
         live.apply([withdrawn]);
         assert!(live.is_empty());
@@ -197,9 +435,68 @@ mod tests {
     #[test]
     fn expired_targets_do_not_match() {
         let live = LiveTargets::new(MatchConfig::default());
-        let mut t = vehicle("T1", "浙B12345");
+        let mut t = vehicle("T1", "浙B12345", "yuyao");
         t.valid_until = Some(Utc::now() - chrono::Duration::minutes(1));
         live.apply([t]);
         assert!(match_sighting(&live.snapshot(), &sighting("浙B12345"), Utc::now()).is_none());
+    }
+
+    #[test]
+    fn targets_sharing_a_plate_are_linked_into_one_view() {
+        // Story 2: three cases at Yuyao, one at Cixi, against the same company car.
+        let live = LiveTargets::new(MatchConfig::default());
+        let mut yuyao = vehicle("T-Y", "浙B12345", "yuyao");
+        yuyao.cases.push(yuyao.cases[0].clone());
+        yuyao.cases.push(yuyao.cases[0].clone());
+        assert!(live.apply([yuyao.clone()]).is_empty());
+        let links = live.apply([vehicle("T-C", "浙B12345", "cixi")]);
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0].target_ids, vec!["T-C", "T-Y"]);
+        assert_eq!(links[0].court_ids, vec!["cixi", "yuyao"]);
+        assert_eq!(links[0].lead_court_id.as_deref(), Some("yuyao"));
+        let m = match_sighting(&live.snapshot(), &sighting("浙B12345"), Utc::now()).unwrap();
+        assert_eq!(
+            m.target.target_id, "T-C",
+            "the lowest id carries the group's task"
+        );
+        assert_eq!(m.target.cases.len(), 4);
+        assert_eq!(live.link_of_target("T-Y").unwrap().target_ids.len(), 2);
+        // Withdrawing one member leaves the other matching on its own.
+        let mut gone = vehicle("T-C", "浙B12345", "cixi");
+        gone.status = TargetStatus::Withdrawn;
+        live.apply([gone]);
+        let m = match_sighting(&live.snapshot(), &sighting("浙B12345"), Utc::now()).unwrap();
+        assert_eq!(
+            (m.target.target_id.as_str(), m.target.cases.len()),
+            ("T-Y", 3)
+        );
+        assert!(live.link_of_target("T-Y").is_none());
+    }
+
+    #[test]
+    fn sweep_index_finds_exactly_the_targets_in_range() {
+        let live = LiveTargets::new(MatchConfig::default());
+        let mut far = vehicle("T-far", "浙B00002", "cixi");
+        far.known_locations[0].lat = 29.3;
+        live.apply([vehicle("T-near", "浙B00001", "yuyao"), far]);
+        let index = live.sweep_index();
+        let now = Utc::now();
+        let near = index.query(None, |_, _| true, Some((30.05, 121.15, 5.0)), now);
+        assert_eq!(
+            near.iter()
+                .map(|t| t.target_id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["T-near"]
+        );
+        let all = index.query(None, |_, _| true, None, now);
+        assert_eq!(all.len(), 2);
+        let south = index.query(Some(([121.0, 29.0], [122.0, 29.5])), |_, _| true, None, now);
+        assert_eq!(
+            south
+                .iter()
+                .map(|t| t.target_id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["T-far"]
+        );
     }
 }
