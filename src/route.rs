@@ -83,6 +83,20 @@ pub fn decide(
     })
 }
 
+/// Where a rejected task goes next: the participating court nearest to the place whose
+/// command center has not yet rejected it (`None`: every court has; escalate instead).
+pub fn next_court_after_rejection(
+    index: &JurisdictionIndex,
+    lon: f64,
+    lat: f64,
+    rejected_by: &[String],
+) -> Option<(String, f64)> {
+    index
+        .centers_by_distance(lon, lat)
+        .map(|(court, km)| (index.court(court).court_id.clone(), km))
+        .find(|(court, _)| !rejected_by.contains(court))
+}
+
 /// The task kind a sighting of this kind of target produces.
 pub fn sighting_task_kind(kind: crate::model::TargetKind) -> TaskKind {
     match kind {
@@ -241,6 +255,17 @@ mod tests {
             (r.assisting_court_id.as_str(), r.routing),
             ("beilun", Routing::InJurisdiction)
         );
+    }
+
+    #[test]
+    fn a_rejected_task_goes_to_the_next_nearest_court_then_nowhere() {
+        let ix = index();
+        let (lon, lat) = seat(&ix, "cixi");
+        let first = next_court_after_rejection(&ix, lon, lat, &["cixi".to_string()]).unwrap();
+        assert_ne!(first.0, "cixi");
+        assert!(first.1 > 5.0 && first.1 < 40.0, "{first:?}");
+        let all: Vec<String> = ix.data().courts.iter().map(|c| c.court_id.clone()).collect();
+        assert_eq!(next_court_after_rejection(&ix, lon, lat, &all), None);
     }
 
     #[test]
