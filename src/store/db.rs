@@ -6,9 +6,9 @@
 //! SQLite driver binds `$N` by number). Where the dialects differ, callers pick the SQL with
 //! [`Dialect::pick`].
 //!
-//! Multi-row statements (`VALUES (..), (..)` and `IN (..)` lists) are generated for a few fixed
-//! chunk sizes ([`chunks`]), so a batch of any length costs a handful of round trips and the
-//! per-connection statement caches see a bounded set of statements.
+//! Multi-row statements (`VALUES (..), (..)` and `IN (..)` lists) are generated ([`Sql`]) for a
+//! few fixed chunk sizes ([`chunks`]), so a batch of any length costs a handful of round trips
+//! and the per-connection statement caches see a bounded set of statements.
 
 use std::ops::Range;
 
@@ -198,6 +198,47 @@ impl Pool {
 }
 
 impl Tx {
+    /// Runs a multi-row `INSERT` of `rows` rows into a table keyed by an identity column `id`
+    /// and returns the new ids in `VALUES` order. The statement must end in
+    /// [`RETURNING_ID`]`.pick(..)` for this dialect.
+    ///
+    /// SQLite: the transaction holds the write lock and `AUTOINCREMENT` gives the rows of one
+    /// statement consecutive ids in `VALUES` order, so they end at `last_insert_rowid` (no rows
+    /// travel back). PostgreSQL: `RETURNING id`, whose row order is not promised, sorted;
+    /// identity values are drawn in `VALUES` order.
+    pub(crate) async fn insert_ids(
+        &mut self,
+        q: Query,
+        rows: usize,
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        let ids: Vec<i64> = match (self, q) {
+            (Tx::Sqlite(tx), Query::Sqlite(q)) => {
+                let done = q.execute(&mut **tx).await?;
+                let last = done.last_insert_rowid();
+                let n = i64::try_from(done.rows_affected()).unwrap_or(i64::MAX);
+                (last - n + 1..=last).collect()
+            }
+            (Tx::Postgres(tx), Query::Postgres(q)) => {
+                let mut ids = q
+                    .fetch_all(&mut **tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>("id"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                ids.sort_unstable();
+                ids
+            }
+            _ => return Err(mismatch()),
+        };
+        if ids.len() != rows {
+            return Err(sqlx::Error::Protocol(format!(
+                "leadrelay store: {} ids for {rows} inserted rows",
+                ids.len()
+            )));
+        }
+        Ok(ids)
+    }
+
     /// A statement whose text was generated: placeholder lists only, never values.
     pub(crate) fn query_generated(&self, sql: String) -> Query {
         Query::new(self.dialect(), AssertSqlSafe(sql))
@@ -211,9 +252,18 @@ impl Tx {
     }
 }
 
-/// Row counts per multi-row statement. Any batch length splits into these, so a table sees at
-/// most `CHUNK_SIZES.len()` distinct generated statements (the statement caches hold 100).
-const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+/// The tail [`Tx::insert_ids`] needs: (SQLite, PostgreSQL).
+pub(crate) const RETURNING_ID: (&str, &str) = ("", "RETURNING id");
+
+/// Row counts per multi-row statement: powers of two, so a batch of n rows takes at most
+/// log2(n) + 1 statements, and each table sees at most `CHUNK_SIZES.len()` distinct generated
+/// statements (the statement caches are sized for that: [`STATEMENT_CACHE`]). 512 rows of the
+/// widest table (19 columns) stay well below both dialects' limits on bound parameters.
+const CHUNK_SIZES: [usize; 10] = [512, 256, 128, 64, 32, 16, 8, 4, 2, 1];
+
+/// Prepared statements kept per connection: the generated ones (10 sizes × 7 statements) and
+/// the constant ones.
+pub(crate) const STATEMENT_CACHE: usize = 256;
 
 /// Splits `0..len` into consecutive ranges whose lengths are [`CHUNK_SIZES`] entries.
 pub(crate) fn chunks(len: usize) -> Vec<Range<usize>> {
@@ -228,47 +278,99 @@ pub(crate) fn chunks(len: usize) -> Vec<Range<usize>> {
     out
 }
 
-/// `head VALUES ($1, .., $cols), (..), .. tail` for `rows` rows.
-pub(crate) fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
-    let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 6 + 8);
-    sql.push_str(head);
-    sql.push_str(" VALUES ");
-    let mut n = 0;
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for col in 0..cols {
-            if col > 0 {
-                sql.push_str(", ");
-            }
-            n += 1;
-            sql.push('$');
-            sql.push_str(&n.to_string());
-        }
-        sql.push(')');
-    }
-    sql.push(' ');
-    sql.push_str(tail);
-    sql
+/// Text of a generated statement, with its placeholders numbered in order of appearance.
+///
+/// PostgreSQL gets `$1, $2, ...`; SQLite gets anonymous `?`, which it numbers the same way.
+/// Not `$N` on SQLite: looking up a named parameter is a linear scan there, so binding the
+/// thousands of parameters of a multi-row statement by name would cost quadratic time.
+pub(crate) struct Sql {
+    dialect: Dialect,
+    text: String,
+    params: usize,
 }
 
-/// `head ($first, .., $(first + n - 1)) tail`: an `IN` list of `n` placeholders.
-pub(crate) fn in_list_sql(head: &str, first: usize, n: usize, tail: &str) -> String {
-    let mut sql = String::with_capacity(head.len() + tail.len() + n * 7 + 4);
-    sql.push_str(head);
-    sql.push_str(" (");
-    for i in 0..n {
-        if i > 0 {
-            sql.push_str(", ");
+impl Sql {
+    pub(crate) fn new(dialect: Dialect, head: &str) -> Sql {
+        let mut text = String::with_capacity(head.len() + 256);
+        text.push_str(head);
+        Sql {
+            dialect,
+            text,
+            params: 0,
         }
-        sql.push('$');
-        sql.push_str(&(first + i).to_string());
     }
-    sql.push_str(") ");
-    sql.push_str(tail);
-    sql
+
+    pub(crate) fn push(&mut self, s: &str) -> &mut Sql {
+        self.text.push_str(s);
+        self
+    }
+
+    /// One placeholder.
+    pub(crate) fn param(&mut self) -> &mut Sql {
+        self.params += 1;
+        match self.dialect {
+            Dialect::Sqlite => self.text.push('?'),
+            Dialect::Postgres => {
+                self.text.push('$');
+                self.text.push_str(&self.params.to_string());
+            }
+        }
+        self
+    }
+
+    /// `(p, .., p)` with `n` placeholders.
+    pub(crate) fn tuple(&mut self, n: usize) -> &mut Sql {
+        self.text.push('(');
+        for i in 0..n {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.param();
+        }
+        self.text.push(')');
+        self
+    }
+
+    /// ` VALUES (..), (..)`: `rows` tuples of `cols` placeholders.
+    pub(crate) fn values(&mut self, cols: usize, rows: usize) -> &mut Sql {
+        self.text.push_str(" VALUES ");
+        for row in 0..rows {
+            if row > 0 {
+                self.text.push_str(", ");
+            }
+            self.tuple(cols);
+        }
+        self
+    }
+
+    pub(crate) fn finish(&mut self) -> String {
+        std::mem::take(&mut self.text)
+    }
+}
+
+/// `head VALUES (..), .. tail` for `rows` rows of `cols` values.
+pub(crate) fn values_sql(
+    dialect: Dialect,
+    head: &str,
+    cols: usize,
+    rows: usize,
+    tail: &str,
+) -> String {
+    Sql::new(dialect, head)
+        .values(cols, rows)
+        .push(" ")
+        .push(tail)
+        .finish()
+}
+
+/// `head (p, .., p) tail`: an `IN` list of `n` placeholders (the statement's only ones).
+pub(crate) fn in_list_sql(dialect: Dialect, head: &str, n: usize, tail: &str) -> String {
+    Sql::new(dialect, head)
+        .push(" ")
+        .tuple(n)
+        .push(" ")
+        .push(tail)
+        .finish()
 }
 
 #[cfg(test)]
@@ -283,18 +385,32 @@ mod tests {
             assert!(cs.windows(2).all(|w| w[0].end == w[1].start));
             assert!(cs.iter().all(|r| CHUNK_SIZES.contains(&r.len())));
         }
-        assert_eq!(chunks(500).len(), 1 + 3 + 3 + 1);
+        // 256 + 128 + 64 + 32 + 16 + 4
+        assert_eq!(chunks(500).len(), 6);
     }
 
     #[test]
     fn generated_sql_numbers_placeholders() {
         assert_eq!(
-            values_sql("INSERT INTO t (a, b)", 2, 2, "RETURNING a"),
+            values_sql(
+                Dialect::Postgres,
+                "INSERT INTO t (a, b)",
+                2,
+                2,
+                "RETURNING a"
+            ),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) RETURNING a"
         );
         assert_eq!(
-            in_list_sql("SELECT 1 FROM t WHERE a IN", 2, 3, ""),
-            "SELECT 1 FROM t WHERE a IN ($2, $3, $4) "
+            values_sql(Dialect::Sqlite, "INSERT INTO t (a)", 1, 2, ""),
+            "INSERT INTO t (a) VALUES (?), (?) "
         );
+        assert_eq!(
+            in_list_sql(Dialect::Postgres, "SELECT 1 FROM t WHERE a IN", 3, ""),
+            "SELECT 1 FROM t WHERE a IN ($1, $2, $3) "
+        );
+        let mut sql = Sql::new(Dialect::Postgres, "UPDATE t SET x = ");
+        sql.param().push(" WHERE id IN ").tuple(2);
+        assert_eq!(sql.finish(), "UPDATE t SET x = $1 WHERE id IN ($2, $3)");
     }
 }

@@ -6,7 +6,7 @@
 //! insert the new tasks, insert the history rows, insert the outbox rows. Nothing just written
 //! is read back.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -51,7 +51,7 @@ const TASK_INSERT_COLS: usize = 19;
 const TASK_INSERT_TAIL: &str = concat!(
     "ON CONFLICT (target_id) WHERE ",
     open_status!(),
-    " DO NOTHING RETURNING task_id"
+    " DO NOTHING"
 );
 
 const EVENT_INSERT_HEAD: &str =
@@ -129,10 +129,7 @@ impl Store {
         }
         let now = codec::to_ms_precision(now);
         let now_ms = ms(now);
-        let __t = std::time::Instant::now();
-        macro_rules! lap { ($l:expr) => { if std::env::var_os("LR_TIMING").is_some() { eprintln!("{:>10} {:?}", $l, __t.elapsed()); } } }
         let mut tx = self.pool.begin_write().await?;
-        lap!("begin");
 
         // 1. Event ids: the rows not inserted are duplicates (also within the batch).
         let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(batch.len());
@@ -151,7 +148,6 @@ impl Store {
             }
         }
         let is_new = |i: usize| fresh[i];
-        lap!("processed");
 
         // 2. The targets of the new sightings.
         let mut target_ids: Vec<&str> = batch
@@ -163,7 +159,6 @@ impl Store {
         target_ids.sort_unstable();
         target_ids.dedup();
         let targets = load_targets(&mut tx, &target_ids, now_ms).await?;
-        lap!("targets");
 
         // 3. Their open tasks.
         let active: Vec<&str> = target_ids
@@ -172,7 +167,6 @@ impl Store {
             .filter(|id| targets.get(*id).is_some_and(|t| t.matchable))
             .collect();
         let mut existing: Vec<OpenTask> = load_open_tasks(&mut tx, &active).await?;
-        lap!("open");
         let mut open: HashMap<String, Open> = existing
             .iter()
             .enumerate()
@@ -205,24 +199,27 @@ impl Store {
         }
 
         // 5. Insert the new tasks; where another replica's open task won, update that one.
-        lap!("plan");
-        let inserted = insert_tasks(&mut tx, &created, &cases_json, now_ms).await?;
-        lap!("tasks");
-        let lost: Vec<&str> = created
-            .iter()
-            .filter(|t| !inserted.contains(t.task_id.as_str()))
-            .map(|t| t.target_id.as_str())
-            .collect();
-        if !lost.is_empty() {
-            let winners = load_open_tasks(&mut tx, &lost).await?;
-            if winners.len() != lost.len() {
-                return Err(StoreError::Conflict(
-                    "a concurrent task closed before this batch could update it".into(),
-                ));
+        let mut inserted = vec![true; created.len()];
+        if insert_tasks(&mut tx, &created, &cases_json, now_ms).await? < created.len() as u64 {
+            // Rare: ask which targets' open tasks are not ours.
+            let ids: Vec<&str> = created.iter().map(|t| t.target_id.as_str()).collect();
+            let mut accounted = 0;
+            for open_task in load_open_tasks(&mut tx, &ids).await? {
+                let Some(Open::New(k)) = open.get(&open_task.target_id).copied() else {
+                    continue;
+                };
+                accounted += 1;
+                if created[k].task_id != open_task.task_id {
+                    inserted[k] = false;
+                    open.insert(open_task.target_id.clone(), Open::Existing(existing.len()));
+                    existing.push(open_task);
+                }
             }
-            for w in winners {
-                open.insert(w.target_id.clone(), Open::Existing(existing.len()));
-                existing.push(w);
+            if accounted != created.len() {
+                // The winner's task closed before this batch could update it.
+                return Err(StoreError::Conflict(
+                    "a concurrent replica's task for the same target changed meanwhile".into(),
+                ));
             }
         }
 
@@ -234,7 +231,7 @@ impl Store {
             match *plan {
                 Plan::Duplicate => outcomes.push(MatchOutcome::Duplicate),
                 Plan::Inactive => outcomes.push(MatchOutcome::TargetInactive),
-                Plan::Create(k) if inserted.contains(created[k].task_id.as_str()) => {
+                Plan::Create(k) if inserted[k] => {
                     let task = &created[k];
                     let target = &targets[m.target_id.as_str()];
                     events.push(NewEvent {
@@ -293,13 +290,9 @@ impl Store {
                 }
             }
         }
-        lap!("build");
         insert_events(&mut tx, &events).await?;
-        lap!("events");
         let written = outbox::write(&mut tx, messages, now).await?;
-        lap!("outbox");
         tx.commit().await?;
-        lap!("commit");
         Ok((outcomes, written))
     }
 }
@@ -382,7 +375,13 @@ async fn insert_processed(
 ) -> Result<Vec<(String, String)>, StoreError> {
     let mut fresh = Vec::with_capacity(keys.len());
     for chunk in db::chunks(keys.len()) {
-        let sql = db::values_sql(PROCESSED_INSERT_HEAD, 3, chunk.len(), PROCESSED_INSERT_TAIL);
+        let sql = db::values_sql(
+            tx.dialect(),
+            PROCESSED_INSERT_HEAD,
+            3,
+            chunk.len(),
+            PROCESSED_INSERT_TAIL,
+        );
         let mut q = tx.query_generated(sql);
         for (source, event_id) in &keys[chunk] {
             q = q.bind(*source).bind(*event_id).bind(now);
@@ -405,7 +404,7 @@ async fn load_targets(
     let mut out = HashMap::with_capacity(ids.len());
     let tail = tx.dialect().pick("", "FOR SHARE");
     for chunk in db::chunks(ids.len()) {
-        let sql = db::in_list_sql(TARGETS_LOAD_HEAD, 1, chunk.len(), tail);
+        let sql = db::in_list_sql(tx.dialect(), TARGETS_LOAD_HEAD, chunk.len(), tail);
         let mut q = tx.query_generated(sql);
         for id in &ids[chunk] {
             q = q.bind(*id);
@@ -435,7 +434,7 @@ pub(crate) async fn load_open_tasks(
 ) -> Result<Vec<OpenTask>, StoreError> {
     let mut out = Vec::new();
     for chunk in db::chunks(target_ids.len()) {
-        let sql = db::in_list_sql(OPEN_TASKS_HEAD, 1, chunk.len(), "");
+        let sql = db::in_list_sql(tx.dialect(), OPEN_TASKS_HEAD, chunk.len(), "");
         let mut q = tx.query_generated(sql);
         for id in &target_ids[chunk] {
             q = q.bind(*id);
@@ -453,19 +452,19 @@ pub(crate) async fn load_open_tasks(
 }
 
 /// Inserts the tasks (in target id order, so replicas cannot deadlock on the unique index);
-/// returns the ids of those inserted. A task missing from the result lost the race for its
-/// target's one open task.
+/// returns how many were inserted. The others lost the race for their target's one open task.
 async fn insert_tasks(
     tx: &mut Tx,
     tasks: &[Task],
     cases_json: &[&str],
     now: i64,
-) -> Result<HashSet<String>, StoreError> {
+) -> Result<u64, StoreError> {
     let mut order: Vec<usize> = (0..tasks.len()).collect();
     order.sort_unstable_by(|&a, &b| tasks[a].target_id.cmp(&tasks[b].target_id));
-    let mut inserted = HashSet::with_capacity(tasks.len());
+    let mut inserted = 0;
     for chunk in db::chunks(order.len()) {
         let sql = db::values_sql(
+            tx.dialect(),
             TASK_INSERT_HEAD,
             TASK_INSERT_COLS,
             chunk.len(),
@@ -495,9 +494,7 @@ async fn insert_tasks(
                 .bind(ms(t.resolve_by))
                 .bind(now);
         }
-        for row in tx.fetch_all(q).await? {
-            inserted.insert(row.get::<String>("task_id")?);
-        }
+        inserted += tx.execute(q).await?;
     }
     Ok(inserted)
 }
@@ -505,7 +502,13 @@ async fn insert_tasks(
 /// Writes history rows.
 pub(crate) async fn insert_events(tx: &mut Tx, events: &[NewEvent<'_>]) -> Result<(), StoreError> {
     for chunk in db::chunks(events.len()) {
-        let sql = db::values_sql(EVENT_INSERT_HEAD, EVENT_INSERT_COLS, chunk.len(), "");
+        let sql = db::values_sql(
+            tx.dialect(),
+            EVENT_INSERT_HEAD,
+            EVENT_INSERT_COLS,
+            chunk.len(),
+            "",
+        );
         let mut q = tx.query_generated(sql);
         for e in &events[chunk] {
             q = q

@@ -29,25 +29,23 @@ impl NewMessage {
 }
 
 /// Writes `messages` in order with multi-row inserts and returns them with their ids.
-///
-/// Ids come back through `RETURNING id`, whose row order neither dialect promises; both assign
-/// identity values in `VALUES` order, so the sorted ids of a statement belong to its rows in
-/// order.
 pub(crate) async fn write(
     tx: &mut Tx,
     messages: Vec<NewMessage>,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
     let created = ms(now);
+    let tail = tx.dialect().pick(db::RETURNING_ID.0, db::RETURNING_ID.1);
     let mut out = Vec::with_capacity(messages.len());
     let mut messages = messages.into_iter();
     for chunk in db::chunks(messages.len()) {
         let rows: Vec<NewMessage> = messages.by_ref().take(chunk.len()).collect();
         let sql = db::values_sql(
+            tx.dialect(),
             OUTBOX_INSERT_HEAD,
             OUTBOX_INSERT_COLS,
             rows.len(),
-            "RETURNING id",
+            tail,
         );
         let mut q = tx.query_generated(sql);
         for m in &rows {
@@ -56,19 +54,7 @@ pub(crate) async fn write(
                 .bind(m.payload.as_slice())
                 .bind(created);
         }
-        let mut ids = tx
-            .fetch_all(q)
-            .await?
-            .iter()
-            .map(|r| r.get::<i64>("id"))
-            .collect::<Result<Vec<_>, _>>()?;
-        if ids.len() != rows.len() {
-            return Err(codec::corrupt(
-                "outbox insert",
-                format!("{} ids for {} rows", ids.len(), rows.len()),
-            ));
-        }
-        ids.sort_unstable();
+        let ids = tx.insert_ids(q, rows.len()).await?;
         out.extend(ids.into_iter().zip(rows).map(|(id, m)| OutboxMessage {
             id,
             topic: m.topic,
@@ -110,12 +96,11 @@ impl Store {
         }
         let mut tx = self.pool.begin_write().await?;
         for chunk in db::chunks(ids.len()) {
-            let sql = db::in_list_sql(
-                "UPDATE outbox SET sent_at = $1 WHERE sent_at IS NULL AND id IN",
-                2,
-                chunk.len(),
-                "",
-            );
+            let sql = db::Sql::new(tx.dialect(), "UPDATE outbox SET sent_at = ")
+                .param()
+                .push(" WHERE sent_at IS NULL AND id IN ")
+                .tuple(chunk.len())
+                .finish();
             let mut q = tx.query_generated(sql).bind(ms(now));
             for id in &ids[chunk] {
                 q = q.bind(*id);

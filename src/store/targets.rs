@@ -57,6 +57,7 @@ impl Store {
         let mut written = 0;
         for chunk in db::chunks(rows.len()) {
             let sql = db::values_sql(
+                tx.dialect(),
                 TARGET_INSERT_HEAD,
                 TARGET_INSERT_COLS,
                 chunk.len(),
