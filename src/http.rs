@@ -17,9 +17,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::locate::JurisdictionIndex;
+use crate::model::TaskKind;
 use crate::model::{Target, TargetStatus};
 use crate::mqtt::{IngestClient, OutboundMeta, Publisher};
-use crate::store::{StatusOutcome, Store, StoreError};
+use crate::status::{self, StatusContext};
+use crate::store::{SearchOutcome, StatusOutcome, Store, StoreError};
+use crate::targets::Link;
 use crate::targets::LiveTargets;
 use crate::task::{StatusReport, TaskStatus, Topics};
 
@@ -33,6 +36,8 @@ pub struct AppState {
     pub publisher: Publisher,
     pub ingest: IngestClient,
     pub metrics: PrometheusHandle,
+    /// Status reports, re-routing, deadlines.
+    pub status: StatusContext,
 }
 
 /// The router, apart from serving, so tests and the service build it the same way.
@@ -51,6 +56,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/tasks", get(list_tasks))
         .route("/api/v1/tasks/{task_id}", get(get_task))
         .route("/api/v1/tasks/{task_id}/status", post(post_status))
+        .route("/api/v1/locate-requests", post(locate_request))
         .with_state(state)
 }
 
@@ -179,7 +185,8 @@ async fn put_target(
     let target = parse_target(value, &state.index).map_err(ApiError::BadRequest)?;
     let existed = state.store.get_target(&target_id).await?.is_some();
     state.store.upsert_target(&target, Utc::now()).await?;
-    state.targets.apply([target.clone()]);
+    let links = state.targets.apply([target.clone()]);
+    propose_consolidation(&state.status, &state.index, links).await?;
     let status = if existed {
         StatusCode::OK
     } else {
@@ -202,7 +209,8 @@ async fn put_targets_batch(State(state): State<AppState>, body: Bytes) -> ApiRes
         );
     }
     let count = state.store.upsert_targets(&targets, Utc::now()).await?;
-    state.targets.apply(targets);
+    let links = state.targets.apply(targets);
+    propose_consolidation(&state.status, &state.index, links).await?;
     Ok(Json(json!({"upserted": count})))
 }
 
@@ -395,38 +403,127 @@ async fn post_status(
     if state.store.get_task(&task_id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no task {task_id:?}")));
     }
-    match state
+    match status::apply(&state.status, &report, court.as_deref()).await? {
+        StatusOutcome::Applied { task, .. } => Ok(Json(
+            serde_json::to_value(task).map_err(|e| ApiError::Internal(e.to_string()))?,
+        )),
+        StatusOutcome::Refused { reason } => Err(ApiError::Conflict(reason)),
+    }
+}
+
+/// Proposes consolidation to the supervising court for links that span several courts;
+/// the store makes sure each link is proposed once, whichever replica sees it first.
+pub async fn propose_consolidation(
+    ctx: &StatusContext,
+    index: &JurisdictionIndex,
+    links: Vec<Link>,
+) -> Result<(), StoreError> {
+    for link in links {
+        let lead = link.lead_court_id.as_deref();
+        let supervisor = lead
+            .or(link.court_ids.first().map(String::as_str))
+            .and_then(|c| index.data().court(c))
+            .and_then(|c| c.supervisor_court_id.as_deref());
+        let messages = ctx
+            .store
+            .propose_consolidation(
+                &link.key.as_text(),
+                &link.target_ids,
+                &link.court_ids,
+                lead,
+                supervisor,
+                &ctx.topics,
+                Utc::now(),
+            )
+            .await?;
+        ctx.publisher
+            .send(messages, |_| OutboundMeta::default())
+            .await;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct LocateRequest {
+    target_id: String,
+}
+
+/// Story 1: a `person_search` task to the court whose area holds the target's domicile
+/// (else its first known location).
+async fn locate_request(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {
+    let request: LocateRequest = serde_json::from_value(parse_json(&body)?)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"target_id\": ...}}: {e}")))?;
+    let stored = state
         .store
-        .apply_status(&report, court.as_deref(), &state.topics, Utc::now())
+        .get_target(&request.target_id)
         .await?
-    {
-        StatusOutcome::Applied {
-            task,
-            previous,
-            messages,
-        } => {
-            crate::metrics::status_report(report.status);
-            if previous == TaskStatus::Dispatched {
-                let seconds =
-                    (Utc::now() - task.dispatched_at).num_milliseconds().max(0) as f64 / 1000.0;
-                crate::metrics::dispatch_to_ack(&task.assisting_court_id, seconds);
-            }
+        .ok_or_else(|| ApiError::NotFound(format!("no target {:?}", request.target_id)))?;
+    if stored.kind != crate::model::TargetKind::Person {
+        return Err(ApiError::BadRequest(
+            "locate requests are for person targets".into(),
+        ));
+    }
+    if !stored.is_matchable(Utc::now()) {
+        return Err(ApiError::Conflict(format!(
+            "target {:?} is not active",
+            stored.target_id
+        )));
+    }
+    // The merged view (linked targets' cases too), when the target is in the hotlist.
+    let target = stored
+        .person_id
+        .as_ref()
+        .and_then(|id| state.targets.snapshot().match_person(id).cloned())
+        .map(|t| (*t).clone())
+        .unwrap_or(stored);
+    let place = target
+        .known_locations
+        .iter()
+        .find(|l| l.label == "domicile")
+        .or_else(|| target.known_locations.first())
+        .ok_or_else(|| ApiError::BadRequest("the target has no known location to search".into()))?;
+    let (lon, lat) = crate::datum::to_wgs84(place.datum, place.lon, place.lat);
+    let location = state.index.locate(lon, lat);
+    let route = crate::route::decide(
+        &target,
+        TaskKind::PersonSearch,
+        &state.index,
+        &location,
+        lon,
+        lat,
+    )
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let outcome = state
+        .store
+        .create_search_task(
+            &target.target_id,
+            &target.cases,
+            &route,
+            &state.status.deadlines,
+            &state.topics,
+            Utc::now(),
+        )
+        .await?;
+    match outcome {
+        SearchOutcome::Created(task, messages) => {
+            let routing = task.routing;
+            let court = task.assisting_court_id.clone();
             state
                 .publisher
-                .send(messages, |_| OutboundMeta::default())
+                .send(messages, |m| OutboundMeta {
+                    new_task: m
+                        .topic
+                        .ends_with("/tasks")
+                        .then(|| (court.clone(), routing)),
+                    ..OutboundMeta::default()
+                })
                 .await;
-            if task.status == TaskStatus::Seized {
-                if let Some(target) = state.store.get_target(&task.target_id).await? {
-                    state.targets.apply([target]);
-                }
-            }
-            Ok(Json(
-                serde_json::to_value(task).map_err(|e| ApiError::Internal(e.to_string()))?,
-            ))
+            Ok((StatusCode::CREATED, Json(task)).into_response())
         }
-        StatusOutcome::Refused { reason } => {
-            crate::metrics::status_rejected();
-            Err(ApiError::Conflict(reason))
-        }
+        SearchOutcome::AlreadyOpen(task) => Ok((StatusCode::OK, Json(task)).into_response()),
+        SearchOutcome::TargetInactive => Err(ApiError::Conflict(format!(
+            "target {:?} is not active",
+            target.target_id
+        ))),
     }
 }

@@ -160,8 +160,16 @@ impl JurisdictionIndex {
     }
 
     /// Participating courts with an area of their own, nearest command center first.
-    pub fn centers_by_distance(&self, lon: f64, lat: f64) -> impl Iterator<Item = (usize, f64)> + '_ {
-        let (lon, lat) = if lon.is_finite() && lat.is_finite() { (lon, lat) } else { (0.0, 0.0) };
+    pub fn centers_by_distance(
+        &self,
+        lon: f64,
+        lat: f64,
+    ) -> impl Iterator<Item = (usize, f64)> + '_ {
+        let (lon, lat) = if lon.is_finite() && lat.is_finite() {
+            (lon, lat)
+        } else {
+            (0.0, 0.0)
+        };
         self.centers
             .nearest_neighbor_iter(&unit_vector(Coord { x: lon, y: lat }))
             .map(move |c| (c.data as usize, self.distance_km(c.data as usize, lon, lat)))

@@ -42,6 +42,13 @@ pub const INGEST_TO_DISPATCH: &str = "leadrelay_ingest_to_dispatch_seconds";
 pub const SIGHTING_TO_DISPATCH: &str = "leadrelay_sighting_to_dispatch_seconds";
 /// Task dispatched → acknowledged by the command center, by `court`.
 pub const DISPATCH_TO_ACK: &str = "leadrelay_dispatch_to_ack_seconds";
+/// Task dispatched → closed (seized, located, not_found, rejected, cancelled), by `court`
+/// and `outcome`.
+pub const DISPATCH_TO_RESOLUTION: &str = "leadrelay_dispatch_to_resolution_seconds";
+/// Deadlines missed, by assisting `court` and `kind` (`ack` or `resolve`).
+pub const SLA_BREACHES: &str = "leadrelay_sla_breaches_total";
+/// Tasks sent to a supervising court, by the supervising `court`.
+pub const ESCALATIONS: &str = "leadrelay_escalations_total";
 /// Latency of one step of the flow, by `stage`.
 pub const STAGE: &str = "leadrelay_stage_seconds";
 /// Rows per group commit.
@@ -121,6 +128,7 @@ fn install_once() -> Result<PrometheusHandle, MetricsError> {
         INGEST_TO_DISPATCH,
         SIGHTING_TO_DISPATCH,
         DISPATCH_TO_ACK,
+        DISPATCH_TO_RESOLUTION,
         STAGE,
     ] {
         builder = builder
@@ -208,6 +216,21 @@ fn describe() {
         DISPATCH_TO_ACK,
         Unit::Seconds,
         "Time from dispatching a task to its acknowledgement, by assisting court."
+    );
+    describe_histogram!(
+        DISPATCH_TO_RESOLUTION,
+        Unit::Seconds,
+        "Time from dispatching a task to its closing status, by assisting court and outcome."
+    );
+    describe_counter!(
+        SLA_BREACHES,
+        Unit::Count,
+        "Tasks not acknowledged (kind=ack) or not resolved (kind=resolve) by their deadline."
+    );
+    describe_counter!(
+        ESCALATIONS,
+        Unit::Count,
+        "Tasks escalated to a supervising court, by that court."
     );
     describe_histogram!(
         STAGE,
@@ -302,6 +325,22 @@ pub fn sighting_to_dispatch(seconds: f64) {
 /// Clamped at zero like [`sighting_to_dispatch`]: the report's `at` comes from another clock.
 pub fn dispatch_to_ack(court: &str, seconds: f64) {
     histogram!(DISPATCH_TO_ACK, "court" => court.to_owned()).record(seconds.max(0.0));
+}
+
+/// A task closed after `seconds` with `outcome` (its closing status).
+pub fn dispatch_to_resolution(court: &str, outcome: TaskStatus, seconds: f64) {
+    histogram!(DISPATCH_TO_RESOLUTION, "court" => court.to_owned(), "outcome" => outcome.as_str())
+        .record(seconds.max(0.0));
+}
+
+/// A deadline of `kind` (`ack` or `resolve`) was missed by `court`.
+pub fn sla_breach(court: &str, kind: &'static str) {
+    counter!(SLA_BREACHES, "court" => court.to_owned(), "kind" => kind).increment(1);
+}
+
+/// A task went to the supervising `court`.
+pub fn escalation(court: &str) {
+    counter!(ESCALATIONS, "court" => court.to_owned()).increment(1);
 }
 
 pub fn stage(stage: Stage, d: Duration) {

@@ -23,9 +23,10 @@ use crate::metrics::{self, Stage};
 use crate::model::Sighting;
 use crate::mqtt::{Inbound, IngestClient, OutboundMeta, Publisher};
 use crate::route;
-use crate::store::{Deadlines, MatchOutcome, MatchedSighting, StatusOutcome, Store};
+use crate::status::{self, StatusContext};
+use crate::store::{Deadlines, MatchOutcome, MatchedSighting, Policy, StatusOutcome, Store};
 use crate::targets::{LiveTargets, match_sighting};
-use crate::task::{StatusReport, TaskStatus, Topics};
+use crate::task::{StatusReport, Topics};
 
 /// Everything the pipeline needs; built by the service.
 pub struct Pipeline {
@@ -34,11 +35,15 @@ pub struct Pipeline {
     pub index: Arc<JurisdictionIndex>,
     pub topics: Topics,
     pub deadlines: Deadlines,
+    /// Cooldown after not_found, reassignment dwell and distance.
+    pub policy: Policy,
     pub limits: DecodeLimits,
     pub max_batch: usize,
     pub batch_window: Duration,
     pub ingest: IngestClient,
     pub publisher: Publisher,
+    /// For status reports (re-routing, target refresh).
+    pub status: StatusContext,
 }
 
 /// What to do with one inbound message once the batch is durable.
@@ -195,6 +200,7 @@ impl Pipeline {
         batch.matched.push(MatchedSighting {
             sighting,
             target_id: found.target.target_id.clone(),
+            cases: found.target.cases.clone(),
             route,
             read_plate: found.read_plate,
             fuzzy: found.fuzzy,
@@ -258,7 +264,13 @@ impl Pipeline {
         loop {
             match self
                 .store
-                .record_matches(matched, &self.deadlines, &self.topics, Utc::now())
+                .record_matches(
+                    matched,
+                    &self.deadlines,
+                    &self.policy,
+                    &self.topics,
+                    Utc::now(),
+                )
                 .await
             {
                 Ok(result) => return Some(result),
@@ -284,10 +296,10 @@ impl Pipeline {
         outcomes: &[MatchOutcome],
         messages: Vec<crate::task::OutboxMessage>,
     ) {
-        // Each created task wrote exactly one message on its court's tasks topic, in batch
-        // order; pair them up so the publisher can time ingest → PUBACK.
+        // Each created (or reassigned) task wrote exactly one message on its court's tasks
+        // topic, in batch order; pair them up so the publisher can time ingest → PUBACK.
         let mut created = outcomes.iter().enumerate().filter_map(|(i, o)| match o {
-            MatchOutcome::Created(task) => Some((i, task)),
+            MatchOutcome::Created(task) | MatchOutcome::Reassigned { task, .. } => Some((i, task)),
             _ => None,
         });
         let mut next_created = created.next();
@@ -312,6 +324,9 @@ impl Pipeline {
             match outcome {
                 MatchOutcome::Updated { .. } => metrics::task_update(),
                 MatchOutcome::Duplicate => metrics::duplicate(),
+                MatchOutcome::Reassigned { task, from } => {
+                    tracing::info!(task_id = %task.task_id, %from, to = %task.assisting_court_id, "task moved after the dwell time");
+                }
                 _ => {}
             }
         }
@@ -332,9 +347,7 @@ impl Pipeline {
         let span = tracing::info_span!("status_report", task_id = %report.task_id, court, status = %report.status);
         let mut backoff = Duration::from_millis(50);
         let outcome = loop {
-            match self
-                .store
-                .apply_status(report, Some(court), &self.topics, Utc::now())
+            match status::apply(&self.status, report, Some(court))
                 .instrument(span.clone())
                 .await
             {
@@ -350,25 +363,11 @@ impl Pipeline {
             }
         };
         match outcome {
-            StatusOutcome::Applied {
-                task,
-                previous,
-                messages,
-            } => {
-                metrics::status_report(report.status);
-                if previous == TaskStatus::Dispatched {
-                    let seconds =
-                        (Utc::now() - task.dispatched_at).num_milliseconds().max(0) as f64 / 1000.0;
-                    metrics::dispatch_to_ack(&task.assisting_court_id, seconds);
-                }
+            StatusOutcome::Applied { previous, .. } => {
                 span.in_scope(|| tracing::info!(from = %previous, "task status changed"));
-                self.publisher
-                    .send(messages, |_| OutboundMeta::default())
-                    .await;
                 None
             }
             StatusOutcome::Refused { reason } => {
-                metrics::status_rejected();
                 span.in_scope(|| tracing::info!(%reason, "status report refused"));
                 Some(dead_letter_json(
                     "refused",

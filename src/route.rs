@@ -264,7 +264,12 @@ mod tests {
         let first = next_court_after_rejection(&ix, lon, lat, &["cixi".to_string()]).unwrap();
         assert_ne!(first.0, "cixi");
         assert!(first.1 > 5.0 && first.1 < 40.0, "{first:?}");
-        let all: Vec<String> = ix.data().courts.iter().map(|c| c.court_id.clone()).collect();
+        let all: Vec<String> = ix
+            .data()
+            .courts
+            .iter()
+            .map(|c| c.court_id.clone())
+            .collect();
         assert_eq!(next_court_after_rejection(&ix, lon, lat, &all), None);
     }
 

@@ -28,7 +28,8 @@ use crate::locate::JurisdictionIndex;
 use crate::metrics;
 use crate::mqtt::{self, BrokerAddr};
 use crate::pipeline::Pipeline;
-use crate::store::{Deadlines, Store, StoreError};
+use crate::status::StatusContext;
+use crate::store::{Deadlines, Policy, Store, StoreError};
 use crate::targets::LiveTargets;
 use crate::task::Topics;
 
@@ -129,23 +130,61 @@ pub async fn start(
     let (tx, rx) = tokio::sync::mpsc::channel(10_000);
     let (ingest, ingest_task) = mqtt::spawn_ingest(&broker, &config.client_id, filters, tx);
 
+    let chrono_duration =
+        |d: Duration| chrono::Duration::from_std(d).map_err(|e| ServiceError::Other(e.to_string()));
+    let mut per_court = std::collections::HashMap::new();
+    for (court, (ack, resolve)) in &config.court_deadlines {
+        per_court.insert(
+            court.clone(),
+            (chrono_duration(*ack)?, chrono_duration(*resolve)?),
+        );
+    }
     let deadlines = Deadlines {
-        ack: chrono::Duration::from_std(config.ack_timeout)
-            .map_err(|e| ServiceError::Other(e.to_string()))?,
-        resolve: chrono::Duration::from_std(config.resolve_timeout)
-            .map_err(|e| ServiceError::Other(e.to_string()))?,
+        ack: chrono_duration(config.ack_timeout)?,
+        resolve: chrono_duration(config.resolve_timeout)?,
+        per_court,
     };
+    let centers = index
+        .data()
+        .courts
+        .iter()
+        .map(|c| (c.court_id.clone(), (c.command_center.x, c.command_center.y)))
+        .collect();
+    let policy = Policy {
+        not_found_cooldown: chrono_duration(config.not_found_cooldown)?,
+        reassign_dwell: chrono_duration(config.reassign_dwell)?,
+        reassign_distance_km: config.reassign_distance_km,
+        centers: Arc::new(centers),
+    };
+    let status = StatusContext {
+        store: store.clone(),
+        targets: targets.clone(),
+        index: index.clone(),
+        topics: topics.clone(),
+        deadlines: deadlines.clone(),
+        publisher: publisher.clone(),
+    };
+    let timers_task = tokio::spawn(crate::timers::run(
+        store.clone(),
+        crate::timers::supervisors(index.data()),
+        topics.clone(),
+        publisher.clone(),
+        config.timer_interval,
+        stop.clone(),
+    ));
     let pipeline = Pipeline {
         store: store.clone(),
         targets: targets.clone(),
         index: index.clone(),
         topics: topics.clone(),
         deadlines,
+        policy,
         limits: config.decode.clone(),
         max_batch: config.max_batch,
         batch_window: config.batch_window,
         ingest: ingest.clone(),
         publisher: publisher.clone(),
+        status: status.clone(),
     };
     let pipeline_task = tokio::spawn(pipeline.run(rx, stop.clone()));
 
@@ -167,6 +206,7 @@ pub async fn start(
         publisher,
         ingest: ingest.clone(),
         metrics: metrics_handle,
+        status: status.clone(),
     });
     let http_stop = stop.clone();
     let http_task = tokio::spawn(async move {
@@ -178,8 +218,7 @@ pub async fn start(
         }
     });
     let housekeeping_task = tokio::spawn(housekeeping(
-        store.clone(),
-        targets.clone(),
+        status.clone(),
         config.dedup_retention,
         stop.clone(),
     ));
@@ -199,6 +238,7 @@ pub async fn start(
         let _ = tokio::time::timeout(Duration::from_secs(3), ingest_task).await;
         let _ = http_task.await;
         let _ = housekeeping_task.await;
+        let _ = timers_task.await;
         tracing::info!("flushing the outbox");
         let _ = publisher_task.await;
         tracing::info!("stopped");
@@ -245,15 +285,12 @@ pub async fn shutdown_signal() {
 
 /// Picks up target edits made elsewhere (another replica, `targets import`), refreshes
 /// gauges, and purges processed event ids past their retention.
-async fn housekeeping(
-    store: Store,
-    targets: Arc<LiveTargets>,
-    retention: Duration,
-    stop: CancellationToken,
-) {
+async fn housekeeping(ctx: StatusContext, retention: Duration, stop: CancellationToken) {
+    let (store, targets) = (ctx.store.clone(), ctx.targets.clone());
     let mut since_ms = Utc::now().timestamp_millis() - 1_000;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut ticks: u64 = 0;
+    let mut reported_courts: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -270,15 +307,25 @@ async fn housekeeping(
                     .max()
                     .unwrap_or(since_ms)
                     .max(since_ms);
-                targets.apply(changed.into_iter().map(|(_, t)| t));
+                let links = targets.apply(changed.into_iter().map(|(_, t)| t));
+                if let Err(e) = http::propose_consolidation(&ctx, &ctx.index, links).await {
+                    tracing::warn!(error = %e, "could not propose a consolidation");
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not read target changes"),
         }
         if ticks % 5 == 1 {
             if let Ok(open) = store.open_tasks_by_court().await {
+                // Courts whose last open task closed drop to zero rather than go stale.
+                for court in reported_courts.drain() {
+                    if !open.iter().any(|(c, _)| *c == court) {
+                        metrics::set_open_tasks(&court, 0);
+                    }
+                }
                 for (court, n) in open {
                     metrics::set_open_tasks(&court, n);
+                    reported_courts.insert(court);
                 }
             }
             if let Ok(counts) = store.target_counts().await {

@@ -110,3 +110,55 @@ fn check_data_names_file_feature_and_reason() {
     ]);
     assert!(!ok && err.contains("unclosed ring"), "{err}");
 }
+
+#[test]
+fn targets_import_then_sweep_exports_the_court_area_as_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("lr.db").display());
+    let lines = [
+        r#"{"target_id":"P-1","kind":"person","person_id":"330281198001011230","cases":[{"case_no":"K1","court_id":"cixi","filed_on":"2024-01-01","amount_cny":30000}],"known_locations":[{"label":"domicile","lat":30.0411,"lon":121.15}]}"#,
+        r#"{"target_id":"V-1","kind":"vehicle","plate":"浙B·12345","cases":[{"case_no":"K2","court_id":"yuyao","filed_on":"2024-01-01"}],"known_locations":[{"label":"home","lat":30.17,"lon":121.27}]}"#,
+    ];
+    let file = dir.path().join("targets.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let (ok, out, err) = leadrelay(&[
+        "targets",
+        "import",
+        file.to_str().unwrap(),
+        "--database-url",
+        &db,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("imported 2"), "{out}");
+    // A bad line refuses the whole file.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, format!("{}\n{{\"target_id\":\"X\"}}\n", lines[0])).unwrap();
+    let (ok, _, err) = leadrelay(&[
+        "targets",
+        "import",
+        bad.to_str().unwrap(),
+        "--database-url",
+        &db,
+    ]);
+    assert!(!ok && err.contains(":2:"), "{err}");
+    let csv = dir.path().join("sweep.csv");
+    let (ok, _, err) = leadrelay(&[
+        "sweep",
+        "--court",
+        "yuyao",
+        "--out",
+        csv.to_str().unwrap(),
+        "--database-url",
+        &db,
+    ]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(
+        rows[1].starts_with(
+            "P-1,person,,330281198001011230,,domicile,30.0411,121.15,K1,cixi,2024-01-01,30000"
+        ),
+        "{text}"
+    );
+}

@@ -1,6 +1,8 @@
 //! The store against real databases: SQLite in a temporary file always, and PostgreSQL in a
 //! schema of its own when `LEADRELAY_TEST_DATABASE_URL` is set.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -10,8 +12,8 @@ use leadrelay::model::{
 };
 use leadrelay::route::RouteDecision;
 use leadrelay::store::{
-    Deadlines, Dialect, MatchOutcome, MatchedSighting, StatusOutcome, Store, StoreError,
-    TaskEventKind, isolated_postgres_url,
+    Deadlines, Dialect, Escalation, EscalationKind, MatchOutcome, MatchedSighting, Policy,
+    SearchOutcome, StatusOutcome, Store, StoreError, TaskEventKind, isolated_postgres_url,
 };
 use leadrelay::task::{
     Alert, AlertKind, OutboxMessage, StatusReport, Task, TaskStatus, TaskUpdate, Topics, UpdateKind,
@@ -137,6 +139,7 @@ fn matched(target: &Target, source: &str, event_id: &str, assisting: &str) -> Ma
         read_plate: None,
         fuzzy: false,
         substitutions: 0,
+        cases: vec![],
     }
 }
 
@@ -146,7 +149,13 @@ async fn record(
     now: DateTime<Utc>,
 ) -> (Vec<MatchOutcome>, Vec<OutboxMessage>) {
     store
-        .record_matches(batch, &Deadlines::default(), &Topics::new(""), now)
+        .record_matches(
+            batch,
+            &Deadlines::default(),
+            &Policy::default(),
+            &Topics::new(""),
+            now,
+        )
         .await
         .unwrap()
 }
@@ -296,7 +305,13 @@ async fn a_new_task_goes_to_the_assisting_court_with_an_alert_to_the_requesting_
         m.fuzzy = true;
         m.substitutions = 1;
         let (outcomes, messages) = store
-            .record_matches(&[m], &Deadlines::default(), &topics, t0())
+            .record_matches(
+                &[m],
+                &Deadlines::default(),
+                &Policy::default(),
+                &topics,
+                t0(),
+            )
             .await
             .unwrap();
         let task = created(&outcomes[0]);
@@ -912,5 +927,1000 @@ async fn throughput_of_new_tasks() {
             targets.len(),
             targets.len() as f64 / import.as_secs_f64(),
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The enforcement workflow: per-court deadlines, cooldown, border jitter, escalation, reroute,
+// consolidation proposals, locate requests.
+
+/// Command centers of the tests (lon, lat), roughly where the real ones are.
+const CIXI: (f64, f64) = (121.27, 30.17);
+const YUYAO: (f64, f64) = (121.15, 30.04);
+/// Near the Cixi–Yuyao line: about 10 km from either command center.
+const BORDER: (f64, f64) = (121.2, 30.1);
+/// Deep in Yuyao's south-west: about 35 km from Cixi's command center.
+const FAR_YUYAO: (f64, f64) = (121.0, 29.9);
+
+fn policy() -> Policy {
+    Policy {
+        centers: Arc::new(HashMap::from([
+            ("cixi".to_string(), CIXI),
+            ("yuyao".to_string(), YUYAO),
+        ])),
+        ..Policy::default()
+    }
+}
+
+fn supervisors() -> HashMap<String, String> {
+    ["cixi", "yuyao", "beilun"]
+        .into_iter()
+        .map(|c| (c.to_string(), "ningbo_intermediate".to_string()))
+        .collect()
+}
+
+/// `m` seen at `(lon, lat)`.
+fn at(mut m: MatchedSighting, (lon, lat): (f64, f64)) -> MatchedSighting {
+    m.sighting.lon = lon;
+    m.sighting.lat = lat;
+    m
+}
+
+async fn record_with(
+    store: &Store,
+    batch: &[MatchedSighting],
+    deadlines: &Deadlines,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> (Vec<MatchOutcome>, Vec<OutboxMessage>) {
+    store
+        .record_matches(batch, deadlines, policy, &Topics::new(""), now)
+        .await
+        .unwrap()
+}
+
+fn topics_of(messages: &[OutboxMessage]) -> Vec<&str> {
+    messages.iter().map(|m| m.topic.as_str()).collect()
+}
+
+async fn set_status(
+    store: &Store,
+    task_id: &str,
+    status: TaskStatus,
+    court: &str,
+    now: DateTime<Utc>,
+) {
+    let outcome = store
+        .apply_status(
+            &report(task_id, status, &format!("{court}-officer")),
+            Some(court),
+            &Topics::new(""),
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, StatusOutcome::Applied { .. }),
+        "{outcome:?}"
+    );
+}
+
+async fn escalate(store: &Store, now: DateTime<Utc>) -> (Vec<Escalation>, Vec<OutboxMessage>) {
+    store
+        .escalate_due(now, &supervisors(), &Topics::new(""))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn deadlines_are_the_assisting_courts() {
+    let mut deadlines = Deadlines::default();
+    deadlines
+        .per_court
+        .insert("cixi".into(), (Duration::minutes(2), Duration::minutes(20)));
+    assert_eq!(
+        deadlines.for_court("cixi"),
+        (Duration::minutes(2), Duration::minutes(20))
+    );
+    assert_eq!(
+        deadlines.for_court("beilun"),
+        (Duration::minutes(5), Duration::minutes(30))
+    );
+    for db in databases().await {
+        let store = db.connect().await;
+        let a = vehicle("T-1", "浙B11111");
+        let b = vehicle("T-2", "浙B22222");
+        store
+            .upsert_targets(&[a.clone(), b.clone()], t0())
+            .await
+            .unwrap();
+        let (outcomes, _) = record_with(
+            &store,
+            &[
+                matched(&a, "cam-1", "e1", "cixi"),
+                matched(&b, "cam-1", "e2", "beilun"),
+            ],
+            &deadlines,
+            &Policy::default(),
+            t0(),
+        )
+        .await;
+        let (ta, tb) = (created(&outcomes[0]), created(&outcomes[1]));
+        assert_eq!(
+            (ta.ack_by, ta.resolve_by),
+            (t0() + Duration::minutes(2), t0() + Duration::minutes(20)),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            (tb.ack_by, tb.resolve_by),
+            (t0() + Duration::minutes(5), t0() + Duration::minutes(30))
+        );
+        assert_eq!(
+            store.get_task(&ta.task_id).await.unwrap().as_ref(),
+            Some(ta)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_task_carries_the_merged_cases_of_linked_targets() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let car = vehicle("T-1", "浙B12345");
+        store.upsert_target(&car, t0()).await.unwrap();
+        let merged = vec![case("yuyao", "2024-03-01"), case("cixi", "2023-05-01")];
+        let mut m = matched(&car, "cam-1", "e1", "cixi");
+        m.cases = merged.clone();
+        let (outcomes, messages) = record(&store, &[m], t0()).await;
+        let task = created(&outcomes[0]);
+        assert_eq!(task.cases, merged, "{}", db.label);
+        assert_eq!(
+            store.get_task(&task.task_id).await.unwrap().unwrap().cases,
+            merged
+        );
+        let sent: Task = serde_json::from_slice(&messages[0].payload).unwrap();
+        assert_eq!(sent.cases, merged);
+    }
+}
+
+#[tokio::test]
+async fn not_found_holds_new_tasks_back_for_the_cooldown() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let car = vehicle("T-1", "浙B12345");
+        let other = vehicle("T-2", "浙B22222");
+        store
+            .upsert_targets(&[car.clone(), other.clone()], t0())
+            .await
+            .unwrap();
+        let (outcomes, _) = record(&store, &[matched(&car, "cam-1", "e1", "cixi")], t0()).await;
+        let first = created(&outcomes[0]).task_id.clone();
+        let closed = t0() + Duration::minutes(1);
+        set_status(&store, &first, TaskStatus::NotFound, "cixi", closed).await;
+
+        // Within the cooldown: no task, nothing published, the event id is recorded.
+        let before = store.outbox_pending_count().await.unwrap();
+        let m = matched(&car, "cam-1", "e2", "cixi");
+        let (outcomes, messages) = record(
+            &store,
+            std::slice::from_ref(&m),
+            closed + Duration::minutes(9),
+        )
+        .await;
+        assert_eq!(
+            outcomes,
+            vec![MatchOutcome::Cooldown {
+                task_id: first.clone()
+            }],
+            "{}",
+            db.label
+        );
+        assert!(messages.is_empty());
+        assert_eq!(store.outbox_pending_count().await.unwrap(), before);
+        let (outcomes, _) = record(&store, &[m], closed + Duration::minutes(20)).await;
+        assert_eq!(outcomes, vec![MatchOutcome::Duplicate]);
+
+        // After it: a new task as usual.
+        let (outcomes, _) = record(
+            &store,
+            &[matched(&car, "cam-1", "e3", "cixi")],
+            closed + Duration::minutes(10),
+        )
+        .await;
+        assert_ne!(created(&outcomes[0]).task_id, first);
+
+        // Another closure (rejected) does not hold anything back.
+        let (outcomes, _) = record(&store, &[matched(&other, "cam-1", "e4", "cixi")], t0()).await;
+        let rejected = created(&outcomes[0]).task_id.clone();
+        set_status(&store, &rejected, TaskStatus::Rejected, "cixi", closed).await;
+        let (outcomes, _) = record(
+            &store,
+            &[matched(&other, "cam-1", "e5", "cixi")],
+            closed + Duration::seconds(1),
+        )
+        .await;
+        assert!(
+            matches!(outcomes[0], MatchOutcome::Created(_)),
+            "{outcomes:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn jitter_at_a_border_does_not_move_a_task() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let policy = policy();
+        let deadlines = Deadlines::default();
+        let car = vehicle("T-1", "浙B12345");
+        store.upsert_target(&car, t0()).await.unwrap();
+        let (outcomes, _) = record_with(
+            &store,
+            &[at(matched(&car, "cam-c", "c0", "cixi"), BORDER)],
+            &deadlines,
+            &policy,
+            t0(),
+        )
+        .await;
+        let task = created(&outcomes[0]).clone();
+
+        // Sightings alternate across the line every 90 s for 15 minutes: never moved.
+        let mut now = t0();
+        for i in 1..=10 {
+            now += Duration::seconds(90);
+            let court = if i % 2 == 1 { "yuyao" } else { "cixi" };
+            let m = at(matched(&car, "cam", &format!("j{i}"), court), BORDER);
+            let (outcomes, messages) = record_with(&store, &[m], &deadlines, &policy, now).await;
+            assert_eq!(
+                outcomes,
+                vec![MatchOutcome::Updated {
+                    task_id: task.task_id.clone(),
+                    assisting_court_id: "cixi".into()
+                }],
+                "{}: sighting {i} in {court}",
+                db.label
+            );
+            assert_eq!(topics_of(&messages), ["dispatch/cixi/updates"]);
+        }
+        assert_eq!(
+            store
+                .get_task(&task.task_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .assisting_court_id,
+            "cixi"
+        );
+
+        // Seen in Yuyao only, for the dwell time: moved there, once.
+        now += Duration::seconds(30);
+        let stay = at(matched(&car, "cam-y", "y1", "yuyao"), BORDER);
+        let (outcomes, _) = record_with(&store, &[stay], &deadlines, &policy, now).await;
+        assert!(matches!(outcomes[0], MatchOutcome::Updated { .. }));
+        let moved_at = now + Duration::minutes(3);
+        let mut m = at(matched(&car, "cam-y", "y2", "yuyao"), BORDER);
+        m.route.distance_km = 9.5;
+        let (outcomes, messages) = record_with(&store, &[m], &deadlines, &policy, moved_at).await;
+        let MatchOutcome::Reassigned { task: moved, from } = &outcomes[0] else {
+            panic!("{}: expected a reassignment, got {outcomes:?}", db.label);
+        };
+        assert_eq!(from, "cixi");
+        assert_eq!(moved.task_id, task.task_id);
+        assert_eq!(moved.assisting_court_id, "yuyao");
+        assert_eq!(moved.routing, Routing::OwnJurisdiction);
+        assert_eq!(moved.distance_km, 9.5);
+        assert_eq!(moved.status, TaskStatus::Dispatched);
+        assert_eq!(moved.dispatched_at, moved_at);
+        assert_eq!(moved.ack_by, moved_at + Duration::minutes(5));
+        assert_eq!(moved.resolve_by, moved_at + Duration::minutes(30));
+        assert_eq!(moved.sighting.as_ref().unwrap().event_id, "y2");
+        assert_eq!(
+            store.get_task(&task.task_id).await.unwrap().as_ref(),
+            Some(moved)
+        );
+        assert_eq!(
+            topics_of(&messages),
+            [
+                "dispatch/yuyao/tasks",
+                "dispatch/cixi/updates",
+                "alerts/yuyao"
+            ]
+        );
+        let sent: Task = serde_json::from_slice(&messages[0].payload).unwrap();
+        assert_eq!(&sent, moved);
+        let stop: TaskUpdate = serde_json::from_slice(&messages[1].payload).unwrap();
+        assert_eq!(
+            (stop.update, stop.status, stop.note.as_deref()),
+            (
+                UpdateKind::Status,
+                TaskStatus::Dispatched,
+                Some("reassigned to yuyao")
+            )
+        );
+        let alert: Alert = serde_json::from_slice(&messages[2].payload).unwrap();
+        assert_eq!(alert.kind, AlertKind::TaskStatus);
+        assert_eq!(alert.assisting_court_id, "yuyao");
+        let last = store
+            .task_history(&task.task_id)
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(last.kind, TaskEventKind::Reassigned);
+        assert_eq!(last.note.as_deref(), Some("from cixi to yuyao"));
+        assert_eq!(last.court_id.as_deref(), Some("yuyao"));
+
+        // Back across the line right after: the new holder keeps it.
+        let back = at(matched(&car, "cam-c", "c9", "cixi"), BORDER);
+        let (outcomes, _) = record_with(
+            &store,
+            &[back],
+            &deadlines,
+            &policy,
+            moved_at + Duration::seconds(5),
+        )
+        .await;
+        assert_eq!(
+            outcomes,
+            vec![MatchOutcome::Updated {
+                task_id: task.task_id.clone(),
+                assisting_court_id: "yuyao".into()
+            }]
+        );
+        let reassigned = store
+            .task_history(&task.task_id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == TaskEventKind::Reassigned)
+            .count();
+        assert_eq!(reassigned, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_far_sighting_moves_a_task_at_once() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let policy = policy();
+        let car = vehicle("T-1", "浙B12345");
+        store.upsert_target(&car, t0()).await.unwrap();
+        let (outcomes, _) = record_with(
+            &store,
+            &[at(matched(&car, "cam-c", "c0", "cixi"), CIXI)],
+            &Deadlines::default(),
+            &policy,
+            t0(),
+        )
+        .await;
+        let task = created(&outcomes[0]).clone();
+        let (outcomes, messages) = record_with(
+            &store,
+            &[at(matched(&car, "cam-y", "y1", "yuyao"), FAR_YUYAO)],
+            &Deadlines::default(),
+            &policy,
+            t0() + Duration::seconds(10),
+        )
+        .await;
+        assert!(
+            matches!(&outcomes[0], MatchOutcome::Reassigned { task: t, from } if t.task_id == task.task_id && from == "cixi" && t.assisting_court_id == "yuyao"),
+            "{}: {outcomes:?}",
+            db.label
+        );
+        assert_eq!(messages.len(), 3);
+
+        // Without a known command center the distance does not count.
+        let other = vehicle("T-2", "浙B22222");
+        store.upsert_target(&other, t0()).await.unwrap();
+        let (outcomes, _) = record_with(
+            &store,
+            &[at(matched(&other, "cam-b", "b0", "beilun"), CIXI)],
+            &Deadlines::default(),
+            &policy,
+            t0(),
+        )
+        .await;
+        created(&outcomes[0]);
+        let (outcomes, _) = record_with(
+            &store,
+            &[at(matched(&other, "cam-y", "y2", "yuyao"), FAR_YUYAO)],
+            &Deadlines::default(),
+            &policy,
+            t0() + Duration::seconds(10),
+        )
+        .await;
+        assert!(
+            matches!(outcomes[0], MatchOutcome::Updated { .. }),
+            "{outcomes:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn deadlines_escalate_exactly_once() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let car = vehicle("T-1", "浙B12345");
+        store.upsert_target(&car, t0()).await.unwrap();
+        assert_eq!(store.next_deadline().await.unwrap(), None);
+        let (outcomes, _) = record(&store, &[matched(&car, "cam-1", "e1", "cixi")], t0()).await;
+        let task_id = created(&outcomes[0]).task_id.clone();
+        assert_eq!(
+            store.next_deadline().await.unwrap(),
+            Some(t0() + Duration::minutes(5))
+        );
+        let (none, messages) = escalate(&store, t0() + Duration::minutes(4)).await;
+        assert!(none.is_empty() && messages.is_empty());
+
+        // Not acknowledged in time.
+        let late = t0() + Duration::minutes(5);
+        let (escalations, messages) = escalate(&store, late).await;
+        assert_eq!(escalations.len(), 1, "{}", db.label);
+        let e = &escalations[0];
+        assert_eq!(
+            (
+                e.kind,
+                e.supervisor_court_id.as_deref(),
+                e.task.task_id.as_str()
+            ),
+            (
+                EscalationKind::Ack,
+                Some("ningbo_intermediate"),
+                task_id.as_str()
+            )
+        );
+        assert_eq!(
+            topics_of(&messages),
+            ["dispatch/ningbo_intermediate/escalations", "alerts/yuyao"]
+        );
+        let sent: Task = serde_json::from_slice(&messages[0].payload).unwrap();
+        assert_eq!(sent, e.task);
+        let alert: Alert = serde_json::from_slice(&messages[1].payload).unwrap();
+        assert_eq!(alert.kind, AlertKind::Escalated);
+        assert!(
+            alert
+                .text
+                .contains("not acknowledged by 2024-12-03T02:20:00Z"),
+            "{}",
+            alert.text
+        );
+        assert!(
+            escalate(&store, late + Duration::minutes(1))
+                .await
+                .0
+                .is_empty()
+        );
+        assert_eq!(
+            store.next_deadline().await.unwrap(),
+            Some(t0() + Duration::minutes(30))
+        );
+
+        // Acknowledged late, but not resolved in time: escalates once more.
+        set_status(
+            &store,
+            &task_id,
+            TaskStatus::Acknowledged,
+            "cixi",
+            late + Duration::minutes(2),
+        )
+        .await;
+        let (escalations, messages) = escalate(&store, t0() + Duration::minutes(31)).await;
+        assert_eq!(escalations.len(), 1);
+        assert_eq!(escalations[0].kind, EscalationKind::Resolve);
+        assert_eq!(escalations[0].task.status, TaskStatus::Acknowledged);
+        assert_eq!(messages.len(), 2);
+        assert!(
+            escalate(&store, t0() + Duration::hours(2))
+                .await
+                .0
+                .is_empty()
+        );
+        assert_eq!(store.next_deadline().await.unwrap(), None);
+        let notes: Vec<(TaskEventKind, Option<String>)> = store
+            .task_history(&task_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == TaskEventKind::Escalated)
+            .map(|e| (e.kind, e.note))
+            .collect();
+        assert_eq!(
+            notes,
+            [
+                (
+                    TaskEventKind::Escalated,
+                    Some("not acknowledged by 2024-12-03T02:20:00Z".into())
+                ),
+                (
+                    TaskEventKind::Escalated,
+                    Some("not resolved by 2024-12-03T02:45:00Z".into())
+                )
+            ]
+        );
+
+        // A court without a supervisor: only the alert.
+        let other = vehicle("T-2", "浙B22222");
+        store.upsert_target(&other, t0()).await.unwrap();
+        record(&store, &[matched(&other, "cam-1", "e2", "zhoushan")], t0()).await;
+        let (escalations, messages) = escalate(&store, t0() + Duration::hours(3)).await;
+        assert_eq!(escalations.len(), 2);
+        assert!(escalations.iter().all(|e| e.supervisor_court_id.is_none()));
+        assert_eq!(topics_of(&messages), ["alerts/yuyao", "alerts/yuyao"]);
+        // Closed tasks never escalate.
+        assert_eq!(store.next_deadline().await.unwrap(), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_polling_together_escalate_each_task_once() {
+    for db in databases().await {
+        let a = db.connect().await;
+        let b = db.connect().await;
+        let targets: Vec<Target> = (0..30)
+            .map(|i| vehicle(&format!("T-{i}"), &format!("浙B{i:05}")))
+            .collect();
+        a.upsert_targets(&targets, t0()).await.unwrap();
+        let batch: Vec<MatchedSighting> = targets
+            .iter()
+            .map(|t| matched(t, "cam-1", &t.target_id, "cixi"))
+            .collect();
+        record(&a, &batch, t0()).await;
+        let mut fired: Vec<(String, EscalationKind)> = Vec::new();
+        // Each replica polls every 30 s of (simulated) time, both at once.
+        for step in 0..70 {
+            let now = t0() + Duration::seconds(30 * step);
+            let (ra, rb) = tokio::join!(
+                {
+                    let a = a.clone();
+                    tokio::spawn(async move { escalate(&a, now).await })
+                },
+                {
+                    let b = b.clone();
+                    tokio::spawn(async move { escalate(&b, now).await })
+                }
+            );
+            for (escalations, messages) in [ra.unwrap(), rb.unwrap()] {
+                assert_eq!(messages.len(), escalations.len() * 2);
+                fired.extend(escalations.into_iter().map(|e| (e.task.task_id, e.kind)));
+            }
+        }
+        assert_eq!(fired.len(), 60, "{}", db.label);
+        fired.sort_by(|x, y| {
+            (&x.0, x.1 == EscalationKind::Ack).cmp(&(&y.0, y.1 == EscalationKind::Ack))
+        });
+        fired.dedup();
+        assert_eq!(fired.len(), 60, "{}: an escalation fired twice", db.label);
+    }
+}
+
+#[tokio::test]
+async fn a_moved_task_gets_new_deadlines_and_escalates_again() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let car = vehicle("T-1", "浙B12345");
+        store.upsert_target(&car, t0()).await.unwrap();
+        let (outcomes, _) = record_with(
+            &store,
+            &[at(matched(&car, "cam-c", "c0", "cixi"), CIXI)],
+            &Deadlines::default(),
+            &policy(),
+            t0(),
+        )
+        .await;
+        let task_id = created(&outcomes[0]).task_id.clone();
+        assert_eq!(
+            escalate(&store, t0() + Duration::minutes(5)).await.0.len(),
+            1
+        );
+        let moved_at = t0() + Duration::minutes(6);
+        let (outcomes, _) = record_with(
+            &store,
+            &[at(matched(&car, "cam-y", "y1", "yuyao"), FAR_YUYAO)],
+            &Deadlines::default(),
+            &policy(),
+            moved_at,
+        )
+        .await;
+        assert!(
+            matches!(outcomes[0], MatchOutcome::Reassigned { .. }),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            store.next_deadline().await.unwrap(),
+            Some(moved_at + Duration::minutes(5))
+        );
+        let (escalations, messages) = escalate(&store, moved_at + Duration::minutes(5)).await;
+        assert_eq!(escalations.len(), 1, "{}", db.label);
+        assert_eq!(escalations[0].kind, EscalationKind::Ack);
+        assert_eq!(escalations[0].task.task_id, task_id);
+        assert_eq!(escalations[0].task.assisting_court_id, "yuyao");
+        assert_eq!(messages.len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_rejected_task_is_rerouted_or_escalated() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let topics = Topics::new("");
+        let car = vehicle("T-1", "浙B12345");
+        store.upsert_target(&car, t0()).await.unwrap();
+        let (outcomes, _) = record(&store, &[matched(&car, "cam-1", "e1", "cixi")], t0()).await;
+        let task_id = created(&outcomes[0]).task_id.clone();
+        assert_eq!(
+            escalate(&store, t0() + Duration::minutes(5)).await.0.len(),
+            1
+        );
+        set_status(
+            &store,
+            &task_id,
+            TaskStatus::Rejected,
+            "cixi",
+            t0() + Duration::minutes(6),
+        )
+        .await;
+        assert_eq!(store.rejected_by(&task_id).await.unwrap(), ["cixi"]);
+
+        let mut deadlines = Deadlines::default();
+        deadlines.per_court.insert(
+            "beilun".into(),
+            (Duration::minutes(4), Duration::minutes(40)),
+        );
+        let route = RouteDecision {
+            kind: TaskKind::VehicleSeizure,
+            requesting_court_id: "yuyao".into(),
+            assisting_court_id: "beilun".into(),
+            routing: Routing::NearestCourt,
+            distance_km: 41.5,
+            containing_court_id: Some("cixi".into()),
+        };
+        let now = t0() + Duration::minutes(7);
+        let (task, messages) = store
+            .reroute(&task_id, &route, &deadlines, &topics, now)
+            .await
+            .unwrap()
+            .expect("rerouted");
+        assert_eq!(task.status, TaskStatus::Dispatched, "{}", db.label);
+        assert_eq!(task.assisting_court_id, "beilun");
+        assert_eq!(task.routing, Routing::NearestCourt);
+        assert_eq!(task.distance_km, 41.5);
+        assert_eq!(task.requesting_court_id, "yuyao");
+        assert_eq!(
+            (task.ack_by, task.resolve_by),
+            (now + Duration::minutes(4), now + Duration::minutes(40))
+        );
+        assert_eq!(
+            store.get_task(&task_id).await.unwrap().as_ref(),
+            Some(&task)
+        );
+        assert_eq!(
+            topics_of(&messages),
+            ["dispatch/beilun/tasks", "alerts/yuyao"]
+        );
+        let alert: Alert = serde_json::from_slice(&messages[1].payload).unwrap();
+        assert_eq!(
+            (alert.kind, alert.assisting_court_id.as_str()),
+            (AlertKind::TaskStatus, "beilun")
+        );
+        let last = store.task_history(&task_id).await.unwrap().pop().unwrap();
+        assert_eq!(
+            (last.kind, last.note.as_deref()),
+            (TaskEventKind::Rerouted, Some("from cixi to beilun"))
+        );
+        // Only a rejected task is rerouted.
+        assert_eq!(
+            store
+                .reroute(&task_id, &route, &deadlines, &topics, now)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .reroute("nope", &route, &deadlines, &topics, now)
+                .await
+                .unwrap(),
+            None
+        );
+        // The new court may report on it; its deadline escalates again.
+        let (escalations, _) = escalate(&store, now + Duration::minutes(4)).await;
+        assert_eq!(escalations.len(), 1);
+        assert_eq!(escalations[0].task.assisting_court_id, "beilun");
+
+        // Beilun rejects too; meanwhile a new sighting opened another task: no reroute.
+        set_status(
+            &store,
+            &task_id,
+            TaskStatus::Rejected,
+            "beilun",
+            now + Duration::minutes(5),
+        )
+        .await;
+        assert_eq!(
+            store.rejected_by(&task_id).await.unwrap(),
+            ["cixi", "beilun"]
+        );
+        let (outcomes, _) = record(
+            &store,
+            &[matched(&car, "cam-1", "e2", "cixi")],
+            now + Duration::minutes(6),
+        )
+        .await;
+        let newer = created(&outcomes[0]).task_id.clone();
+        let before = footprint(&store, &task_id).await;
+        let mut route2 = route.clone();
+        route2.assisting_court_id = "zhenhai".into();
+        assert_eq!(
+            store
+                .reroute(
+                    &task_id,
+                    &route2,
+                    &deadlines,
+                    &topics,
+                    now + Duration::minutes(7)
+                )
+                .await
+                .unwrap(),
+            None,
+            "{}",
+            db.label
+        );
+        assert_eq!(footprint(&store, &task_id).await, before);
+        assert_eq!(
+            store.get_task(&newer).await.unwrap().unwrap().status,
+            TaskStatus::Dispatched
+        );
+
+        // No court left: escalate by hand.
+        let messages = store
+            .escalate_task(
+                &task_id,
+                Some("ningbo_intermediate"),
+                "rejected by every participating court",
+                &topics,
+                now + Duration::minutes(8),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            topics_of(&messages),
+            ["dispatch/ningbo_intermediate/escalations", "alerts/yuyao"]
+        );
+        let alert: Alert = serde_json::from_slice(&messages[1].payload).unwrap();
+        assert_eq!(alert.kind, AlertKind::Escalated);
+        assert!(
+            alert.text.contains("rejected by every participating court"),
+            "{}",
+            alert.text
+        );
+        let last = store.task_history(&task_id).await.unwrap().pop().unwrap();
+        assert_eq!(
+            (last.kind, last.status, last.note.as_deref()),
+            (
+                TaskEventKind::Escalated,
+                TaskStatus::Rejected,
+                Some("rejected by every participating court")
+            )
+        );
+        let messages = store
+            .escalate_task(&task_id, None, "again", &topics, now)
+            .await
+            .unwrap();
+        assert_eq!(topics_of(&messages), ["alerts/yuyao"]);
+        assert!(
+            store
+                .escalate_task("nope", None, "x", &topics, now)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // A withdrawn target's rejected task is not rerouted.
+        store.withdraw_target("T-1", &topics, now).await.unwrap();
+        let mut reopened = route.clone();
+        reopened.assisting_court_id = "beilun".into();
+        assert_eq!(
+            store
+                .reroute(&newer, &reopened, &deadlines, &topics, now)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+}
+
+#[tokio::test]
+async fn consolidation_is_proposed_once_per_link() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let topics = Topics::new("");
+        let ids = vec!["T-1".to_string(), "T-2".to_string()];
+        let courts = vec!["cixi".to_string(), "yuyao".to_string()];
+        let messages = store
+            .propose_consolidation(
+                "plate:浙B12345",
+                &ids,
+                &courts,
+                Some("yuyao"),
+                Some("ningbo_intermediate"),
+                &topics,
+                t0(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            topics_of(&messages),
+            ["alerts/ningbo_intermediate"],
+            "{}",
+            db.label
+        );
+        let alert: Alert = serde_json::from_slice(&messages[0].payload).unwrap();
+        assert_eq!(alert.kind, AlertKind::ConsolidationProposed);
+        assert_eq!(
+            (
+                alert.court_id.as_str(),
+                alert.target_id.as_str(),
+                alert.task_id.as_str(),
+                alert.assisting_court_id.as_str()
+            ),
+            ("ningbo_intermediate", "T-1", "", "yuyao")
+        );
+        assert_eq!(
+            alert.text,
+            "Related cases: targets T-1 and T-2 share a plate or identity number, with cases at \
+             cixi and yuyao; consider consolidating their enforcement (proposed lead court: yuyao)"
+        );
+        // Again (any replica, any time): nothing.
+        for _ in 0..2 {
+            assert!(
+                store
+                    .propose_consolidation(
+                        "plate:浙B12345",
+                        &ids,
+                        &courts,
+                        Some("yuyao"),
+                        Some("ningbo_intermediate"),
+                        &topics,
+                        t0()
+                    )
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        // Without a supervisor the link is recorded but nobody is told.
+        assert!(
+            store
+                .propose_consolidation("person:x", &ids, &courts, None, None, &topics, t0())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .propose_consolidation(
+                    "person:x",
+                    &ids,
+                    &courts,
+                    None,
+                    Some("ningbo_intermediate"),
+                    &topics,
+                    t0()
+                )
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.outbox_pending_count().await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_locate_request_creates_one_search_task() {
+    for db in databases().await {
+        let store = db.connect().await;
+        let topics = Topics::new("");
+        let mut who = person("T-P");
+        who.lead_court_id = None;
+        who.name = Some("杨某".into());
+        store.upsert_target(&who, t0()).await.unwrap();
+        let route = RouteDecision {
+            kind: TaskKind::PersonSearch,
+            requesting_court_id: "cixi".into(),
+            assisting_court_id: "yuyao".into(),
+            routing: Routing::InJurisdiction,
+            distance_km: 2.0,
+            containing_court_id: Some("yuyao".into()),
+        };
+        let merged = vec![case("cixi", "2024-02-02")];
+        let SearchOutcome::Created(task, messages) = store
+            .create_search_task("T-P", &merged, &route, &Deadlines::default(), &topics, t0())
+            .await
+            .unwrap()
+        else {
+            panic!("{}: not created", db.label);
+        };
+        assert_eq!(task.kind, TaskKind::PersonSearch);
+        assert_eq!(task.sighting, None);
+        assert_eq!(task.cases, merged);
+        assert_eq!(task.person_id, who.person_id);
+        assert_eq!(
+            (
+                task.requesting_court_id.as_str(),
+                task.assisting_court_id.as_str()
+            ),
+            ("cixi", "yuyao")
+        );
+        assert_eq!(task.ack_by, t0() + Duration::minutes(5));
+        assert_eq!(
+            store.get_task(&task.task_id).await.unwrap().as_ref(),
+            Some(&task)
+        );
+        assert_eq!(
+            topics_of(&messages),
+            ["dispatch/yuyao/tasks", "alerts/cixi"]
+        );
+        let alert: Alert = serde_json::from_slice(&messages[1].payload).unwrap();
+        assert_eq!(alert.kind, AlertKind::TargetSighted);
+        assert_eq!(
+            alert.text,
+            "Person 杨某 (T-P): locate request sent to yuyao, whose area holds the place"
+        );
+        let history = store.task_history(&task.task_id).await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].kind, TaskEventKind::Created);
+
+        let again = store
+            .create_search_task("T-P", &merged, &route, &Deadlines::default(), &topics, t0())
+            .await
+            .unwrap();
+        assert_eq!(again, SearchOutcome::AlreadyOpen(task.clone()));
+        assert_eq!(
+            store
+                .create_search_task("T-none", &[], &route, &Deadlines::default(), &topics, t0())
+                .await
+                .unwrap(),
+            SearchOutcome::TargetInactive
+        );
+        // A sighting of the person updates the search task.
+        let (outcomes, _) = record(&store, &[matched(&who, "hotel-1", "h1", "yuyao")], t0()).await;
+        assert_eq!(
+            outcomes,
+            vec![MatchOutcome::Updated {
+                task_id: task.task_id.clone(),
+                assisting_court_id: "yuyao".into()
+            }]
+        );
+        // Once it is located, a new request makes a new task; in the own court, no alert.
+        set_status(
+            &store,
+            &task.task_id,
+            TaskStatus::Located,
+            "yuyao",
+            t0() + Duration::minutes(20),
+        )
+        .await;
+        let mut own = route.clone();
+        own.assisting_court_id = "cixi".into();
+        own.routing = Routing::OwnJurisdiction;
+        let SearchOutcome::Created(second, messages) = store
+            .create_search_task(
+                "T-P",
+                &[],
+                &own,
+                &Deadlines::default(),
+                &topics,
+                t0() + Duration::minutes(21),
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("not created");
+        };
+        assert_ne!(second.task_id, task.task_id);
+        assert_eq!(second.cases, who.cases);
+        assert_eq!(topics_of(&messages), ["dispatch/cixi/tasks"]);
     }
 }

@@ -151,5 +151,6 @@ pub(crate) fn task_event_from_row(row: &Row) -> Result<TaskEvent, StoreError> {
         sighting: sighting
             .map(|s| from_json(&s, "task event sighting"))
             .transpose()?,
+        court_id: row.get("court_id")?,
     })
 }

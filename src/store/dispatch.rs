@@ -2,19 +2,23 @@
 //! and the outbox, for a whole batch in one transaction.
 //!
 //! The batch costs a fixed handful of multi-row statements whatever its length: insert the
-//! event ids (the conflicts are the duplicates), read the targets, read their open tasks,
-//! insert the new tasks, insert the history rows, insert the outbox rows. Nothing just written
-//! is read back.
+//! event ids (the conflicts are the duplicates), read the targets, read their open tasks (and,
+//! for targets without one, their recent closures: the `not_found` cooldown), insert the new
+//! tasks, insert the history rows, insert the outbox rows. Nothing just written is read back.
+//! Only a task whose border candidate changes or that moves to another court costs one more
+//! single-row update (see [`Policy`](super::Policy)).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::codec::{self, ms};
+use super::codec::{self, ms, task_columns};
 use super::db::{self, Tx};
 use super::outbox::{self, NewMessage};
-use super::{Deadlines, MatchOutcome, MatchedSighting, Store, StoreError, TaskEventKind};
+use super::{Deadlines, MatchOutcome, MatchedSighting, Policy, Store, StoreError, TaskEventKind};
+use crate::datum::great_circle_km;
 use crate::model::{Case, Routing, TargetStatus, TaskKind};
 use crate::person_id::PersonId;
 use crate::plate::Plate;
@@ -39,10 +43,16 @@ const TARGETS_LOAD_HEAD: &str = "SELECT target_id, plate, person_id, name, statu
      valid_until FROM targets WHERE target_id IN";
 
 const OPEN_TASKS_HEAD: &str = concat!(
-    "SELECT task_id, target_id, assisting_court_id, status FROM tasks WHERE ",
+    "SELECT ",
+    task_columns!(),
+    ", candidate_court_id, candidate_since FROM tasks WHERE ",
     open_status!(),
     " AND target_id IN"
 );
+
+/// Tasks closed after `$1` of the targets in the list that follows (the cooldown check).
+const RECENTLY_CLOSED_HEAD: &str = "SELECT target_id, task_id, status, resolved_at FROM tasks \
+     WHERE resolved_at IS NOT NULL AND resolved_at > ";
 
 const TASK_INSERT_HEAD: &str = "INSERT INTO tasks (task_id, target_id, kind, status, \
      requesting_court_id, assisting_court_id, routing, distance_km, plate, person_id, cases, \
@@ -54,57 +64,98 @@ const TASK_INSERT_TAIL: &str = concat!(
     " DO NOTHING"
 );
 
-const EVENT_INSERT_HEAD: &str =
-    "INSERT INTO task_events (task_id, occurred_at, kind, status, actor, note, sighting)";
-const EVENT_INSERT_COLS: usize = 7;
+const EVENT_INSERT_HEAD: &str = "INSERT INTO task_events (task_id, occurred_at, kind, status, \
+     actor, note, sighting, court_id)";
+const EVENT_INSERT_COLS: usize = 8;
+
+/// Moves an open task to another court. Conditional on the holder and status read, so a
+/// concurrent status report or reassignment makes it a [`StoreError::Conflict`] (the batch is
+/// retried and sees the new state).
+const TASK_REASSIGN: &str = "UPDATE tasks SET assisting_court_id = $1, routing = $2, \
+     distance_km = $3, status = $4, sighting = $5, read_plate = $6, fuzzy = $7, \
+     substitutions = $8, dispatched_at = $9, ack_by = $10, resolve_by = $11, \
+     acknowledged_at = NULL, ack_escalated_at = NULL, resolve_escalated_at = NULL, \
+     candidate_court_id = $12, candidate_since = $13, updated_at = $14 \
+     WHERE task_id = $15 AND assisting_court_id = $16 AND status = $17";
+
+/// Records the border candidate; a hint only, so a task that changed meanwhile is left alone.
+const TASK_SET_CANDIDATE: &str = concat!(
+    "UPDATE tasks SET candidate_court_id = $1, candidate_since = $2, updated_at = $3 \
+     WHERE task_id = $4 AND assisting_court_id = $5 AND ",
+    open_status!()
+);
 
 /// A target as the dispatcher needs it.
-struct TargetRow {
-    plate: Option<Plate>,
-    person_id: Option<PersonId>,
-    name: Option<String>,
+pub(crate) struct TargetRow {
+    pub plate: Option<Plate>,
+    pub person_id: Option<PersonId>,
+    pub name: Option<String>,
     /// As stored; copied into the task row verbatim.
-    cases_json: String,
-    cases: Vec<Case>,
-    matchable: bool,
+    pub cases_json: String,
+    pub cases: Vec<Case>,
+    pub matchable: bool,
 }
 
-/// An open task of a target.
+/// An open task of a target, as read (or as just inserted).
 #[derive(Clone)]
 pub(crate) struct OpenTask {
-    pub task_id: String,
-    pub target_id: String,
-    pub assisting_court_id: String,
-    pub status: TaskStatus,
+    pub task: Task,
+    /// The court newer sightings place the target in, and since when (epoch ms).
+    pub candidate: Option<(String, i64)>,
 }
 
-/// Where the target of an item stands once the batch is planned.
-#[derive(Clone, Copy)]
-enum Open {
-    /// It had an open task before this batch: index into `existing`.
-    Existing(usize),
-    /// An item of this batch creates its task: index into `created`.
-    New(usize),
+/// An open task while a batch is planned: its state now, and the row as it was read, for the
+/// conditional update.
+struct OpenState {
+    task: Task,
+    candidate: Option<(String, i64)>,
+    read_court: String,
+    read_status: TaskStatus,
+    candidate_changed: bool,
+    reassigned: bool,
+}
+
+impl OpenState {
+    fn new(open: OpenTask) -> OpenState {
+        OpenState {
+            read_court: open.task.assisting_court_id.clone(),
+            read_status: open.task.status,
+            task: open.task,
+            candidate: open.candidate,
+            candidate_changed: false,
+            reassigned: false,
+        }
+    }
 }
 
 enum Plan {
     Duplicate,
     Inactive,
+    /// The latest task closed as `not_found` within the cooldown: this one.
+    Cooldown(String),
     /// Creates task `created[k]` (if the insert wins the race).
     Create(usize),
     /// Updates the target's open task.
     Update,
 }
 
+/// What a sighting in `court` does to an open task (see [`Policy`]).
+enum Move {
+    Stay,
+    Reassign,
+}
+
 /// A history row to write.
 pub(crate) struct NewEvent<'a> {
-    pub task_id: &'a str,
+    pub task_id: Cow<'a, str>,
     pub at: i64,
     pub kind: TaskEventKind,
     pub status: TaskStatus,
     pub actor: Option<&'a str>,
-    pub note: Option<&'a str>,
+    pub note: Option<String>,
     pub sighting: Option<String>,
+    /// The task's assisting court after the event.
+    pub court_id: Option<Cow<'a, str>>,
 }
 
 impl Store {
@@ -112,15 +163,24 @@ impl Store {
     /// order, and every outbox message written, with ids, for immediate publication.
     ///
     /// Per sighting: a `(source, event_id)` seen before is a [`MatchOutcome::Duplicate`];
-    /// a target not active in the database is [`MatchOutcome::TargetInactive`]; a target with
-    /// an open task gets a `sighting` TaskUpdate to that task's assisting court; otherwise a
-    /// new task goes to the assisting court, with a `target_sighted` Alert to the requesting
-    /// court when it is another one. When another replica creates the target's task first,
-    /// the sighting becomes an update of that task.
+    /// a target not active in the database is [`MatchOutcome::TargetInactive`]; a target
+    /// without an open task whose latest task closed as `not_found` within the policy's
+    /// cooldown is a [`MatchOutcome::Cooldown`]; a target with an open task gets a `sighting`
+    /// TaskUpdate to that task's assisting court, unless the sighting moves the task to its
+    /// own court ([`MatchOutcome::Reassigned`], see [`Policy`]); otherwise a new task goes to
+    /// the assisting court (deadlines of that court), with a `target_sighted` Alert to the
+    /// requesting court when it is another one. When another replica creates the target's task
+    /// first, the sighting becomes an update of that task.
+    ///
+    /// The messages are in outcome order: `Created` wrote the Task on `tasks(assisting)` and,
+    /// when the requesting court is another, the Alert (1 or 2); `Updated` the TaskUpdate on
+    /// `updates(holder)` (1); `Reassigned` the Task on `tasks(new)`, the status TaskUpdate on
+    /// `updates(from)` and the Alert to the requesting court (3); the others nothing.
     pub async fn record_matches(
         &self,
         batch: &[MatchedSighting],
         deadlines: &Deadlines,
+        policy: &Policy,
         topics: &Topics,
         now: DateTime<Utc>,
     ) -> Result<(Vec<MatchOutcome>, Vec<OutboxMessage>), StoreError> {
@@ -139,7 +199,6 @@ impl Store {
                 .or_insert(i);
         }
         let mut keys: Vec<(&str, &str)> = first_of.keys().copied().collect();
-        // A fixed order, so replicas inserting overlapping keys cannot deadlock.
         keys.sort_unstable();
         let mut fresh = vec![false; batch.len()];
         for (source, event_id) in insert_processed(&mut tx, &keys, now_ms).await? {
@@ -160,23 +219,40 @@ impl Store {
         target_ids.dedup();
         let targets = load_targets(&mut tx, &target_ids, now_ms).await?;
 
-        // 3. Their open tasks.
+        // 3. Their open tasks; for those without one, a `not_found` closure within the
+        // cooldown.
         let active: Vec<&str> = target_ids
             .iter()
             .copied()
             .filter(|id| targets.get(*id).is_some_and(|t| t.matchable))
             .collect();
-        let mut existing: Vec<OpenTask> = load_open_tasks(&mut tx, &active).await?;
-        let mut open: HashMap<String, Open> = existing
+        let mut states: Vec<OpenState> = load_open_tasks(&mut tx, &active)
+            .await?
+            .into_iter()
+            .map(OpenState::new)
+            .collect();
+        let mut open: HashMap<String, usize> = states
             .iter()
             .enumerate()
-            .map(|(k, t)| (t.target_id.clone(), Open::Existing(k)))
+            .map(|(k, s)| (s.task.target_id.clone(), k))
             .collect();
+        let without_task: Vec<&str> = active
+            .iter()
+            .copied()
+            .filter(|id| !open.contains_key(*id))
+            .collect();
+        let cooling = cooling_down(
+            &mut tx,
+            &without_task,
+            now_ms - policy.not_found_cooldown.num_milliseconds(),
+        )
+        .await?;
 
         // 4. Plan each item in order: the first sighting of a target without an open task
         // creates one, later ones update it.
         let mut created: Vec<Task> = Vec::new();
-        let mut cases_json: Vec<&str> = Vec::new();
+        let mut created_state: Vec<usize> = Vec::new();
+        let mut cases_json: Vec<Cow<'_, str>> = Vec::new();
         let mut plans = Vec::with_capacity(batch.len());
         for (i, m) in batch.iter().enumerate() {
             if !is_new(i) {
@@ -191,11 +267,24 @@ impl Store {
                 plans.push(Plan::Update);
                 continue;
             }
+            if let Some(task_id) = cooling.get(m.target_id.as_str()) {
+                plans.push(Plan::Cooldown(task_id.clone()));
+                continue;
+            }
             let task = new_task(m, target, deadlines, now);
-            open.insert(m.target_id.clone(), Open::New(created.len()));
+            cases_json.push(if m.cases.is_empty() {
+                Cow::Borrowed(target.cases_json.as_str())
+            } else {
+                Cow::Owned(codec::to_json(&m.cases)?)
+            });
+            open.insert(m.target_id.clone(), states.len());
+            created_state.push(states.len());
+            states.push(OpenState::new(OpenTask {
+                task: task.clone(),
+                candidate: None,
+            }));
             plans.push(Plan::Create(created.len()));
             created.push(task);
-            cases_json.push(&target.cases_json);
         }
 
         // 5. Insert the new tasks; where another replica's open task won, update that one.
@@ -204,15 +293,17 @@ impl Store {
             // Rare: ask which targets' open tasks are not ours.
             let ids: Vec<&str> = created.iter().map(|t| t.target_id.as_str()).collect();
             let mut accounted = 0;
-            for open_task in load_open_tasks(&mut tx, &ids).await? {
-                let Some(Open::New(k)) = open.get(&open_task.target_id).copied() else {
+            for winner in load_open_tasks(&mut tx, &ids).await? {
+                let Some(k) = created
+                    .iter()
+                    .position(|t| t.target_id == winner.task.target_id)
+                else {
                     continue;
                 };
                 accounted += 1;
-                if created[k].task_id != open_task.task_id {
+                if created[k].task_id != winner.task.task_id {
                     inserted[k] = false;
-                    open.insert(open_task.target_id.clone(), Open::Existing(existing.len()));
-                    existing.push(open_task);
+                    states[created_state[k]] = OpenState::new(winner);
                 }
             }
             if accounted != created.len() {
@@ -228,20 +319,24 @@ impl Store {
         let mut events = Vec::with_capacity(batch.len());
         let mut messages = Vec::with_capacity(batch.len() * 2);
         for (m, plan) in batch.iter().zip(&plans) {
-            match *plan {
+            match plan {
                 Plan::Duplicate => outcomes.push(MatchOutcome::Duplicate),
                 Plan::Inactive => outcomes.push(MatchOutcome::TargetInactive),
-                Plan::Create(k) if inserted[k] => {
-                    let task = &created[k];
+                Plan::Cooldown(task_id) => outcomes.push(MatchOutcome::Cooldown {
+                    task_id: task_id.clone(),
+                }),
+                Plan::Create(k) if inserted[*k] => {
+                    let task = &created[*k];
                     let target = &targets[m.target_id.as_str()];
                     events.push(NewEvent {
-                        task_id: &task.task_id,
+                        task_id: Cow::Borrowed(&task.task_id),
                         at: now_ms,
                         kind: TaskEventKind::Created,
                         status: TaskStatus::Dispatched,
                         actor: None,
                         note: None,
                         sighting: Some(codec::to_json(&m.sighting)?),
+                        court_id: Some(Cow::Borrowed(&task.assisting_court_id)),
                     });
                     messages.push(NewMessage::json(
                         topics.tasks(&task.assisting_court_id),
@@ -254,47 +349,217 @@ impl Store {
                     outcomes.push(MatchOutcome::Created(task.clone()));
                 }
                 Plan::Create(_) | Plan::Update => {
-                    let (task_id, assisting, status) = match open[&m.target_id] {
-                        Open::Existing(k) => {
-                            let t = &existing[k];
-                            (&t.task_id, &t.assisting_court_id, t.status)
+                    let state = &mut states[open[&m.target_id]];
+                    let court = m.route.assisting_court_id.as_str();
+                    match border_move(state, m, policy, now_ms) {
+                        Move::Stay => {
+                            let task = &state.task;
+                            events.push(NewEvent {
+                                task_id: Cow::Owned(task.task_id.clone()),
+                                at: now_ms,
+                                kind: TaskEventKind::Sighting,
+                                status: task.status,
+                                actor: None,
+                                note: None,
+                                sighting: Some(codec::to_json(&m.sighting)?),
+                                court_id: Some(Cow::Owned(task.assisting_court_id.clone())),
+                            });
+                            let update = TaskUpdate {
+                                task_id: task.task_id.clone(),
+                                update: UpdateKind::Sighting,
+                                status: task.status,
+                                sighting: Some(SightingRef::from(&m.sighting)),
+                                at: now,
+                                by: None,
+                                note: None,
+                            };
+                            messages.push(NewMessage::json(
+                                topics.updates(&task.assisting_court_id),
+                                &update,
+                            )?);
+                            outcomes.push(MatchOutcome::Updated {
+                                task_id: task.task_id.clone(),
+                                assisting_court_id: task.assisting_court_id.clone(),
+                            });
                         }
-                        Open::New(k) => {
-                            let t = &created[k];
-                            (&t.task_id, &t.assisting_court_id, t.status)
+                        Move::Reassign => {
+                            let from = state.task.assisting_court_id.clone();
+                            reassign(&mut state.task, m, deadlines, now);
+                            state.candidate = None;
+                            state.candidate_changed = true;
+                            state.reassigned = true;
+                            let task = &state.task;
+                            let note = format!("from {from} to {court}");
+                            events.push(NewEvent {
+                                task_id: Cow::Owned(task.task_id.clone()),
+                                at: now_ms,
+                                kind: TaskEventKind::Reassigned,
+                                status: task.status,
+                                actor: None,
+                                note: Some(note),
+                                sighting: Some(codec::to_json(&m.sighting)?),
+                                court_id: Some(Cow::Owned(task.assisting_court_id.clone())),
+                            });
+                            messages.extend(reassigned_messages(
+                                task,
+                                &from,
+                                targets[m.target_id.as_str()].name.as_deref(),
+                                topics,
+                                now,
+                            )?);
+                            outcomes.push(MatchOutcome::Reassigned {
+                                task: task.clone(),
+                                from,
+                            });
                         }
-                    };
-                    events.push(NewEvent {
-                        task_id,
-                        at: now_ms,
-                        kind: TaskEventKind::Sighting,
-                        status,
-                        actor: None,
-                        note: None,
-                        sighting: Some(codec::to_json(&m.sighting)?),
-                    });
-                    let update = TaskUpdate {
-                        task_id: task_id.clone(),
-                        update: UpdateKind::Sighting,
-                        status,
-                        sighting: Some(SightingRef::from(&m.sighting)),
-                        at: now,
-                        by: None,
-                        note: None,
-                    };
-                    messages.push(NewMessage::json(topics.updates(assisting), &update)?);
-                    outcomes.push(MatchOutcome::Updated {
-                        task_id: task_id.clone(),
-                        assisting_court_id: assisting.clone(),
-                    });
+                    }
                 }
             }
         }
         insert_events(&mut tx, &events).await?;
+        drop(events);
+
+        // 7. The tasks that moved, and the border candidates that changed, in task id order
+        // (so concurrent batches lock rows in one order).
+        let mut touched: Vec<&OpenState> = states
+            .iter()
+            .filter(|s| s.reassigned || s.candidate_changed)
+            .collect();
+        touched.sort_unstable_by(|a, b| a.task.task_id.cmp(&b.task.task_id));
+        for state in touched {
+            let (cand_court, cand_since) = match &state.candidate {
+                Some((c, since)) => (Some(c.as_str()), Some(*since)),
+                None => (None, None),
+            };
+            if state.reassigned {
+                let t = &state.task;
+                let q = tx
+                    .query(TASK_REASSIGN)
+                    .bind(t.assisting_court_id.as_str())
+                    .bind(codec::name(&t.routing))
+                    .bind(t.distance_km)
+                    .bind(t.status.as_str())
+                    .bind(t.sighting.as_ref().map(codec::to_json).transpose()?)
+                    .bind(t.read_plate.as_ref().map(|p| p.as_str().to_string()))
+                    .bind(t.fuzzy)
+                    .bind(i32::from(t.substitutions))
+                    .bind(ms(t.dispatched_at))
+                    .bind(ms(t.ack_by))
+                    .bind(ms(t.resolve_by))
+                    .bind(cand_court)
+                    .bind(cand_since)
+                    .bind(now_ms)
+                    .bind(t.task_id.as_str())
+                    .bind(state.read_court.as_str())
+                    .bind(state.read_status.as_str());
+                if tx.execute(q).await? == 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "task {} changed while a sighting moved it",
+                        t.task_id
+                    )));
+                }
+            } else {
+                let q = tx
+                    .query(TASK_SET_CANDIDATE)
+                    .bind(cand_court)
+                    .bind(cand_since)
+                    .bind(now_ms)
+                    .bind(state.task.task_id.as_str())
+                    .bind(state.read_court.as_str());
+                tx.execute(q).await?;
+            }
+        }
+
         let written = outbox::write(&mut tx, messages, now).await?;
         tx.commit().await?;
         Ok((outcomes, written))
     }
+}
+
+/// Whether the sighting `m` moves the open task of `state` to its court, updating the border
+/// candidate in `state` otherwise. A sighting in the holder's own court never moves it, so
+/// sightings alternating across a border keep the task where it is.
+fn border_move(state: &mut OpenState, m: &MatchedSighting, policy: &Policy, now: i64) -> Move {
+    let court = m.route.assisting_court_id.as_str();
+    let holder = state.task.assisting_court_id.as_str();
+    if court == holder {
+        if state.candidate.take().is_some() {
+            state.candidate_changed = true;
+        }
+        return Move::Stay;
+    }
+    let far = policy.centers.get(holder).is_some_and(|&(lon, lat)| {
+        great_circle_km(lon, lat, m.sighting.lon, m.sighting.lat) > policy.reassign_distance_km
+    });
+    let dwelt = state.candidate.as_ref().is_some_and(|(c, since)| {
+        c == court && now - since >= policy.reassign_dwell.num_milliseconds()
+    });
+    if far || dwelt {
+        return Move::Reassign;
+    }
+    if state.candidate.as_ref().is_none_or(|(c, _)| c != court) {
+        state.candidate = Some((court.to_string(), now));
+        state.candidate_changed = true;
+    }
+    Move::Stay
+}
+
+/// `task` as dispatched to the court of the sighting `m`: its route, that court's deadlines
+/// from `now`, the sighting.
+fn reassign(task: &mut Task, m: &MatchedSighting, deadlines: &Deadlines, now: DateTime<Utc>) {
+    let (ack, resolve) = deadlines.for_court(&m.route.assisting_court_id);
+    task.assisting_court_id = m.route.assisting_court_id.clone();
+    task.routing = m.route.routing;
+    task.distance_km = m.route.distance_km;
+    task.status = TaskStatus::Dispatched;
+    task.dispatched_at = now;
+    task.ack_by = now + ack;
+    task.resolve_by = now + resolve;
+    task.sighting = Some(SightingRef::from(&m.sighting));
+    task.read_plate = m.read_plate;
+    task.fuzzy = m.fuzzy;
+    task.substitutions = m.substitutions;
+}
+
+/// A moved task: the Task to its new court, a status TaskUpdate to the court that held it (so
+/// it stops), a `task_status` Alert to the requesting court.
+fn reassigned_messages(
+    task: &Task,
+    from: &str,
+    name: Option<&str>,
+    topics: &Topics,
+    now: DateTime<Utc>,
+) -> Result<Vec<NewMessage>, StoreError> {
+    let to = &task.assisting_court_id;
+    let update = TaskUpdate {
+        task_id: task.task_id.clone(),
+        update: UpdateKind::Status,
+        status: task.status,
+        sighting: task.sighting.clone(),
+        at: now,
+        by: None,
+        note: Some(format!("reassigned to {to}")),
+    };
+    let who = subject(task.kind, task.plate.as_ref(), name, &task.target_id);
+    let alert = Alert {
+        alert_id: Uuid::now_v7().to_string(),
+        kind: AlertKind::TaskStatus,
+        court_id: task.requesting_court_id.clone(),
+        target_id: task.target_id.clone(),
+        task_id: task.task_id.clone(),
+        assisting_court_id: to.clone(),
+        status: task.status,
+        at: now,
+        text: format!(
+            "{who} is now seen in {to}'s area; task {} moved from {from} to {to}",
+            task.task_id
+        ),
+    };
+    Ok(vec![
+        NewMessage::json(topics.tasks(to), task)?,
+        NewMessage::json(topics.updates(from), &update)?,
+        NewMessage::json(topics.alerts(&alert.court_id), &alert)?,
+    ])
 }
 
 fn new_task(
@@ -303,21 +568,26 @@ fn new_task(
     deadlines: &Deadlines,
     now: DateTime<Utc>,
 ) -> Task {
+    let (ack, resolve) = deadlines.for_court(&m.route.assisting_court_id);
     Task {
         task_id: Uuid::now_v7().to_string(),
         kind: m.route.kind,
         target_id: m.target_id.clone(),
         plate: target.plate,
         person_id: target.person_id,
-        cases: target.cases.clone(),
+        cases: if m.cases.is_empty() {
+            target.cases.clone()
+        } else {
+            m.cases.clone()
+        },
         requesting_court_id: m.route.requesting_court_id.clone(),
         assisting_court_id: m.route.assisting_court_id.clone(),
         routing: m.route.routing,
         sighting: Some(SightingRef::from(&m.sighting)),
         distance_km: m.route.distance_km,
         dispatched_at: now,
-        ack_by: now + deadlines.ack,
-        resolve_by: now + deadlines.resolve,
+        ack_by: now + ack,
+        resolve_by: now + resolve,
         status: TaskStatus::Dispatched,
         read_plate: m.read_plate,
         fuzzy: m.fuzzy,
@@ -396,7 +666,7 @@ async fn insert_processed(
 /// Reads the targets by id. On PostgreSQL the rows are share-locked until commit, so a
 /// concurrent withdrawal either happens before (and is seen) or waits for this batch (and
 /// then cancels the tasks it created).
-async fn load_targets(
+pub(crate) async fn load_targets(
     tx: &mut Tx,
     ids: &[&str],
     now: i64,
@@ -427,7 +697,7 @@ async fn load_targets(
     Ok(out)
 }
 
-/// The open tasks of these targets (at most one each).
+/// The open tasks of these targets (at most one each), with their border candidates.
 pub(crate) async fn load_open_tasks(
     tx: &mut Tx,
     target_ids: &[&str],
@@ -440,23 +710,62 @@ pub(crate) async fn load_open_tasks(
             q = q.bind(*id);
         }
         for row in tx.fetch_all(q).await? {
+            let court: Option<String> = row.get("candidate_court_id")?;
+            let since: Option<i64> = row.get("candidate_since")?;
             out.push(OpenTask {
-                task_id: row.get("task_id")?,
-                target_id: row.get("target_id")?,
-                assisting_court_id: row.get("assisting_court_id")?,
-                status: codec::status(row.get("status")?)?,
+                task: codec::task_from_row(&row)?,
+                candidate: court.zip(since),
             });
         }
     }
     Ok(out)
 }
 
+/// Of these targets (none with an open task), those whose most recently closed task closed
+/// after `after` (epoch ms) as `not_found`: target id -> that task's id.
+async fn cooling_down(
+    tx: &mut Tx,
+    target_ids: &[&str],
+    after: i64,
+) -> Result<HashMap<String, String>, StoreError> {
+    // target id -> (resolved_at, task id, not_found?) of its latest closure in the window.
+    let mut latest: HashMap<String, (i64, String, bool)> = HashMap::new();
+    for chunk in db::chunks(target_ids.len()) {
+        let sql = db::Sql::new(tx.dialect(), RECENTLY_CLOSED_HEAD)
+            .param()
+            .push(" AND target_id IN ")
+            .tuple(chunk.len())
+            .finish();
+        let mut q = tx.query_generated(sql).bind(after);
+        for id in &target_ids[chunk] {
+            q = q.bind(*id);
+        }
+        for row in tx.fetch_all(q).await? {
+            let target_id: String = row.get("target_id")?;
+            let task_id: String = row.get("task_id")?;
+            let resolved_at: i64 = row.get("resolved_at")?;
+            let not_found = codec::status(row.get("status")?)? == TaskStatus::NotFound;
+            let entry = latest
+                .entry(target_id)
+                .or_insert_with(|| (resolved_at, task_id.clone(), not_found));
+            if (resolved_at, task_id.as_str()) > (entry.0, entry.1.as_str()) {
+                *entry = (resolved_at, task_id, not_found);
+            }
+        }
+    }
+    Ok(latest
+        .into_iter()
+        .filter(|(_, (_, _, not_found))| *not_found)
+        .map(|(target, (_, task_id, _))| (target, task_id))
+        .collect())
+}
+
 /// Inserts the tasks (in target id order, so replicas cannot deadlock on the unique index);
 /// returns how many were inserted. The others lost the race for their target's one open task.
-async fn insert_tasks(
+pub(crate) async fn insert_tasks(
     tx: &mut Tx,
     tasks: &[Task],
-    cases_json: &[&str],
+    cases_json: &[Cow<'_, str>],
     now: i64,
 ) -> Result<u64, StoreError> {
     let mut order: Vec<usize> = (0..tasks.len()).collect();
@@ -484,7 +793,7 @@ async fn insert_tasks(
                 .bind(t.distance_km)
                 .bind(t.plate.as_ref().map(|p| p.as_str().to_string()))
                 .bind(t.person_id.as_ref().map(|p| p.as_str().to_string()))
-                .bind(cases_json[i])
+                .bind(cases_json[i].as_ref())
                 .bind(t.sighting.as_ref().map(codec::to_json).transpose()?)
                 .bind(t.read_plate.as_ref().map(|p| p.as_str().to_string()))
                 .bind(t.fuzzy)
@@ -512,13 +821,14 @@ pub(crate) async fn insert_events(tx: &mut Tx, events: &[NewEvent<'_>]) -> Resul
         let mut q = tx.query_generated(sql);
         for e in &events[chunk] {
             q = q
-                .bind(e.task_id)
+                .bind(e.task_id.as_ref())
                 .bind(e.at)
                 .bind(codec::name(&e.kind))
                 .bind(e.status.as_str())
                 .bind(e.actor)
-                .bind(e.note)
-                .bind(e.sighting.as_deref());
+                .bind(e.note.as_deref())
+                .bind(e.sighting.as_deref())
+                .bind(e.court_id.as_deref());
         }
         tx.execute(q).await?;
     }

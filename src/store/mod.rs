@@ -7,7 +7,13 @@
 //! - **Rules that must hold across replicas live in the database** (DESIGN.md 4): a primary key
 //!   on `processed_events (source, event_id)`, and the partial unique index "one open task per
 //!   target" on `tasks (target_id) WHERE status IN ('dispatched', 'acknowledged', 'en_route')`.
-//!   Status changes are conditional updates (`... WHERE status = <old>`).
+//!   Status changes are conditional updates (`... WHERE status = <old>`); escalation timers are
+//!   claimed with `... WHERE ack_escalated_at IS NULL` (likewise `resolve_escalated_at`), so
+//!   each fires once however many replicas poll; a consolidation proposal is keyed by its link.
+//! - **Workflow** (`workflow`): escalations ([`Store::escalate_due`], [`Store::next_deadline`]),
+//!   rejected tasks re-routed ([`Store::reroute`]) or escalated ([`Store::escalate_task`]),
+//!   consolidation proposals, locate requests ([`Store::create_search_task`]). The `not_found`
+//!   cooldown and the border dwell ([`Policy`]) are part of [`Store::record_matches`].
 //! - **Outbox**: every message is written in the transaction of the change it announces and
 //!   returned to the caller with its id, for immediate publication; [`Store::pending_outbox`]
 //!   finds what a crash left unsent.
@@ -23,8 +29,11 @@ mod dispatch;
 mod outbox;
 mod targets;
 mod tasks;
+mod workflow;
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -34,7 +43,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use db::Dialect;
 
-use crate::model::{Sighting, TargetError};
+use crate::model::{Case, Sighting, TargetError};
 use crate::plate::Plate;
 use crate::route::RouteDecision;
 use crate::task::{OutboxMessage, Task, TaskStatus};
@@ -82,19 +91,60 @@ impl StoreError {
     }
 }
 
-/// How long a command center has to acknowledge, and to resolve, a new task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How long a command center has to acknowledge, and to resolve, a task it receives: the
+/// defaults, and per court (the assisting court's entry wins).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deadlines {
     pub ack: chrono::Duration,
     pub resolve: chrono::Duration,
+    /// Court id -> (ack, resolve) for that court's command center.
+    pub per_court: HashMap<String, (chrono::Duration, chrono::Duration)>,
 }
 
 impl Default for Deadlines {
-    /// The contract's defaults: 5 minutes to acknowledge, 30 to resolve.
+    /// The contract's defaults: 5 minutes to acknowledge, 30 to resolve; no court overrides.
     fn default() -> Self {
         Deadlines {
             ack: chrono::Duration::minutes(5),
             resolve: chrono::Duration::minutes(30),
+            per_court: HashMap::new(),
+        }
+    }
+}
+
+impl Deadlines {
+    /// (ack, resolve) for a task held by `court`.
+    pub fn for_court(&self, court: &str) -> (chrono::Duration, chrono::Duration) {
+        self.per_court
+            .get(court)
+            .copied()
+            .unwrap_or((self.ack, self.resolve))
+    }
+}
+
+/// How [`Store::record_matches`] treats sightings of a target with a recent or open task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// After a task closed as `not_found`, sightings open no new task for this long.
+    pub not_found_cooldown: chrono::Duration,
+    /// An open task moves to the court a newer sighting places the target in only after the
+    /// target has been seen there (and not back in the holder's area) for this long...
+    pub reassign_dwell: chrono::Duration,
+    /// ... or at once when the sighting is farther than this from the holder's command center.
+    pub reassign_distance_km: f64,
+    /// Court id -> command center (lon, lat), WGS-84. A holder missing here is never moved by
+    /// distance, only by dwell.
+    pub centers: Arc<HashMap<String, (f64, f64)>>,
+}
+
+impl Default for Policy {
+    /// 10 minutes' cooldown, 3 minutes' dwell, 15 km, no command centers.
+    fn default() -> Self {
+        Policy {
+            not_found_cooldown: chrono::Duration::minutes(10),
+            reassign_dwell: chrono::Duration::minutes(3),
+            reassign_distance_km: 15.0,
+            centers: Arc::new(HashMap::new()),
         }
     }
 }
@@ -111,6 +161,10 @@ pub struct MatchedSighting {
     pub read_plate: Option<Plate>,
     pub fuzzy: bool,
     pub substitutions: u8,
+    /// The merged cases of every target linked to this one (same plate or identity number),
+    /// carried by a new task; empty = the target row's own cases. `target_id` is the linked
+    /// group's representative (its lowest id); its row decides whether the target is active.
+    pub cases: Vec<Case>,
 }
 
 /// What [`Store::record_matches`] did with one matched sighting.
@@ -130,6 +184,13 @@ pub enum MatchOutcome {
     /// The target is not active (seized, withdrawn, expired, or unknown) in the database:
     /// no effect except that the event id is recorded.
     TargetInactive,
+    /// The target has no open task and its latest task closed as `not_found` less than
+    /// [`Policy::not_found_cooldown`] ago: no new task, nothing published; the event id is
+    /// recorded. `task_id` is that `not_found` task.
+    Cooldown { task_id: String },
+    /// The open task moved to the sighting's court (dwell or distance, see [`Policy`]): `task`
+    /// as it is now (status `dispatched`, new deadlines), `from` the court that held it.
+    Reassigned { task: Task, from: String },
 }
 
 /// What [`Store::apply_status`] did with a status report.
@@ -153,6 +214,12 @@ pub enum TaskEventKind {
     Created,
     Sighting,
     Status,
+    /// A deadline passed (the note says which), or no court was left after rejections.
+    Escalated,
+    /// A newer sighting moved the open task to another court (note "from X to Y").
+    Reassigned,
+    /// A rejected task was dispatched again, to another court (note "from X to Y").
+    Rerouted,
 }
 
 /// One entry of a task's history.
@@ -166,9 +233,44 @@ pub struct TaskEvent {
     pub by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-    /// The matched sighting, for `created` and `sighting` entries.
+    /// The matched sighting, for `created`, `sighting` and `reassigned` entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sighting: Option<Sighting>,
+    /// The task's assisting court when the event happened (the reporting court of a status
+    /// report, the new court of a reassignment or reroute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub court_id: Option<String>,
+}
+
+/// Which deadline an escalation is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscalationKind {
+    /// Not acknowledged by `ack_by`.
+    Ack,
+    /// Not resolved by `resolve_by`.
+    Resolve,
+}
+
+/// One escalation [`Store::escalate_due`] claimed (and wrote the messages of).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Escalation {
+    pub task: Task,
+    pub kind: EscalationKind,
+    /// The assisting court's supervisor, who got the Task on its escalations topic.
+    pub supervisor_court_id: Option<String>,
+}
+
+/// What [`Store::create_search_task`] did.
+#[allow(clippy::large_enum_variant)] // one per request
+#[derive(Debug, Clone, PartialEq)]
+pub enum SearchOutcome {
+    /// A new `person_search` task, and its messages.
+    Created(Task, Vec<OutboxMessage>),
+    /// The target already has an open task (of any kind): this one.
+    AlreadyOpen(Task),
+    /// The target is unknown, not active, or expired.
+    TargetInactive,
 }
 
 /// The database: cheap to clone (a pool handle).

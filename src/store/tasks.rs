@@ -1,5 +1,7 @@
 //! Tasks after dispatch: status reports, withdrawal of targets, and the reads of the API.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -14,21 +16,22 @@ use crate::task::{
 };
 use crate::workflow::check_transition;
 
-const TASK_BY_ID: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE task_id = $1");
+pub(crate) const TASK_BY_ID: &str =
+    concat!("SELECT ", task_columns!(), " FROM tasks WHERE task_id = $1");
 /// On PostgreSQL the row stays locked until commit; `NO KEY` leaves history inserts (which
 /// only key-share the task) unblocked.
-const TASK_BY_ID_FOR_UPDATE: &str = concat!(
+pub(crate) const TASK_BY_ID_FOR_UPDATE: &str = concat!(
     "SELECT ",
     task_columns!(),
     " FROM tasks WHERE task_id = $1 FOR NO KEY UPDATE"
 );
-const OPEN_TASKS_OF_TARGET: &str = concat!(
+pub(crate) const OPEN_TASKS_OF_TARGET: &str = concat!(
     "SELECT ",
     task_columns!(),
     " FROM tasks WHERE target_id = $1 AND ",
     open_status!()
 );
-const OPEN_TASKS_OF_TARGET_FOR_UPDATE: &str = concat!(
+pub(crate) const OPEN_TASKS_OF_TARGET_FOR_UPDATE: &str = concat!(
     "SELECT ",
     task_columns!(),
     " FROM tasks WHERE target_id = $1 AND ",
@@ -51,7 +54,7 @@ impl Store {
         let mut pool = self.pool.clone();
         let q = pool
             .query(
-                "SELECT occurred_at, kind, status, actor, note, sighting FROM task_events \
+                "SELECT occurred_at, kind, status, actor, note, sighting, court_id FROM task_events \
                  WHERE task_id = $1 ORDER BY id",
             )
             .bind(task_id);
@@ -177,13 +180,14 @@ impl Store {
         insert_events(
             &mut tx,
             &[NewEvent {
-                task_id: &task.task_id,
+                task_id: Cow::Borrowed(&task.task_id),
                 at: ms(at),
                 kind: TaskEventKind::Status,
                 status: task.status,
                 actor: by,
-                note,
+                note: note.map(str::to_string),
                 sighting: None,
+                court_id: Some(Cow::Borrowed(&task.assisting_court_id)),
             }],
         )
         .await?;
@@ -261,13 +265,14 @@ impl Store {
         let events: Vec<NewEvent> = tasks
             .iter()
             .map(|t| NewEvent {
-                task_id: &t.task_id,
+                task_id: Cow::Borrowed(&t.task_id),
                 at: ms(now),
                 kind: TaskEventKind::Status,
                 status: TaskStatus::Cancelled,
                 actor: None,
-                note: Some(note),
+                note: Some(note.to_string()),
                 sighting: None,
+                court_id: Some(Cow::Borrowed(&t.assisting_court_id)),
             })
             .collect();
         insert_events(&mut tx, &events).await?;
@@ -279,7 +284,7 @@ impl Store {
 
 /// The TaskUpdate to the assisting court and the `task_status` Alert to the requesting court
 /// announcing `task`'s (new) status.
-fn status_messages(
+pub(crate) fn status_messages(
     task: &Task,
     by: Option<&str>,
     note: Option<&str>,

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# End-to-end benchmarks for issue 5, as ratios against baselines run in the same run.
+#
+#   benches/e2e.sh [--embedded] [--count N] [--unique N] [--skip-criterion]
+#
+# (a) raw broker baseline (publisher → subscriber, no leadrelay), and the publisher alone;
+# (b) leadrelay at 1% hits, max rate → throughput as a ratio of (a);
+# (c) leadrelay at half of (b)'s rate → p99 publish→task latency;
+# (d) 100% hits, each a different target → durable tasks/s;
+# (e) PostGIS ST_Contains on the same polygons and points vs in-process locate;
+# (f) hotlist at 10³/10⁵/10⁷ and the national county set with a 10⁷ hotlist.
+# Prints one table at the end (also left in $WORK/table.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EMBEDDED=0
+COUNT=200000
+UNIQUE=100000
+CRITERION=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --embedded) EMBEDDED=1 ;;
+        --count) COUNT="$2"; shift ;;
+        --unique) UNIQUE="$2"; shift ;;
+        --skip-criterion) CRITERION=0 ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+for tool in jq curl; do
+    command -v "$tool" >/dev/null || { echo "e2e.sh needs $tool" >&2; exit 2; }
+done
+
+WORK=$(mktemp -d /tmp/leadrelay-e2e.XXXXXX)
+BIN=${CARGO_TARGET_DIR:-target}/release/leadrelay
+RUN=$$
+PGURL=${LEADRELAY_BENCH_PG:-postgres://postgres@127.0.0.1:5432/test}
+echo "== work dir $WORK"
+
+echo "== building (release)"
+cargo build --release --quiet
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+if [ "$EMBEDDED" = 1 ]; then
+    MQTT_PORT=18830
+    MQTT=mqtt://127.0.0.1:$MQTT_PORT
+    BROKER="embedded (rumqttd in the service)"
+else
+    MQTT=mqtt://127.0.0.1:1883
+    if ! port_open 1883; then
+        echo "== starting Mosquitto"
+        mosquitto -d
+        sleep 1
+    fi
+    BROKER="Mosquitto $( (mosquitto -h 2>/dev/null || true) | awk 'NR==1{print $3}') on 127.0.0.1:1883"
+fi
+
+SERVICE_PID=""
+HTTP_PORT=18090
+start_service() { # name
+    local name=$1
+    HTTP_PORT=$((HTTP_PORT + 1))
+    PREFIX="bench-$RUN-$name/"
+    local broker_args=(--mqtt-url "$MQTT")
+    [ "$EMBEDDED" = 1 ] && broker_args=(--embedded-broker-addr "127.0.0.1:$MQTT_PORT")
+    RUST_LOG=${RUST_LOG:-warn} "$BIN" serve "${broker_args[@]}" \
+        --database-url "sqlite://$WORK/$name.db" --http-addr "127.0.0.1:$HTTP_PORT" \
+        --client-id "lr-bench-$RUN-$name" --topic-prefix "$PREFIX" >"$WORK/$name.service.log" 2>&1 &
+    SERVICE_PID=$!
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1 && return 0
+        kill -0 "$SERVICE_PID" 2>/dev/null || break
+        sleep 0.2
+    done
+    echo "service $name did not become ready; see $WORK/$name.service.log" >&2
+    tail -5 "$WORK/$name.service.log" >&2
+    exit 1
+}
+stop_service() {
+    [ -n "$SERVICE_PID" ] || return 0
+    kill -TERM "$SERVICE_PID" 2>/dev/null || true
+    wait "$SERVICE_PID" 2>/dev/null || true
+    SERVICE_PID=""
+}
+trap stop_service EXIT
+
+sim() { # name args... → $WORK/name.json
+    local name=$1; shift
+    echo "== $name: simulate $*"
+    "$BIN" simulate --mqtt-url "$MQTT" --topic-prefix "$PREFIX" --http "http://127.0.0.1:$HTTP_PORT" \
+        --json "$@" >"$WORK/$name.json" 2>"$WORK/$name.sim.log" || true
+    if ! jq -e . "$WORK/$name.json" >/dev/null 2>&1; then
+        echo "simulate $name failed:" >&2; cat "$WORK/$name.sim.log" >&2; exit 1
+    fi
+    jq -c '{mode, sent, publish_rate: (.publish_rate|floor), throughput: (.throughput|floor),
+            tasks: .tasks.received, missing: (.tasks.missing + .updates.missing + .dead_letters.missing + .delivered.missing),
+            dup: (.tasks.duplicated + .updates.duplicated), lost: .lost_before_service, p99: .latency.p99_ms, ok}' "$WORK/$name.json"
+}
+j() { jq -r "$2" "$WORK/$1.json"; }
+
+# (a) the broker's own ceiling, and the publisher's.
+if [ "$EMBEDDED" = 1 ]; then start_service a; PREFIX="bench-$RUN-raw/"; else PREFIX="bench-$RUN-raw/"; fi
+sim a0 --publish-only --count "$COUNT"
+sim a --baseline --count "$COUNT"
+stop_service
+
+# (b) leadrelay at 1% hits, max rate.
+start_service b
+sim b --hit-ratio 0.01 --count "$COUNT" --duplicate-ratio 0.001 --malformed-ratio 0.001 --outside-ratio 0.02
+stop_service
+TB=$(j b '.throughput|floor')
+
+# (c) half of (b)'s rate, for latency.
+HALF=$((TB / 2))
+[ "$HALF" -ge 100 ] || HALF=100
+start_service c
+sim c --hit-ratio 0.01 --rate "$HALF" --count $((HALF * 20)) --duplicate-ratio 0.001 --malformed-ratio 0.001 --outside-ratio 0.02 --seed 2
+stop_service
+
+# (d) every sighting a new durable task. Closed loop (--window): the broker queues at most
+# max_queued_messages (Mosquitto: 1000) for the service and drops the rest, so an open-loop
+# publisher faster than the service would measure drops.
+start_service d
+sim d --unique-hits --hit-ratio 1 --fuzzy-ratio 0 --targets "$UNIQUE" --count "$UNIQUE" --seed 3 --window "${WINDOW:-800}"
+stop_service
+
+# (e) PostGIS baseline.
+PG_NOTE=""
+PG_LOOP_US=""; PG_QUERY_US=""
+pg() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$PGURL" "$@"; }
+if ! pg -c 'select 1' >/dev/null 2>&1; then
+    PG_NOTE="skipped: PostgreSQL at $PGURL not reachable"
+else
+    if ! pg -c 'CREATE EXTENSION IF NOT EXISTS postgis' >/dev/null 2>&1; then
+        MAJOR=$(pg_lsclusters -h 2>/dev/null | awk 'NR==1{print $1}')
+        echo "== installing PostGIS for PostgreSQL ${MAJOR:-15}"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-${MAJOR:-15}-postgis-3") \
+            >"$WORK/postgis-install.log" 2>&1 || true
+    fi
+    if ! pg -c 'CREATE EXTENSION IF NOT EXISTS postgis' >/dev/null 2>&1; then
+        PG_NOTE="skipped: PostGIS could not be installed (see $WORK/postgis-install.log)"
+    else
+        cargo bench --quiet --bench scale -- postgis-sql "$WORK/pg" >"$WORK/pg.txt" 2>/dev/null
+        pg -f "$WORK/pg/load.sql" >/dev/null 2>&1
+        # In-server: 4096 lookups in one statement, no client round trips; best of 5.
+        Q='EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) SELECT count(a.court_id) FROM lr_bench_points p LEFT JOIN LATERAL (SELECT court_id FROM lr_bench_areas a WHERE ST_Contains(a.geom, p.geom) LIMIT 1) a ON true'
+        best=""
+        for _ in 1 2 3 4 5 6; do
+            ms=$(pg -c "$Q" | awk '/Execution Time/{print $3}')
+            if [ -z "$best" ] || [ "$(echo "$ms < $best" | bc)" = 1 ]; then best=$ms; fi
+        done
+        PG_LOOP_US=$(echo "scale=2; $best * 1000 / 4096" | bc)
+        # One prepared query per point from a client (pgbench), 5 s.
+        printf '\\set i random(0, 4095)\nSELECT a.court_id FROM lr_bench_points p JOIN lr_bench_areas a ON ST_Contains(a.geom, p.geom) WHERE p.id = :i;\n' >"$WORK/pg/pgbench.sql"
+        tps=$(pgbench -n -M prepared -c 1 -T 5 -f "$WORK/pg/pgbench.sql" "$PGURL" 2>/dev/null | awk '/^tps/{print $3}')
+        PG_QUERY_US=$(echo "scale=2; 1000000 / $tps" | bc)
+    fi
+fi
+
+# (f) scale, one process per measurement (peak memory is per process).
+for n in 1000 100000 10000000; do
+    cargo bench --quiet --bench scale -- hotlist "$n" 2>/dev/null | tee "$WORK/hotlist-$n.txt"
+done
+cargo bench --quiet --bench scale -- national 2>/dev/null | tee "$WORK/national.txt"
+kv() { tr ' ' '\n' <"$WORK/$1.txt" | awk -F= -v k="$2" '$1==k{print $2}'; }
+
+CRIT_NINGBO=""
+if [ "$CRITERION" = 1 ]; then
+    echo "== cargo bench --bench locate"
+    cargo bench --quiet --bench locate -- 'locate/ningbo/grid_points_on_land' >"$WORK/criterion-locate.txt" 2>&1 || true
+    # "time:   [low unit MEDIAN unit high unit]"
+    CRIT_NINGBO=$(sed -n 's/.*time: *\[[^ ]* [^ ]* \([0-9.]*\) \([^ ]*\).*/\1 \2/p' "$WORK/criterion-locate.txt" |
+        head -1 | awk '{v=$1; if ($2=="µs"||$2=="us") v*=1000; print v}')
+fi
+LOCATE_NS=${CRIT_NINGBO:-$(kv national locate_ningbo_ns)}
+
+# The table.
+ratio() { echo "scale=2; $1 / $2" | bc; }
+verdict() { [ "$(echo "$1" | bc)" = 1 ] && echo met || echo MISSED; }
+TA=$(j a '.throughput|floor'); TA0=$(j a0 '.publish_rate|floor')
+RB=$(ratio "$TB" "$TA")
+BAD_B=$(j b '.tasks.missing + .tasks.duplicated + .tasks.unexpected')
+BAD_C=$(j c '.tasks.missing + .tasks.duplicated + .tasks.unexpected + .updates.missing + .updates.duplicated + .dead_letters.missing')
+P99_C=$(j c '.latency.p99_ms*100|floor/100')
+TD=$(j d 'if .e2e_secs > 0 then (.tasks.received / .e2e_secs)|floor else 0 end')
+BAD_D=$(j d '.tasks.missing + .tasks.duplicated + .tasks.unexpected')
+H3=$(kv hotlist-1000 exact_hit_ns); H7=$(kv hotlist-10000000 exact_hit_ns)
+U3=$(kv hotlist-1000 unflagged_ns); U7=$(kv hotlist-10000000 unflagged_ns)
+M7=$(kv hotlist-10000000 vm_hwm_mib)
+{
+echo "| # | what | figure | baseline (same run) | ratio | target | verdict |"
+echo "|---|---|---|---|---|---|---|"
+echo "| a | raw broker: publisher → $BROKER → subscriber | $TA msg/s | publisher alone: $TA0 msg/s | $(ratio "$TA" "$TA0") | | |"
+echo "| b | leadrelay, 1% hits, max rate (handled/s) | $TB msg/s; lost at broker $(j b .lost_before_service); tasks bad $BAD_B | $TA msg/s | $RB | ≥ 0.8 | $(verdict "$RB >= 0.8") |"
+echo "| c | leadrelay at $HALF msg/s: p99 publish→task | $P99_C ms (p50 $(j c '.latency.p50_ms*100|floor/100'), max $(j c '.latency.max_ms*100|floor/100')); missing/dup $BAD_C | | | ≤ 20 ms, 0 | $(verdict "$P99_C <= 20 && $BAD_C == 0") |"
+echo "| d | 100% unique hits: durable tasks/s | $TD tasks/s ($(j d .tasks.received) of $(j d .tasks.expected)); missing/dup $BAD_D | Tile38 ≈ 29,000/s (not durable) | | ≥ 20,000, 0 lost | $(verdict "$TD >= 20000 && $BAD_D == 0") |"
+if [ -n "$PG_LOOP_US" ]; then
+echo "| e | locate, Ningbo, on land | $LOCATE_NS ns | PostGIS ST_Contains in-server loop $PG_LOOP_US µs; per prepared query (pgbench) $PG_QUERY_US µs | $(ratio "$PG_LOOP_US * 1000" "$LOCATE_NS")× / $(ratio "$PG_QUERY_US * 1000" "$LOCATE_NS")× | ≥ 100× | $(verdict "$PG_LOOP_US * 1000 / $LOCATE_NS >= 100") |"
+else
+echo "| e | PostGIS baseline | $PG_NOTE | | | ≥ 100× | not measured |"
+fi
+echo "| f | hotlist exact hit 10³ / 10⁵ / 10⁷ | $H3 / $(kv hotlist-100000 exact_hit_ns) / $H7 ns | 10³ | $(ratio "$H7" "$H3") | ≤ 1.5 | $(verdict "$H7 / $H3 <= 1.5") |"
+echo "| f | hotlist unflagged 10³ / 10⁵ / 10⁷ | $U3 / $(kv hotlist-100000 unflagged_ns) / $U7 ns | 10³ | $(ratio "$U7" "$U3") | ≤ 1.5 | $(verdict "$U7 / $U3 <= 1.5") |"
+echo "| f | hotlist build 10³ / 10⁵ / 10⁷ | $(kv hotlist-1000 build_s) / $(kv hotlist-100000 build_s) / $(kv hotlist-10000000 build_s) s; VmHWM $(kv hotlist-1000 vm_hwm_mib) / $(kv hotlist-100000 vm_hwm_mib) / $M7 MiB | | | < 2 GB at 10⁷ | $(verdict "$M7 < 2048") |"
+if grep -q skipped "$WORK/national.txt"; then
+echo "| f | national county set | $(cat "$WORK/national.txt") | | | ≤ 2× | not measured |"
+else
+echo "| f | locate, $(kv national areas) counties + 10⁷ hotlist | $(kv national locate_china_ns) ns; load $(kv national load_s) s; VmHWM $(kv national vm_hwm_mib) MiB | Ningbo $(kv national locate_ningbo_ns) ns | $(kv national ratio) | ≤ 2× | $(verdict "$(kv national ratio) <= 2") |"
+fi
+} >"$WORK/table.md"
+echo
+echo "Machine: $(nproc) CPUs, $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo); broker: $BROKER; sent per run: $COUNT (d: $UNIQUE)"
+cat "$WORK/table.md"

@@ -1,0 +1,247 @@
+//! Scale figures for `benches/e2e.sh`, one process per measurement so that peak memory
+//! (VmHWM) belongs to that measurement alone. Prints one `key=value` line.
+//!
+//! ```text
+//! cargo bench --bench scale -- hotlist 10000000   # build time, VmHWM, lookup ns
+//! cargo bench --bench scale -- national           # China counties + 10⁷ hotlist vs Ningbo
+//! cargo bench --bench scale -- postgis-sql DIR    # the same polygons and points, as SQL
+//! ```
+//!
+//! Lookups are timed over a million prepared reads in a loop (not criterion: the point is
+//! the cost curve across sizes, measured the same way at each size).
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use geo::BoundingRect;
+use leadrelay::geodata::{GeoData, Source};
+use leadrelay::hotlist::{Hotlist, MatchConfig};
+use leadrelay::locate::JurisdictionIndex;
+use leadrelay::plate::Plate;
+
+/// Issued plate characters: no I, no O.
+const ALNUM: &[u8] = b"0123456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+/// 34⁵ distinct ordinary tails.
+const TAILS: u64 = 45_435_424;
+/// Odd and not a multiple of 17, hence coprime with 34⁵: `n ↦ n·MULT mod TAILS` is a bijection.
+const MULT: u64 = 2_654_435_761;
+
+/// The `n`-th plate of a scrambled enumeration; distinct for distinct `n < TAILS`.
+fn plate(n: u64) -> Plate {
+    let mut x = (n % TAILS) * MULT % TAILS;
+    let mut text = String::from("浙B");
+    let mut tail = [0u8; 5];
+    for c in tail.iter_mut().rev() {
+        *c = ALNUM[(x % 34) as usize];
+        x /= 34;
+    }
+    text.push_str(std::str::from_utf8(&tail).unwrap_or("00000"));
+    Plate::parse(&text).expect("generated plates are valid")
+}
+
+/// A 16-byte per-target payload, as a service would keep (ids, court, flags).
+#[derive(Clone, Copy)]
+struct Summary(#[allow(dead_code)] u64, u32, #[allow(dead_code)] u32);
+
+/// Peak resident memory of this process, MiB.
+fn vm_hwm_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+fn build(n: u64) -> Hotlist<Summary> {
+    Hotlist::build(
+        MatchConfig::default(),
+        (0..n).map(|i| (plate(i), Summary(i, i as u32, 0))),
+        [],
+    )
+}
+
+/// Mean ns per lookup over `reads`, cycled to a million lookups.
+fn time_lookups(list: &Hotlist<Summary>, reads: &[Plate]) -> f64 {
+    const N: usize = 1_000_000;
+    let started = Instant::now();
+    let mut found = 0u64;
+    for i in 0..N {
+        if let Some(m) = list.match_plate(black_box(&reads[i % reads.len()])) {
+            found += u64::from(m.value.1 & 1);
+        }
+    }
+    black_box(found);
+    started.elapsed().as_nanos() as f64 / N as f64
+}
+
+fn hotlist(n: u64) {
+    let started = Instant::now();
+    let list = build(n);
+    let build_s = started.elapsed().as_secs_f64();
+    let hwm = vm_hwm_mib();
+    // 4096 distinct reads per kind, spread over the whole list (cache misses included).
+    let exact: Vec<Plate> = (0..4096u64).map(|i| plate(i * 7_919 % n)).collect();
+    let unflagged: Vec<Plate> = (0..8192u64)
+        .map(|i| plate(n + i * 1_009))
+        .filter(|p| list.match_plate(p).is_none())
+        .take(4096)
+        .collect();
+    let hit_ns = time_lookups(&list, &exact);
+    let miss_ns = time_lookups(&list, &unflagged);
+    println!(
+        "hotlist n={n} build_s={build_s:.3} vm_hwm_mib={hwm} exact_hit_ns={hit_ns:.1} unflagged_ns={miss_ns:.1}"
+    );
+}
+
+/// 4096 points on land (inside some area), deterministic.
+fn points_on_land(index: &JurisdictionIndex) -> Vec<(f64, f64)> {
+    let b = index
+        .data()
+        .jurisdictions
+        .iter()
+        .filter_map(|j| j.area.bounding_rect())
+        .reduce(|a, b| {
+            geo::Rect::new(
+                (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
+                (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
+            )
+        })
+        .expect("areas");
+    let mut state = 0x853C_49E6_748F_EA9Bu64;
+    let mut unit = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut out = Vec::with_capacity(4096);
+    while out.len() < 4096 {
+        let lon = b.min().x + (b.max().x - b.min().x) * unit();
+        let lat = b.min().y + (b.max().y - b.min().y) * unit();
+        if index.containing_court(lon, lat).is_some() {
+            out.push((lon, lat));
+        }
+    }
+    out
+}
+
+fn locate_ns(index: &JurisdictionIndex, points: &[(f64, f64)]) -> f64 {
+    const N: usize = 2_000_000;
+    let started = Instant::now();
+    for i in 0..N {
+        let (lon, lat) = points[i % points.len()];
+        black_box(index.locate(black_box(lon), black_box(lat)));
+    }
+    started.elapsed().as_nanos() as f64 / N as f64
+}
+
+fn national() {
+    let counties = std::env::var("LEADRELAY_CHINA_COUNTIES")
+        .unwrap_or_else(|_| "../shared/data/china_counties.geojson.gz".into());
+    let courts = std::env::var("LEADRELAY_CHINA_COURTS")
+        .unwrap_or_else(|_| "../shared/data/china_courts.csv".into());
+    if !Path::new(&counties).exists() || !Path::new(&courts).exists() {
+        println!("national skipped=\"{counties} or {courts} not found\"");
+        return;
+    }
+    let ningbo = JurisdictionIndex::new(Arc::new(GeoData::shipped())).expect("index");
+    let ningbo_ns = locate_ns(&ningbo, &points_on_land(&ningbo));
+    let started = Instant::now();
+    let list = build(10_000_000);
+    let hotlist_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let sources = [Source::read(Path::new(&counties)).expect("readable counties")];
+    let courts = Source::read(Path::new(&courts)).expect("readable courts");
+    let data = GeoData::load_lenient(&sources, &courts).0;
+    let areas = data.jurisdictions.len();
+    let china = JurisdictionIndex::new(Arc::new(data)).expect("index");
+    let load_s = started.elapsed().as_secs_f64();
+    let china_ns = locate_ns(&china, &points_on_land(&china));
+    black_box(list.len());
+    println!(
+        "national areas={areas} load_s={load_s:.2} hotlist_1e7_build_s={hotlist_s:.2} vm_hwm_mib={} \
+         locate_china_ns={china_ns:.1} locate_ningbo_ns={ningbo_ns:.1} ratio={:.2}",
+        vm_hwm_mib(),
+        china_ns / ningbo_ns
+    );
+}
+
+/// The Ningbo polygons exactly as leadrelay holds them (WGS-84 after its GCJ-02
+/// conversion), and the same on-land points, as SQL for PostGIS.
+fn postgis_sql(dir: &Path) {
+    let index = JurisdictionIndex::new(Arc::new(GeoData::shipped())).expect("index");
+    let mut sql = String::from(
+        "DROP TABLE IF EXISTS lr_bench_areas, lr_bench_points;\n\
+         CREATE TABLE lr_bench_areas (court_id text, geom geometry(MultiPolygon, 4326));\n\
+         CREATE TABLE lr_bench_points (id int PRIMARY KEY, geom geometry(Point, 4326));\n",
+    );
+    for j in &index.data().jurisdictions {
+        let polygons: Vec<String> = j
+            .area
+            .0
+            .iter()
+            .map(|p| {
+                let ring = |r: &geo::LineString<f64>| {
+                    let coords: Vec<String> =
+                        r.0.iter().map(|c| format!("{} {}", c.x, c.y)).collect();
+                    format!("({})", coords.join(","))
+                };
+                let rings: Vec<String> = std::iter::once(p.exterior())
+                    .chain(p.interiors())
+                    .map(ring)
+                    .collect();
+                format!("({})", rings.join(","))
+            })
+            .collect();
+        sql.push_str(&format!(
+            "INSERT INTO lr_bench_areas VALUES ('{}', ST_GeomFromText('MULTIPOLYGON({})', 4326));\n",
+            j.court_id,
+            polygons.join(",")
+        ));
+    }
+    for (i, (lon, lat)) in points_on_land(&index).iter().enumerate() {
+        sql.push_str(&format!(
+            "INSERT INTO lr_bench_points VALUES ({i}, ST_SetSRID(ST_MakePoint({lon}, {lat}), 4326));\n"
+        ));
+    }
+    sql.push_str("CREATE INDEX ON lr_bench_areas USING gist (geom);\nANALYZE lr_bench_areas;\nANALYZE lr_bench_points;\n");
+    std::fs::create_dir_all(dir).expect("output dir");
+    std::fs::write(dir.join("load.sql"), sql).expect("write load.sql");
+    let vertices: usize = index
+        .data()
+        .jurisdictions
+        .iter()
+        .map(|j| geo::CoordsIter::coords_count(&j.area))
+        .sum();
+    println!(
+        "postgis-sql areas={} vertices={vertices} points=4096 dir={}",
+        index.data().jurisdictions.len(),
+        dir.display()
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; ignore flags.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["hotlist", n] => hotlist(n.parse().expect("a size")),
+        ["national"] => national(),
+        ["postgis-sql", dir] => postgis_sql(Path::new(dir)),
+        _ => {
+            eprintln!(
+                "usage: scale hotlist N | national | postgis-sql DIR (run by benches/e2e.sh)"
+            );
+        }
+    }
+}
