@@ -214,16 +214,25 @@ async fn put_targets_batch(State(state): State<AppState>, body: Bytes) -> ApiRes
     Ok(Json(json!({"upserted": count})))
 }
 
+/// A target, with `expired` and, when it shares its plate or identity number with targets
+/// of other courts, the `linked` cases and courts.
 async fn get_target(
     State(state): State<AppState>,
     Path(target_id): Path<String>,
-) -> ApiResult<Json<Target>> {
-    state
+) -> ApiResult<Json<Value>> {
+    let target = state
         .store
         .get_target(&target_id)
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no target {target_id:?}")))
+        .ok_or_else(|| ApiError::NotFound(format!("no target {target_id:?}")))?;
+    let expired = target.valid_until.is_some_and(|until| until <= Utc::now());
+    let mut value = serde_json::to_value(&target).map_err(|e| ApiError::Internal(e.to_string()))?;
+    value["expired"] = json!(expired);
+    if let Some(link) = state.targets.link_of_target(&target_id) {
+        value["linked"] =
+            serde_json::to_value(link).map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    Ok(Json(value))
 }
 
 async fn withdraw_target(

@@ -153,20 +153,20 @@ async fn a_redelivered_event_has_one_effect_and_later_sightings_update() {
                 .await,
             0
         );
-        // A new sighting of the same target, now in Yuyao: an update to the open task's
-        // holder, not a second task.
+        // A new sighting of the same target by another camera: an update to the open
+        // task's holder, not a second task.
         h.sighting(
-            "yuyao-cam-9",
-            vehicle_sighting("dup-2", "yuyao-cam-9", "浙B12345", YUYAO.0, YUYAO.1),
+            "cixi-cam-9",
+            vehicle_sighting("dup-2", "cixi-cam-9", "浙B12345", 30.18, 121.28),
         )
         .await;
         let update = &h.wait_for("dispatch/cixi/updates", 1, WAIT).await[0].body;
         assert_eq!(update["update"], "sighting");
         assert_eq!(update["sighting"]["event_id"], "dup-2");
         assert_eq!(
-            h.settle_and_count("dispatch/yuyao/tasks", Duration::from_millis(300))
+            h.settle_and_count("dispatch/cixi/tasks", Duration::from_millis(300))
                 .await,
-            0
+            1
         );
         assert_eq!(h.on("dispatch/cixi/tasks").len(), 1);
         let metrics = h.metrics().await;
@@ -410,19 +410,18 @@ async fn a_task_committed_but_not_published_is_published_once_after_restart() {
         let matched = MatchedSighting {
             sighting,
             target_id: target.target_id.clone(),
+            cases: target.cases.clone(),
             route,
             read_plate: None,
             fuzzy: false,
             substitutions: 0,
         };
-        let deadlines = Deadlines {
-            ack: chrono::Duration::minutes(5),
-            resolve: chrono::Duration::minutes(30),
-        };
+        let deadlines = Deadlines::default();
         store
             .record_matches(
                 &[matched],
                 &deadlines,
+                &Default::default(),
                 &Topics::new(&h.prefix),
                 chrono::Utc::now(),
             )
