@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -58,45 +58,52 @@ pub struct Inbound {
     pub epoch: u64,
 }
 
+/// What the pipeline asks the ingest connection to send.
+enum IngestRequest {
+    /// Ack this message if it arrived on the current connection.
+    Ack { publish: Publish, epoch: u64 },
+    /// A dead letter (QoS 1, fire and forget: the original is acked right after it).
+    DeadLetter { topic: String, payload: Vec<u8> },
+    /// End the session after everything queued before it.
+    Disconnect,
+}
+
 /// The ingest connection's sending half: acks and dead letters.
+///
+/// They go through a queue that the ingest task itself drains between polls, never straight
+/// into the client's request channel: the pipeline must not block on an event loop that is
+/// itself waiting for the pipeline to take a message (that would deadlock under load).
 #[derive(Clone)]
 pub struct IngestClient {
-    client: AsyncClient,
-    epoch: Arc<AtomicU64>,
+    outgoing: mpsc::UnboundedSender<IngestRequest>,
     connected: Arc<AtomicBool>,
 }
 
 impl IngestClient {
-    /// Acks a message if the connection it came on is still the current one.
+    /// Acks a message once its effect is durable (dropped if the connection it came on is
+    /// gone: the broker redelivers it on the new one and de-duplication absorbs it).
     pub async fn ack(&self, inbound: &Inbound) {
-        if inbound.epoch != self.epoch.load(Ordering::Acquire) {
-            // The broker redelivers it on the new connection; de-duplication absorbs it.
-            return;
-        }
-        if let Err(e) = self.client.ack(&inbound.publish).await {
-            tracing::warn!(error = %e, "could not queue an MQTT ack");
-        }
+        let _ = self.outgoing.send(IngestRequest::Ack {
+            publish: inbound.publish.clone(),
+            epoch: inbound.epoch,
+        });
     }
 
-    /// Publishes a dead letter (QoS 1, fire and forget: the original is acked right after).
+    /// Publishes a dead letter before the original is acked.
     pub async fn publish(&self, topic: String, payload: Vec<u8>) {
-        if let Err(e) = self
-            .client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await
-        {
-            metrics::publish_failure();
-            tracing::warn!(error = %e, "could not queue a dead letter");
-        }
+        let _ = self
+            .outgoing
+            .send(IngestRequest::DeadLetter { topic, payload });
     }
 
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
     }
 
-    /// Ends the session politely (the broker keeps it: clean session is off).
+    /// Ends the session politely, after the acks queued so far (the broker keeps the
+    /// session: clean session is off).
     pub async fn disconnect(&self) {
-        let _ = self.client.disconnect().await;
+        let _ = self.outgoing.send(IngestRequest::Disconnect);
     }
 }
 
@@ -110,33 +117,70 @@ pub fn spawn_ingest(
     let mut opts = options(broker, client_id, false);
     opts.set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(opts, 20_000);
+    let (outgoing_tx, outgoing_rx) = mpsc::unbounded_channel();
     let ingest = IngestClient {
-        client: client.clone(),
-        epoch: Arc::new(AtomicU64::new(0)),
+        outgoing: outgoing_tx,
         connected: Arc::new(AtomicBool::new(false)),
     };
-    let handle = tokio::spawn(ingest_loop(eventloop, ingest.clone(), filters, tx));
+    let handle = tokio::spawn(ingest_loop(
+        eventloop,
+        client,
+        ingest.connected.clone(),
+        outgoing_rx,
+        filters,
+        tx,
+    ));
     (ingest, handle)
 }
 
 async fn ingest_loop(
     mut eventloop: EventLoop,
-    ingest: IngestClient,
+    client: AsyncClient,
+    connected: Arc<AtomicBool>,
+    mut outgoing: mpsc::UnboundedReceiver<IngestRequest>,
     filters: Vec<String>,
     tx: mpsc::Sender<Inbound>,
 ) {
+    let mut epoch: u64 = 0;
     let mut backoff = Duration::from_millis(100);
+    // Acks and dead letters in order, waiting for room in the client's request channel.
+    let mut queued: VecDeque<IngestRequest> = VecDeque::new();
     loop {
-        match eventloop.poll().await {
+        while let Some(next) = queued.front() {
+            let sent = match next {
+                IngestRequest::Ack { publish, epoch: e } if *e == epoch => client.try_ack(publish),
+                IngestRequest::Ack { .. } => Ok(()), // a previous connection's: drop it
+                IngestRequest::DeadLetter { topic, payload } => {
+                    client.try_publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone())
+                }
+                IngestRequest::Disconnect => client.try_disconnect(),
+            };
+            if sent.is_err() {
+                break; // the request channel is full; the next poll drains it
+            }
+            queued.pop_front();
+        }
+        let event = tokio::select! {
+            biased;
+            Some(out) = outgoing.recv() => {
+                queued.push_back(out);
+                while let Ok(out) = outgoing.try_recv() {
+                    queued.push_back(out);
+                }
+                continue;
+            }
+            event = eventloop.poll() => event,
+        };
+        match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                ingest.epoch.fetch_add(1, Ordering::AcqRel);
-                ingest.connected.store(true, Ordering::Release);
+                epoch += 1;
+                connected.store(true, Ordering::Release);
                 metrics::set_mqtt_connected(true);
                 backoff = Duration::from_millis(100);
                 let subs = filters
                     .iter()
                     .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
-                if let Err(e) = ingest.client.try_subscribe_many(subs) {
+                if let Err(e) = client.try_subscribe_many(subs) {
                     tracing::error!(error = %e, "could not subscribe");
                 }
                 tracing::info!(?filters, "MQTT ingest connected and subscribed");
@@ -145,9 +189,10 @@ async fn ingest_loop(
                 let inbound = Inbound {
                     publish,
                     received_at: Instant::now(),
-                    epoch: ingest.epoch.load(Ordering::Acquire),
+                    epoch,
                 };
-                // Bounded: a slow pipeline applies back-pressure here, it never drops.
+                // Bounded: a slow pipeline applies back-pressure here, it never drops. The
+                // pipeline never waits on this task, so this cannot deadlock.
                 if tx.send(inbound).await.is_err() {
                     break;
                 }
@@ -155,7 +200,7 @@ async fn ingest_loop(
             Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
             Ok(_) => {}
             Err(e) => {
-                if ingest.connected.swap(false, Ordering::AcqRel) {
+                if connected.swap(false, Ordering::AcqRel) {
                     tracing::warn!(error = %e, "MQTT ingest connection lost; reconnecting");
                 } else {
                     tracing::debug!(error = %e, "MQTT ingest reconnect failed");
@@ -169,7 +214,7 @@ async fn ingest_loop(
             }
         }
     }
-    ingest.connected.store(false, Ordering::Release);
+    connected.store(false, Ordering::Release);
 }
 
 /// What the publisher should record when a message is acknowledged by the broker.
@@ -384,6 +429,14 @@ async fn publisher_loop(
                     None => rx_open = false,
                 },
                 _ = sweep.tick(), if connected => {
+                    tracing::debug!(
+                        backlog = tracking.backlog.len(),
+                        handed = tracking.handed.len(),
+                        inflight = tracking.inflight.len(),
+                        known = tracking.known.len(),
+                        rx_len = rx.len(),
+                        "publisher state"
+                    );
                     let cutoff = Utc::now() - ORPHAN_AGE;
                     requeue_from_store(&store, &mut tracking, Some(cutoff)).await;
                 }

@@ -69,8 +69,36 @@ struct Batch {
 
 impl Pipeline {
     /// Runs until `stop` or until the inbound channel closes; the batch in hand is finished.
-    pub async fn run(self, mut rx: mpsc::Receiver<Inbound>, stop: CancellationToken) {
-        loop {
+    pub async fn run(self, rx: mpsc::Receiver<Inbound>, stop: CancellationToken) {
+        let pipeline = Arc::new(self);
+        // One batch may wait while another commits: classification of the next batch
+        // overlaps the commit of the previous one, and batches still commit (and ack) in order.
+        let (batches_tx, mut batches_rx) = mpsc::channel::<Batch>(1);
+        let committer = {
+            let pipeline = pipeline.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                while let Some(batch) = batches_rx.recv().await {
+                    if !pipeline.flush(batch, &stop).await {
+                        break;
+                    }
+                }
+            })
+        };
+        pipeline.classify(rx, batches_tx, stop).await;
+        let _ = committer.await;
+    }
+
+    /// Builds batches: drains what is queued, waits up to the batch window once a batch holds
+    /// something durable, and keeps growing the batch while the committer is busy.
+    async fn classify(
+        &self,
+        mut rx: mpsc::Receiver<Inbound>,
+        batches: mpsc::Sender<Batch>,
+        stop: CancellationToken,
+    ) {
+        let mut open = true;
+        while open {
             let first = tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
@@ -82,30 +110,41 @@ impl Pipeline {
             let mut batch = Batch::default();
             self.take(first, &mut batch);
             let mut window_ends: Option<tokio::time::Instant> = None;
-            while batch.items.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(inbound) => {
-                        self.take(inbound, &mut batch);
-                        continue;
+            loop {
+                while batch.items.len() < self.max_batch {
+                    match rx.try_recv() {
+                        Ok(inbound) => self.take(inbound, &mut batch),
+                        Err(_) => break,
                     }
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                    Err(mpsc::error::TryRecvError::Empty) => {}
                 }
-                if batch.durable_items == 0 {
-                    break; // nothing to commit: ack now rather than wait
-                }
-                let ends = *window_ends
-                    .get_or_insert_with(|| tokio::time::Instant::now() + self.batch_window);
-                tokio::select! {
-                    next = rx.recv() => match next {
-                        Some(inbound) => self.take(inbound, &mut batch),
-                        None => break,
+                let full = batch.items.len() >= self.max_batch;
+                let window = (batch.durable_items > 0 && !full && open).then(|| {
+                    *window_ends
+                        .get_or_insert_with(|| tokio::time::Instant::now() + self.batch_window)
+                });
+                match window.filter(|ends| tokio::time::Instant::now() < *ends) {
+                    Some(ends) => tokio::select! {
+                        next = rx.recv() => match next {
+                            Some(inbound) => self.take(inbound, &mut batch),
+                            None => open = false,
+                        },
+                        _ = tokio::time::sleep_until(ends) => {}
                     },
-                    _ = tokio::time::sleep_until(ends) => break,
+                    None => tokio::select! {
+                        biased;
+                        permit = batches.reserve() => {
+                            match permit {
+                                Ok(permit) => permit.send(batch),
+                                Err(_) => return, // the committer stopped (shutdown with the database down)
+                            }
+                            break;
+                        }
+                        next = rx.recv(), if !full && open && !stop.is_cancelled() => match next {
+                            Some(inbound) => self.take(inbound, &mut batch),
+                            None => open = false,
+                        },
+                    },
                 }
-            }
-            if !self.flush(batch, &stop).await {
-                break;
             }
         }
     }

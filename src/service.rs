@@ -290,6 +290,8 @@ async fn housekeeping(ctx: StatusContext, retention: Duration, stop: Cancellatio
     let mut since_ms = Utc::now().timestamp_millis() - 1_000;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut ticks: u64 = 0;
+    // target id → the updated_at last applied, for the overlap window only.
+    let mut applied: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     let mut reported_courts: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         tokio::select! {
@@ -297,8 +299,9 @@ async fn housekeeping(ctx: StatusContext, retention: Duration, stop: Cancellatio
             _ = tick.tick() => {}
         }
         ticks += 1;
-        // Overlap the window by a second: edits committed out of clock order are not missed,
-        // and re-applying an unchanged target is harmless.
+        // Overlap the window by a second so edits committed out of clock order are not
+        // missed; a version already applied (same target, same updated_at) is skipped, so
+        // the overlap costs a read, not a re-apply.
         match store.targets_updated_since(since_ms - 1_000).await {
             Ok(changed) if !changed.is_empty() => {
                 since_ms = changed
@@ -307,9 +310,19 @@ async fn housekeeping(ctx: StatusContext, retention: Duration, stop: Cancellatio
                     .max()
                     .unwrap_or(since_ms)
                     .max(since_ms);
-                let links = targets.apply(changed.into_iter().map(|(_, t)| t));
-                if let Err(e) = http::propose_consolidation(&ctx, &ctx.index, links).await {
-                    tracing::warn!(error = %e, "could not propose a consolidation");
+                let fresh: Vec<_> = changed
+                    .into_iter()
+                    .filter(|(at, t)| applied.get(&t.target_id) != Some(at))
+                    .collect();
+                for (at, t) in &fresh {
+                    applied.insert(t.target_id.clone(), *at);
+                }
+                applied.retain(|_, at| *at >= since_ms - 2_000);
+                if !fresh.is_empty() {
+                    let links = targets.apply(fresh.into_iter().map(|(_, t)| t));
+                    if let Err(e) = http::propose_consolidation(&ctx, &ctx.index, links).await {
+                        tracing::warn!(error = %e, "could not propose a consolidation");
+                    }
                 }
             }
             Ok(_) => {}
