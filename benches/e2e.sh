@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # End-to-end benchmarks for issue 5, as ratios against baselines run in the same run.
 #
-#   benches/e2e.sh [--embedded] [--count N] [--unique N] [--skip-criterion]
+#   benches/e2e.sh [--embedded | --system-mosquitto] [--count N] [--unique N] [--skip-criterion]
+#
+# By default a dedicated Mosquitto runs on 127.0.0.1:18831 with the settings a durable
+# consumer needs (max_inflight_messages 1000, max_queued_messages 1000000): the service acks
+# each sighting only after its effect is durable, and Mosquitto's defaults (20 in flight,
+# 1,000 queued per client) drop QoS 1 messages once a commit's worth is outstanding. The raw
+# baseline runs through the same broker. --system-mosquitto uses the machine's own broker
+# on 1883 with its configuration as it is.
 #
 # (a) raw broker baseline (publisher → subscriber, no leadrelay), and the publisher alone;
 # (b) leadrelay at 1% hits, max rate → throughput as a ratio of (a);
@@ -14,12 +21,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 EMBEDDED=0
+SYSTEM_MOSQUITTO=0
 COUNT=200000
 UNIQUE=100000
 CRITERION=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --embedded) EMBEDDED=1 ;;
+        --system-mosquitto) SYSTEM_MOSQUITTO=1 ;;
         --count) COUNT="$2"; shift ;;
         --unique) UNIQUE="$2"; shift ;;
         --skip-criterion) CRITERION=0 ;;
@@ -46,14 +55,28 @@ if [ "$EMBEDDED" = 1 ]; then
     MQTT_PORT=18830
     MQTT=mqtt://127.0.0.1:$MQTT_PORT
     BROKER="embedded (rumqttd in the service)"
-else
+elif [ "$SYSTEM_MOSQUITTO" = 1 ]; then
     MQTT=mqtt://127.0.0.1:1883
     if ! port_open 1883; then
         echo "== starting Mosquitto"
         mosquitto -d
         sleep 1
     fi
-    BROKER="Mosquitto $( (mosquitto -h 2>/dev/null || true) | awk 'NR==1{print $3}') on 127.0.0.1:1883"
+    BROKER="Mosquitto $( (mosquitto -h 2>/dev/null || true) | awk 'NR==1{print $3}') on 127.0.0.1:1883 (its own config)"
+else
+    cat >"$WORK/mosquitto.conf" <<CONF
+listener 18831 127.0.0.1
+allow_anonymous true
+max_inflight_messages 1000
+max_queued_messages 1000000
+persistence false
+log_dest file $WORK/mosquitto.log
+CONF
+    mosquitto -c "$WORK/mosquitto.conf" >/dev/null 2>&1 &
+    BROKER_PID=$!
+    for _ in $(seq 50); do port_open 18831 && break; sleep 0.1; done
+    MQTT=mqtt://127.0.0.1:18831
+    BROKER="Mosquitto $( (mosquitto -h 2>/dev/null || true) | awk 'NR==1{print $3}') on 127.0.0.1:18831 (max_inflight_messages 1000, max_queued_messages 1000000)"
 fi
 
 SERVICE_PID=""
@@ -83,7 +106,9 @@ stop_service() {
     wait "$SERVICE_PID" 2>/dev/null || true
     SERVICE_PID=""
 }
-trap stop_service EXIT
+BROKER_PID=${BROKER_PID:-}
+cleanup() { stop_service; [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null; true; }
+trap cleanup EXIT
 
 sim() { # name args... → $WORK/name.json
     local name=$1; shift
