@@ -485,10 +485,11 @@ fn places(
 }
 
 /// What the subscriber saw.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Got {
     /// A task: its target (ours, by number) and the sequence number of its sighting.
     Task {
+        task_id: String,
         target: Option<u32>,
         seq: Option<u64>,
         nearest: bool,
@@ -507,6 +508,7 @@ enum Got {
 
 #[derive(Deserialize)]
 struct TaskMsg {
+    task_id: String,
     target_id: String,
     routing: Option<String>,
     sighting: Option<SightingRefMsg>,
@@ -564,6 +566,7 @@ impl Tags {
         if topic.ends_with("/tasks") {
             let t: TaskMsg = serde_json::from_slice(payload).ok()?;
             Some(Got::Task {
+                task_id: t.task_id.clone(),
                 target: t
                     .target_id
                     .strip_prefix(self.target_prefix.as_str())
@@ -684,6 +687,8 @@ pub struct Report {
     pub delivered: Tally,
     pub nearest_court_tasks: u64,
     pub expected_nearest_court_tasks: u64,
+    /// Tasks received again under a known task id: moved to another court (reassignment).
+    pub reassigned: u64,
     /// Messages under the prefix that were not from this run.
     pub foreign: u64,
     /// Publish → task receipt (leadrelay), publish → delivery (baseline).
@@ -1074,14 +1079,15 @@ async fn start_subscriber(
                     let Some(got) = tags.classify(&p.topic, &p.payload) else {
                         continue;
                     };
+                    let sentinel =
+                        matches!(got, Got::Task { target: Some(t), .. } if t == tags.sentinel);
+                    let delivered = matches!(got, Got::Delivered { .. });
                     receipts.push((at, got));
                     progress.received.fetch_add(1, Ordering::AcqRel);
                     progress
                         .last_at
                         .store(at.as_nanos() as u64, Ordering::Release);
-                    let sentinel =
-                        matches!(got, Got::Task { target: Some(t), .. } if t == tags.sentinel);
-                    if sentinel || matches!(got, Got::Delivered { .. }) {
+                    if sentinel || delivered {
                         progress
                             .done_at
                             .store(at.as_nanos() as u64, Ordering::Release);
@@ -1156,14 +1162,20 @@ fn analyse(
         vec![0u32; ledger.len()],
     );
     let (mut extra_tasks, mut extra_updates, mut extra_dead) = (0, 0, 0);
+    let mut seen_tasks: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut latency = Vec::new();
     let ours = |seq: Option<u64>| seq.map(|s| s as usize).filter(|&s| s < ledger.len());
-    for &(at, got) in receipts {
-        match got {
+    for (at, got) in receipts {
+        let at = *at;
+        match got.clone() {
+            // The same task again: it moved to another court after the target stayed there
+            // (issue 4's reassignment), not a second task.
+            Got::Task { task_id, .. } if !seen_tasks.insert(task_id.clone()) => r.reassigned += 1,
             Got::Task {
                 target,
                 seq,
                 nearest,
+                ..
             } => match (ours(seq), target) {
                 (Some(seq), Some(target)) => {
                     let right = matches!(ledger[seq], Sent::Hit { target: t, .. } if t == target);
@@ -1289,6 +1301,10 @@ fn print_table(r: &Report, args: &SimulateArgs) {
         println!(
             "  nearest_court   {:>10}  expected {}",
             r.nearest_court_tasks, r.expected_nearest_court_tasks
+        );
+        println!(
+            "  reassigned      {:>10}  (a task moved to the court where its target stayed)",
+            r.reassigned
         );
     }
     if r.foreign > 0 {
@@ -1439,7 +1455,8 @@ mod tests {
             Some(Got::Task {
                 target: Some(3),
                 seq: Some(7),
-                nearest: true
+                nearest: true,
+                ..
             })
         ));
     }
