@@ -508,6 +508,7 @@ enum Got {
 
 #[derive(Deserialize)]
 struct TaskMsg {
+    #[serde(default)]
     task_id: String,
     target_id: String,
     routing: Option<String>,
@@ -1162,15 +1163,29 @@ fn analyse(
         vec![0u32; ledger.len()],
     );
     let (mut extra_tasks, mut extra_updates, mut extra_dead) = (0, 0, 0);
-    let mut seen_tasks: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // task id → the sighting (sequence number) it first came with.
+    let mut seen_tasks: std::collections::HashMap<String, Option<u64>> =
+        std::collections::HashMap::new();
     let mut latency = Vec::new();
     let ours = |seq: Option<u64>| seq.map(|s| s as usize).filter(|&s| s < ledger.len());
     for (at, got) in receipts {
         let at = *at;
+        // The same task again for a later sighting: it moved to the court where the target
+        // stayed (issue 4's reassignment), not a second task. The same task for the same
+        // sighting is a duplicate, counted as such below.
+        if let Got::Task { task_id, seq, .. } = got {
+            match seen_tasks.get(task_id) {
+                Some(first) if first != seq => {
+                    r.reassigned += 1;
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    seen_tasks.insert(task_id.clone(), *seq);
+                }
+            }
+        }
         match got.clone() {
-            // The same task again: it moved to another court after the target stayed there
-            // (issue 4's reassignment), not a second task.
-            Got::Task { task_id, .. } if !seen_tasks.insert(task_id.clone()) => r.reassigned += 1,
             Got::Task {
                 target,
                 seq,
@@ -1483,6 +1498,7 @@ mod tests {
         ];
         let at = vec![Duration::from_millis(1); 4];
         let task = |target, seq| Got::Task {
+            task_id: format!("task-{target}"),
             target: Some(target),
             seq: Some(seq),
             nearest: false,
