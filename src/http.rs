@@ -19,25 +19,21 @@ use serde_json::{Value, json};
 use crate::locate::JurisdictionIndex;
 use crate::model::TaskKind;
 use crate::model::{Target, TargetStatus};
-use crate::mqtt::{IngestClient, OutboundMeta, Publisher};
+use crate::mqtt::{IngestClient, OutboundMeta};
 use crate::status::{self, StatusContext};
-use crate::store::{SearchOutcome, StatusOutcome, Store, StoreError};
+use crate::store::{SearchOutcome, StatusOutcome, StoreError};
 use crate::targets::Link;
-use crate::targets::LiveTargets;
-use crate::task::{StatusReport, TaskStatus, Topics};
+use crate::task::{StatusReport, TaskStatus};
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
-    pub targets: Arc<LiveTargets>,
-    pub index: Arc<JurisdictionIndex>,
-    pub topics: Topics,
-    pub publisher: Publisher,
+    /// The store, live targets, index, topics, publisher and deadlines the handlers share
+    /// with the pipeline.
+    pub ctx: StatusContext,
+    /// For readiness: is the broker connected.
     pub ingest: IngestClient,
     pub metrics: PrometheusHandle,
-    /// Status reports, re-routing, deadlines.
-    pub status: StatusContext,
 }
 
 /// The router, apart from serving, so tests and the service build it the same way.
@@ -100,7 +96,7 @@ type ApiResult<T> = Result<T, ApiError>;
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let broker = state.ingest.is_connected();
-    let database = state.store.ping().await.is_ok();
+    let database = state.ctx.store.ping().await.is_ok();
     let body = Json(json!({"broker": broker, "database": database}));
     if broker && database {
         (StatusCode::OK, body).into_response()
@@ -120,7 +116,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn courts(State(state): State<AppState>) -> Json<Value> {
-    let data = state.index.data();
+    let data = state.ctx.index.data();
     let courts: Vec<Value> = data
         .courts
         .iter()
@@ -182,11 +178,11 @@ async fn put_target(
             )));
         }
     }
-    let target = parse_target(value, &state.index).map_err(ApiError::BadRequest)?;
-    let existed = state.store.get_target(&target_id).await?.is_some();
-    state.store.upsert_target(&target, Utc::now()).await?;
-    let links = state.targets.apply([target.clone()]);
-    propose_consolidation(&state.status, &state.index, links).await?;
+    let target = parse_target(value, &state.ctx.index).map_err(ApiError::BadRequest)?;
+    let existed = state.ctx.store.get_target(&target_id).await?.is_some();
+    state.ctx.store.upsert_target(&target, Utc::now()).await?;
+    let links = state.ctx.targets.apply([target.clone()]);
+    propose_consolidation(&state.ctx, &state.ctx.index, links).await?;
     let status = if existed {
         StatusCode::OK
     } else {
@@ -204,13 +200,13 @@ async fn put_targets_batch(State(state): State<AppState>, body: Bytes) -> ApiRes
     let mut targets = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         targets.push(
-            parse_target(item, &state.index)
+            parse_target(item, &state.ctx.index)
                 .map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?,
         );
     }
-    let count = state.store.upsert_targets(&targets, Utc::now()).await?;
-    let links = state.targets.apply(targets);
-    propose_consolidation(&state.status, &state.index, links).await?;
+    let count = state.ctx.store.upsert_targets(&targets, Utc::now()).await?;
+    let links = state.ctx.targets.apply(targets);
+    propose_consolidation(&state.ctx, &state.ctx.index, links).await?;
     Ok(Json(json!({"upserted": count})))
 }
 
@@ -221,6 +217,7 @@ async fn get_target(
     Path(target_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let target = state
+        .ctx
         .store
         .get_target(&target_id)
         .await?
@@ -228,7 +225,7 @@ async fn get_target(
     let expired = target.valid_until.is_some_and(|until| until <= Utc::now());
     let mut value = serde_json::to_value(&target).map_err(|e| ApiError::Internal(e.to_string()))?;
     value["expired"] = json!(expired);
-    if let Some(link) = state.targets.link_of_target(&target_id) {
+    if let Some(link) = state.ctx.targets.link_of_target(&target_id) {
         value["linked"] =
             serde_json::to_value(link).map_err(|e| ApiError::Internal(e.to_string()))?;
     }
@@ -240,18 +237,20 @@ async fn withdraw_target(
     Path(target_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let messages = state
+        .ctx
         .store
-        .withdraw_target(&target_id, &state.topics, Utc::now())
+        .withdraw_target(&target_id, &state.ctx.topics, Utc::now())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no target {target_id:?}")))?;
-    if let Some(target) = state.store.get_target(&target_id).await? {
-        state.targets.apply([target]);
+    if let Some(target) = state.ctx.store.get_target(&target_id).await? {
+        state.ctx.targets.apply([target]);
     }
     let cancelled = messages
         .iter()
         .filter(|m| m.topic.ends_with("/updates"))
         .count();
     state
+        .ctx
         .publisher
         .send(messages, |_| OutboundMeta::default())
         .await;
@@ -314,6 +313,7 @@ fn sweep_query(state: &AppState, q: &TargetQuery) -> ApiResult<Vec<Arc<Target>>>
         None => None,
         Some(id) => Some(
             state
+                .ctx
                 .index
                 .data()
                 .court_position(id)
@@ -322,16 +322,17 @@ fn sweep_query(state: &AppState, q: &TargetQuery) -> ApiResult<Vec<Arc<Target>>>
     };
     let bbox = match court {
         None => None,
-        Some(c) => match state.index.area_of(&state.index.court(c).court_id) {
+        Some(c) => match state.ctx.index.area_of(&state.ctx.index.court(c).court_id) {
             Some(area) => geo::BoundingRect::bounding_rect(area)
                 .map(|r| ([r.min().x, r.min().y], [r.max().x, r.max().y])),
             None => return Ok(Vec::new()), // a court without an area holds no locations
         },
     };
-    let index = state.index.clone();
+    let index = state.ctx.index.clone();
     let inside =
         move |lon: f64, lat: f64| court.is_none_or(|c| index.containing_court(lon, lat) == Some(c));
     Ok(state
+        .ctx
         .targets
         .sweep_index()
         .query(bbox, inside, near, Utc::now()))
@@ -357,6 +358,7 @@ async fn list_tasks(
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let tasks = state
+        .ctx
         .store
         .list_tasks(q.court_id.as_deref(), status, limit)
         .await?;
@@ -368,11 +370,12 @@ async fn get_task(
     Path(task_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let task = state
+        .ctx
         .store
         .get_task(&task_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no task {task_id:?}")))?;
-    let history = state.store.task_history(&task_id).await?;
+    let history = state.ctx.store.task_history(&task_id).await?;
     let mut value = serde_json::to_value(&task).map_err(|e| ApiError::Internal(e.to_string()))?;
     value["history"] =
         serde_json::to_value(history).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -409,10 +412,10 @@ async fn post_status(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     });
-    if state.store.get_task(&task_id).await?.is_none() {
+    if state.ctx.store.get_task(&task_id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no task {task_id:?}")));
     }
-    match status::apply(&state.status, &report, court.as_deref()).await? {
+    match status::apply(&state.ctx, &report, court.as_deref()).await? {
         StatusOutcome::Applied { task, .. } => Ok(Json(
             serde_json::to_value(task).map_err(|e| ApiError::Internal(e.to_string()))?,
         )),
@@ -463,6 +466,7 @@ async fn locate_request(State(state): State<AppState>, body: Bytes) -> ApiResult
     let request: LocateRequest = serde_json::from_value(parse_json(&body)?)
         .map_err(|e| ApiError::BadRequest(format!("expected {{\"target_id\": ...}}: {e}")))?;
     let stored = state
+        .ctx
         .store
         .get_target(&request.target_id)
         .await?
@@ -482,7 +486,7 @@ async fn locate_request(State(state): State<AppState>, body: Bytes) -> ApiResult
     let target = stored
         .person_id
         .as_ref()
-        .and_then(|id| state.targets.snapshot().match_person(id).cloned())
+        .and_then(|id| state.ctx.targets.snapshot().match_person(id).cloned())
         .map(|t| (*t).clone())
         .unwrap_or(stored);
     let place = target
@@ -492,24 +496,25 @@ async fn locate_request(State(state): State<AppState>, body: Bytes) -> ApiResult
         .or_else(|| target.known_locations.first())
         .ok_or_else(|| ApiError::BadRequest("the target has no known location to search".into()))?;
     let (lon, lat) = crate::datum::to_wgs84(place.datum, place.lon, place.lat);
-    let location = state.index.locate(lon, lat);
+    let location = state.ctx.index.locate(lon, lat);
     let route = crate::route::decide(
         &target,
         TaskKind::PersonSearch,
-        &state.index,
+        &state.ctx.index,
         &location,
         lon,
         lat,
     )
     .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let outcome = state
+        .ctx
         .store
         .create_search_task(
             &target.target_id,
             &target.cases,
             &route,
-            &state.status.deadlines,
-            &state.topics,
+            &state.ctx.deadlines,
+            &state.ctx.topics,
             Utc::now(),
         )
         .await?;
@@ -518,6 +523,7 @@ async fn locate_request(State(state): State<AppState>, body: Bytes) -> ApiResult
             let routing = task.routing;
             let court = task.assisting_court_id.clone();
             state
+                .ctx
                 .publisher
                 .send(messages, |m| OutboundMeta {
                     new_task: m

@@ -199,14 +199,9 @@ pub async fn start(
         source,
     })?;
     let app = http::app(AppState {
-        store: store.clone(),
-        targets: targets.clone(),
-        index,
-        topics,
-        publisher,
+        ctx: status.clone(),
         ingest: ingest.clone(),
         metrics: metrics_handle,
-        status: status.clone(),
     });
     let http_stop = stop.clone();
     let http_task = tokio::spawn(async move {
