@@ -18,32 +18,26 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::decode::{self, DecodeLimits};
-use crate::locate::JurisdictionIndex;
 use crate::metrics::{self, Stage};
 use crate::model::Sighting;
-use crate::mqtt::{Inbound, IngestClient, OutboundMeta, Publisher};
+use crate::mqtt::{Inbound, IngestClient, OutboundMeta};
 use crate::route;
 use crate::status::{self, StatusContext};
-use crate::store::{Deadlines, MatchOutcome, MatchedSighting, Policy, StatusOutcome, Store};
-use crate::targets::{LiveTargets, match_sighting};
-use crate::task::{StatusReport, Topics};
+use crate::store::{MatchOutcome, MatchedSighting, Policy, StatusOutcome};
+use crate::targets::match_sighting;
+use crate::task::StatusReport;
 
 /// Everything the pipeline needs; built by the service.
 pub struct Pipeline {
-    pub store: Store,
-    pub targets: Arc<LiveTargets>,
-    pub index: Arc<JurisdictionIndex>,
-    pub topics: Topics,
-    pub deadlines: Deadlines,
+    /// Store, live targets, index, topics, deadlines and publisher, shared with the HTTP API
+    /// (status reports go through the same code either way).
+    pub ctx: StatusContext,
     /// Cooldown after not_found, reassignment dwell and distance.
     pub policy: Policy,
     pub limits: DecodeLimits,
     pub max_batch: usize,
     pub batch_window: Duration,
     pub ingest: IngestClient,
-    pub publisher: Publisher,
-    /// For status reports (re-routing, target refresh).
-    pub status: StatusContext,
 }
 
 /// What to do with one inbound message once the batch is durable.
@@ -152,9 +146,9 @@ impl Pipeline {
     /// Classifies one message (pure work only; nothing is stored or acked yet).
     fn take(&self, inbound: Inbound, batch: &mut Batch) {
         let topic = inbound.publish.topic.clone();
-        let disposition = if let Some(source) = self.topics.sighting_source(&topic) {
+        let disposition = if let Some(source) = self.ctx.topics.sighting_source(&topic) {
             self.take_sighting(&inbound, source, batch)
-        } else if let Some(court) = self.topics.status_court(&topic) {
+        } else if let Some(court) = self.ctx.topics.status_court(&topic) {
             match decode_status(&inbound.publish.payload) {
                 Ok(report) => {
                     batch.durable_items += 1;
@@ -166,7 +160,7 @@ impl Pipeline {
                 Err(detail) => {
                     metrics::status_rejected();
                     Disposition::DeadLetter {
-                        topic: self.topics.deadletter_status(),
+                        topic: self.ctx.topics.deadletter_status(),
                         payload: dead_letter_json(
                             "invalid_report",
                             &detail,
@@ -196,7 +190,7 @@ impl Pipeline {
                 metrics::sighting_rejected(rejection.reason);
                 tracing::debug!(reason = rejection.reason.as_str(), "sighting rejected");
                 return Disposition::DeadLetter {
-                    topic: self.topics.deadletter_sightings(),
+                    topic: self.ctx.topics.deadletter_sightings(),
                     payload: decode::dead_letter(
                         &inbound.publish.topic,
                         &inbound.publish.payload,
@@ -208,19 +202,19 @@ impl Pipeline {
         span.record("event_id", sighting.event_id.as_str());
         metrics::sighting_received(sighting.kind);
         let started = Instant::now();
-        let found = match_sighting(&self.targets.snapshot(), &sighting, now);
+        let found = match_sighting(&self.ctx.targets.snapshot(), &sighting, now);
         metrics::stage(Stage::Match, started.elapsed());
         let Some(found) = found else {
             return Disposition::Ack; // privacy: an unmatched sighting leaves no trace
         };
         metrics::sighting_matched(sighting.kind, found.fuzzy);
         let started = Instant::now();
-        let location = self.index.locate(sighting.lon, sighting.lat);
+        let location = self.ctx.index.locate(sighting.lon, sighting.lat);
         let kind = route::sighting_task_kind(sighting.kind);
         let decision = route::decide(
             &found.target,
             kind,
-            &self.index,
+            &self.ctx.index,
             &location,
             sighting.lon,
             sighting.lat,
@@ -282,7 +276,7 @@ impl Pipeline {
                     {
                         let (_, letter) = status_letters.swap_remove(pos);
                         self.ingest
-                            .publish(self.topics.deadletter_status(), letter)
+                            .publish(self.ctx.topics.deadletter_status(), letter)
                             .await;
                     }
                 }
@@ -302,12 +296,13 @@ impl Pipeline {
         let mut backoff = Duration::from_millis(50);
         loop {
             match self
+                .ctx
                 .store
                 .record_matches(
                     matched,
-                    &self.deadlines,
+                    &self.ctx.deadlines,
                     &self.policy,
-                    &self.topics,
+                    &self.ctx.topics,
                     Utc::now(),
                 )
                 .await
@@ -346,7 +341,7 @@ impl Pipeline {
         for message in &messages {
             let mut meta = OutboundMeta::default();
             if let Some((i, task)) = next_created {
-                if message.topic == self.topics.tasks(&task.assisting_court_id) {
+                if message.topic == self.ctx.topics.tasks(&task.assisting_court_id) {
                     let m = &batch.matched[i];
                     meta = OutboundMeta {
                         received_at: Some(batch.received[i]),
@@ -370,7 +365,8 @@ impl Pipeline {
             }
         }
         let mut metas = metas.into_iter();
-        self.publisher
+        self.ctx
+            .publisher
             .send(messages, |_| metas.next().unwrap_or_default())
             .await;
     }
@@ -386,7 +382,7 @@ impl Pipeline {
         let span = tracing::info_span!("status_report", task_id = %report.task_id, court, status = %report.status);
         let mut backoff = Duration::from_millis(50);
         let outcome = loop {
-            match status::apply(&self.status, report, Some(court))
+            match status::apply(&self.ctx, report, Some(court))
                 .instrument(span.clone())
                 .await
             {

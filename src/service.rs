@@ -173,18 +173,12 @@ pub async fn start(
         stop.clone(),
     ));
     let pipeline = Pipeline {
-        store: store.clone(),
-        targets: targets.clone(),
-        index: index.clone(),
-        topics: topics.clone(),
-        deadlines,
+        ctx: status.clone(),
         policy,
         limits: config.decode.clone(),
         max_batch: config.max_batch,
         batch_window: config.batch_window,
         ingest: ingest.clone(),
-        publisher: publisher.clone(),
-        status: status.clone(),
     };
     let pipeline_task = tokio::spawn(pipeline.run(rx, stop.clone()));
 
