@@ -277,6 +277,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// Rows older than this without a PUBACK are re-read from the outbox (e.g. a crashed
 /// replica's, or ours from before a restart).
 const ORPHAN_AGE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+/// How long acknowledged ids gather before one write marks them sent.
+const MARK_SENT_GATHER: Duration = Duration::from_millis(100);
 /// Most messages handed to the client and not yet acknowledged.
 const WINDOW: usize = 2_000;
 
@@ -491,9 +493,13 @@ async fn mark_sent_loop(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {
     let mut last_gauge = Instant::now() - Duration::from_secs(2);
     while let Some(id) = rx.recv().await {
         ids.push(id);
+        // Each mark is a write transaction competing with the group commit for SQLite's one
+        // writer; gathering acknowledgements for a moment makes them few and large. A row not
+        // yet marked is at worst published again after a crash.
+        tokio::time::sleep(MARK_SENT_GATHER).await;
         while let Ok(id) = rx.try_recv() {
             ids.push(id);
-            if ids.len() >= 1000 {
+            if ids.len() >= 5000 {
                 break;
             }
         }
