@@ -200,6 +200,11 @@ async fn ingest_loop(
             Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
             Ok(_) => {}
             Err(e) => {
+                // Acks for what came on the lost connection must never reach the next one:
+                // there the same packet id can mean another message, and acking it would lose
+                // that message. (rumqttc itself drops the acks still in its channel.) The
+                // broker redelivers the unacked ones; de-duplication absorbs them.
+                epoch += 1;
                 if connected.swap(false, Ordering::AcqRel) {
                     tracing::warn!(error = %e, "MQTT ingest connection lost; reconnecting");
                 } else {
