@@ -674,3 +674,62 @@ async fn graceful_shutdown_flushes_the_outbox() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_stream_and_one_database() {
+    for backend in backends() {
+        let h1 = Harness::start_with(&backend, |c| c.share_group = Some("replicas".into())).await;
+        // The second replica: same broker, database and topics; its own client id and port.
+        let mut config = h1.config.clone();
+        config.client_id = format!("{}-b", config.client_id);
+        let h2 = Harness::start_config(&backend, config, tempfile::tempdir().unwrap(), None).await;
+        const N: usize = 40;
+        let targets: Vec<Value> = (0..N)
+            .map(|i| vehicle_target(&format!("R-{i}"), &format!("浙B{:05}", 30_000 + i), "yuyao"))
+            .collect();
+        let (status, _) = h1
+            .request(
+                reqwest::Method::POST,
+                "/api/v1/targets:batch",
+                Some(Value::Array(targets)),
+            )
+            .await;
+        assert_eq!(status, 200);
+        // Replica 2 learns of the targets from the database.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        for i in 0..N {
+            let plate = format!("浙B{:05}", 30_000 + i);
+            h1.sighting(
+                "cam",
+                vehicle_sighting(&format!("r-{i}"), "cam", &plate, CIXI.0, CIXI.1),
+            )
+            .await;
+            // Each target seen twice: the second sighting is an update, whichever replica gets it.
+            h1.sighting(
+                "cam2",
+                vehicle_sighting(&format!("r2-{i}"), "cam2", &plate, CIXI.0, CIXI.1),
+            )
+            .await;
+        }
+        h1.wait_for("dispatch/cixi/updates", N, Duration::from_secs(20))
+            .await;
+        let tasks = h1
+            .wait_for("dispatch/cixi/tasks", N, Duration::from_secs(20))
+            .await;
+        let mut ids: Vec<&str> = tasks
+            .iter()
+            .map(|t| t.body["target_id"].as_str().unwrap())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), N, "[{}]", backend.name());
+        assert_eq!(
+            h1.settle_and_count("dispatch/cixi/tasks", Duration::from_millis(800))
+                .await,
+            N,
+            "one task per target across replicas"
+        );
+        let (_, listed) = h2.get("/api/v1/tasks?court_id=cixi&limit=1000").await;
+        assert_eq!(listed["count"], N);
+    }
+}
