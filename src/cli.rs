@@ -229,18 +229,11 @@ async fn import_targets(
         }
         let parsed = serde_json::from_str::<crate::model::Target>(&line)
             .map_err(|e| e.to_string())
-            .and_then(|t| t.validate().map(|_| t).map_err(|e| e.to_string()))
             .and_then(|t| {
-                match t
-                    .cases
-                    .iter()
-                    .map(|c| &c.court_id)
-                    .chain(t.lead_court_id.as_ref())
-                    .find(|c| geo.court(c).is_none())
-                {
-                    Some(unknown) => Err(format!("unknown court_id {unknown:?}")),
-                    None => Ok(t),
-                }
+                t.validate()
+                    .and_then(|_| t.check_courts(&geo))
+                    .map(|_| t)
+                    .map_err(|e| e.to_string())
             });
         match parsed {
             Ok(t) => targets.push(t),
@@ -339,19 +332,7 @@ async fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
         .map(Arc::new)
         .collect();
     let sweep = crate::targets::SweepIndex::build(targets);
-    let bbox = index
-        .area_of(&args.court)
-        .and_then(geo::BoundingRect::bounding_rect)
-        .map(|r| ([r.min().x, r.min().y], [r.max().x, r.max().y]));
-    let selected = match bbox {
-        Some(bbox) => sweep.query(
-            Some(bbox),
-            |lon, lat| index.containing_court(lon, lat) == Some(court),
-            None,
-            chrono::Utc::now(),
-        ),
-        None => Vec::new(),
-    };
+    let selected = sweep.in_area(&index, Some(court), None, chrono::Utc::now());
     let out: Box<dyn std::io::Write> = match &args.out {
         Some(path) => Box::new(
             std::fs::File::create(path)

@@ -457,7 +457,7 @@ fn type_name(value: &Value) -> &'static str {
 /// The contract's dead letter, with the original payload kept losslessly.
 #[derive(Serialize)]
 struct DeadLetter<'a> {
-    reason: &'static str,
+    reason: &'a str,
     detail: &'a str,
     /// The payload as a string when it is UTF-8, else `null` ...
     payload: Option<&'a str>,
@@ -472,10 +472,16 @@ struct DeadLetter<'a> {
 /// The payload is kept byte for byte so a feed's operator can replay or inspect it: as a
 /// string when it is UTF-8, otherwise as `"payload": null` and `"payload_base64"`.
 pub fn dead_letter(topic: &str, payload: &[u8], rejection: &Rejection) -> Vec<u8> {
+    dead_letter_for(rejection.reason.as_str(), &rejection.detail, topic, payload)
+}
+
+/// A dead letter in the contract's shape for any refused message (sightings here, status
+/// reports in the pipeline): the original payload kept losslessly.
+pub fn dead_letter_for(reason: &str, detail: &str, topic: &str, payload: &[u8]) -> Vec<u8> {
     let text = std::str::from_utf8(payload).ok();
     let letter = DeadLetter {
-        reason: rejection.reason.as_str(),
-        detail: &rejection.detail,
+        reason,
+        detail,
         payload: text,
         payload_base64: match text {
             Some(_) => None,

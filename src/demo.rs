@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use crate::config::{BrokerChoice, ServeArgs};
 use crate::model::Target;
 use crate::service;
+use crate::simulate::{Rng, random_plate};
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
@@ -192,13 +193,7 @@ async fn command_center(client: AsyncClient, (court, task_id): Reply) {
 
 /// The scripted story among background traffic.
 async fn camera_feed(client: AsyncClient, rate: f64) {
-    let mut rng = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let script: Vec<(u64, &str, Value)> = vec![
         (
             1500,
@@ -260,15 +255,12 @@ async fn camera_feed(client: AsyncClient, rate: f64) {
             continue;
         }
         // Background: an unflagged Ningbo plate somewhere in the city.
-        const ALNUM: &[u8] = b"0123456789ABCDEFGHJKLMNPQRSTUVWXYZ";
-        let tail: String = (0..5)
-            .map(|_| ALNUM[(next() % 34) as usize] as char)
-            .collect();
-        let lat = 29.6 + (next() % 6000) as f64 / 10_000.0;
-        let lon = 121.1 + (next() % 7000) as f64 / 10_000.0;
-        let camera = format!("ningbo-cam-{:04}", next() % 500);
+        let plate = random_plate(&mut rng);
+        let lat = 29.6 + 0.6 * rng.unit();
+        let lon = 121.1 + 0.7 * rng.unit();
+        let camera = format!("ningbo-cam-{:04}", rng.below(500));
         let body = json!({
-            "event_id": format!("{camera}-{seq}"), "kind": "vehicle", "plate": format!("浙B{tail}"),
+            "event_id": format!("{camera}-{seq}"), "kind": "vehicle", "plate": plate.as_str(),
             "lat": lat, "lon": lon, "observed_at": now.to_rfc3339(), "source": camera, "confidence": 0.9
         });
         let _ = client

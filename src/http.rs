@@ -145,17 +145,9 @@ fn parse_target(value: Value, index: &JurisdictionIndex) -> Result<Target, Strin
     let target: Target =
         serde_json::from_value(value).map_err(|e| format!("not a valid Target: {e}"))?;
     target.validate().map_err(|e| e.to_string())?;
-    let data = index.data();
-    for court in target
-        .cases
-        .iter()
-        .map(|c| &c.court_id)
-        .chain(target.lead_court_id.as_ref())
-    {
-        if data.court(court).is_none() {
-            return Err(format!("unknown court_id {court:?}"));
-        }
-    }
+    target
+        .check_courts(index.data())
+        .map_err(|e| e.to_string())?;
     Ok(target)
 }
 
@@ -320,22 +312,11 @@ fn sweep_query(state: &AppState, q: &TargetQuery) -> ApiResult<Vec<Arc<Target>>>
                 .ok_or_else(|| ApiError::BadRequest(format!("unknown court_id {id:?}")))?,
         ),
     };
-    let bbox = match court {
-        None => None,
-        Some(c) => match state.ctx.index.area_of(&state.ctx.index.court(c).court_id) {
-            Some(area) => geo::BoundingRect::bounding_rect(area)
-                .map(|r| ([r.min().x, r.min().y], [r.max().x, r.max().y])),
-            None => return Ok(Vec::new()), // a court without an area holds no locations
-        },
-    };
-    let index = state.ctx.index.clone();
-    let inside =
-        move |lon: f64, lat: f64| court.is_none_or(|c| index.containing_court(lon, lat) == Some(c));
     Ok(state
         .ctx
         .targets
         .sweep_index()
-        .query(bbox, inside, near, Utc::now()))
+        .in_area(&state.ctx.index, court, near, Utc::now()))
 }
 
 #[derive(Debug, Deserialize)]

@@ -96,6 +96,8 @@ pub enum TargetError {
     EmptyCaseNo(usize),
     #[error("known location {0:?} is not a valid coordinate")]
     BadLocation(String),
+    #[error("unknown court_id {0:?}")]
+    UnknownCourt(String),
 }
 
 impl Target {
@@ -142,6 +144,21 @@ impl Target {
             }
         }
         Ok(())
+    }
+
+    /// Checks that every court the target names (its cases' and its lead court) is in the
+    /// courts data: a task for an unknown court would go to a topic nobody reads.
+    pub fn check_courts(&self, data: &crate::geodata::GeoData) -> Result<(), TargetError> {
+        match self
+            .cases
+            .iter()
+            .map(|c| &c.court_id)
+            .chain(self.lead_court_id.as_ref())
+            .find(|c| data.court(c).is_none())
+        {
+            Some(unknown) => Err(TargetError::UnknownCourt(unknown.clone())),
+            None => Ok(()),
+        }
     }
 
     /// Whether sightings of this target should produce tasks at `now`.

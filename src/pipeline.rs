@@ -161,7 +161,7 @@ impl Pipeline {
                     metrics::status_rejected();
                     Disposition::DeadLetter {
                         topic: self.ctx.topics.deadletter_status(),
-                        payload: dead_letter_json(
+                        payload: decode::dead_letter_for(
                             "invalid_report",
                             &detail,
                             &topic,
@@ -404,7 +404,7 @@ impl Pipeline {
             }
             StatusOutcome::Refused { reason } => {
                 span.in_scope(|| tracing::info!(%reason, "status report refused"));
-                Some(dead_letter_json(
+                Some(decode::dead_letter_for(
                     "refused",
                     &reason,
                     &inbound.publish.topic,
@@ -431,20 +431,4 @@ fn log_task(task: &crate::task::Task, sighting: &Sighting) {
 /// Parses a StatusReport, with a readable reason when it is not one.
 pub fn decode_status(payload: &[u8]) -> Result<StatusReport, String> {
     serde_json::from_slice::<StatusReport>(payload).map_err(|e| format!("not a StatusReport: {e}"))
-}
-
-/// A dead letter in the contract's shape for any refused message.
-pub fn dead_letter_json(reason: &str, detail: &str, topic: &str, payload: &[u8]) -> Vec<u8> {
-    use base64::Engine;
-    let mut letter = serde_json::json!({"reason": reason, "detail": detail, "topic": topic});
-    match std::str::from_utf8(payload) {
-        Ok(text) => letter["payload"] = text.into(),
-        Err(_) => {
-            letter["payload"] = serde_json::Value::Null;
-            letter["payload_base64"] = base64::engine::general_purpose::STANDARD
-                .encode(payload)
-                .into();
-        }
-    }
-    serde_json::to_vec(&letter).unwrap_or_default()
 }

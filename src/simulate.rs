@@ -117,10 +117,11 @@ pub struct SimulateArgs {
 }
 
 /// SplitMix64: tiny, seedable, good enough to draw a workload; no `rand` dependency.
-struct Rng(u64);
+/// (Also the demo's camera feed.)
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -129,11 +130,11 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 
@@ -376,7 +377,7 @@ fn sighting(event_id: &str, plate: &str, lon: f64, lat: f64, source: &str) -> St
 }
 
 /// A Ningbo plate: 浙B + 5 issued characters, or (one in ten) new-energy 浙B + D/F + 5 digits.
-fn random_plate(rng: &mut Rng) -> Plate {
+pub(crate) fn random_plate(rng: &mut Rng) -> Plate {
     let mut text = String::from("浙B");
     if rng.below(10) == 0 {
         text.push(if rng.below(2) == 0 { 'D' } else { 'F' });

@@ -11,17 +11,19 @@
 //! which target carries the open task) and whose cases are all the group's cases. The
 //! requesting court then follows from the merged cases (`route::requesting_court`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
+use geo::BoundingRect;
 use rstar::RTree;
 use rstar::primitives::GeomWithData;
 use serde::Serialize;
 
 use crate::datum;
 use crate::hotlist::{Hotlist, MatchConfig};
+use crate::locate::JurisdictionIndex;
 use crate::model::{Case, Sighting, Target, TargetKind, TargetStatus};
 use crate::person_id::PersonId;
 use crate::plate::Plate;
@@ -312,9 +314,32 @@ impl SweepIndex {
         }
     }
 
-    /// Targets with a known location inside `area`'s bounding box that `inside` accepts,
-    /// and (if given) within `radius_km` of `(lat, lon)`. Ordered by target id; expired
-    /// targets are left out.
+    /// Active targets with a known location in `court`'s area (when given) and within
+    /// `(lat, lon, radius_km)` (when given): what a sweep plans for. Ordered by target id.
+    pub fn in_area(
+        &self,
+        index: &JurisdictionIndex,
+        court: Option<usize>,
+        near: Option<(f64, f64, f64)>,
+        now: DateTime<Utc>,
+    ) -> Vec<Arc<Target>> {
+        let bbox = match court {
+            None => None,
+            Some(c) => match index
+                .area_of(&index.court(c).court_id)
+                .and_then(BoundingRect::bounding_rect)
+            {
+                Some(r) => Some(([r.min().x, r.min().y], [r.max().x, r.max().y])),
+                None => return Vec::new(), // a court without an area holds no locations
+            },
+        };
+        let inside =
+            |lon: f64, lat: f64| court.is_none_or(|c| index.containing_court(lon, lat) == Some(c));
+        self.query(bbox, inside, near, now)
+    }
+
+    /// Targets with a known location inside `bbox` that `inside` accepts, and (if given)
+    /// within `radius_km` of `(lat, lon)`. Ordered by target id; expired targets are left out.
     pub fn query(
         &self,
         bbox: Option<([f64; 2], [f64; 2])>,
@@ -322,50 +347,44 @@ impl SweepIndex {
         near: Option<(f64, f64, f64)>,
         now: DateTime<Utc>,
     ) -> Vec<Arc<Target>> {
-        let mut envelope = bbox.map(|(lo, hi)| rstar::AABB::from_corners(lo, hi));
-        if let Some((lat, lon, r)) = near {
+        // The search box: the bbox, the radius's box, or where they overlap.
+        let around = near.map(|(lat, lon, r)| {
             let dlat = r / 111.0 + 1e-6;
             let dlon = r / (111.0 * lat.to_radians().cos().max(0.01)) + 1e-6;
-            let around =
-                rstar::AABB::from_corners([lon - dlon, lat - dlat], [lon + dlon, lat + dlat]);
-            envelope = Some(match envelope {
-                Some(e) => {
-                    let (lo, hi) = (e.lower(), e.upper());
-                    let (alo, ahi) = (around.lower(), around.upper());
-                    rstar::AABB::from_corners(
-                        [lo[0].max(alo[0]), lo[1].max(alo[1])],
-                        [
-                            hi[0].min(ahi[0]).max(lo[0].max(alo[0])),
-                            hi[1].min(ahi[1]).max(lo[1].max(alo[1])),
-                        ],
-                    )
+            ([lon - dlon, lat - dlat], [lon + dlon, lat + dlat])
+        });
+        let envelope = match (bbox, around) {
+            (Some((lo, hi)), Some((alo, ahi))) => {
+                let lo = [lo[0].max(alo[0]), lo[1].max(alo[1])];
+                let hi = [hi[0].min(ahi[0]), hi[1].min(ahi[1])];
+                if lo[0] > hi[0] || lo[1] > hi[1] {
+                    return Vec::new();
                 }
-                None => around,
-            });
+                Some((lo, hi))
+            }
+            (one, other) => one.or(other),
         }
+        .map(|(lo, hi)| rstar::AABB::from_corners(lo, hi));
         let accept = |p: &[f64; 2]| {
             inside(p[0], p[1])
                 && near
                     .is_none_or(|(lat, lon, r)| datum::great_circle_km(lon, lat, p[0], p[1]) <= r)
         };
-        let mut hits: BTreeMap<usize, ()> = BTreeMap::new();
-        match envelope {
-            Some(envelope) => {
-                for point in self.tree.locate_in_envelope(&envelope) {
-                    if accept(point.geom()) {
-                        hits.insert(point.data, ());
-                    }
-                }
-            }
-            None => {
-                for point in self.tree.iter() {
-                    if accept(point.geom()) {
-                        hits.insert(point.data, ());
-                    }
-                }
-            }
-        }
-        hits.into_keys()
+        let hits: BTreeSet<usize> = match envelope {
+            Some(envelope) => self
+                .tree
+                .locate_in_envelope(&envelope)
+                .filter(|p| accept(p.geom()))
+                .map(|p| p.data)
+                .collect(),
+            None => self
+                .tree
+                .iter()
+                .filter(|p| accept(p.geom()))
+                .map(|p| p.data)
+                .collect(),
+        };
+        hits.into_iter()
             .map(|i| self.targets[i].clone())
             .filter(|t| t.is_matchable(now))
             .collect()
