@@ -4,7 +4,7 @@
 #   benches/e2e.sh [--embedded | --system-mosquitto] [--count N] [--unique N] [--skip-criterion]
 #
 # By default a dedicated Mosquitto runs on 127.0.0.1:18831 with the settings a durable
-# consumer needs (max_inflight_messages 1000, max_queued_messages 1000000): the service acks
+# consumer needs (max_inflight_messages 10000, max_queued_messages 1000000): the service acks
 # each sighting only after its effect is durable, and Mosquitto's defaults (20 in flight,
 # 1,000 queued per client) drop QoS 1 messages once a commit's worth is outstanding. The raw
 # baseline runs through the same broker. --system-mosquitto uses the machine's own broker
@@ -67,7 +67,7 @@ else
     cat >"$WORK/mosquitto.conf" <<CONF
 listener 18831 127.0.0.1
 allow_anonymous true
-max_inflight_messages 1000
+max_inflight_messages 10000
 max_queued_messages 1000000
 persistence false
 log_dest file $WORK/mosquitto.log
@@ -76,20 +76,20 @@ CONF
     BROKER_PID=$!
     for _ in $(seq 50); do port_open 18831 && break; sleep 0.1; done
     MQTT=mqtt://127.0.0.1:18831
-    BROKER="Mosquitto $( (mosquitto -h 2>/dev/null || true) | awk 'NR==1{print $3}') on 127.0.0.1:18831 (max_inflight_messages 1000, max_queued_messages 1000000)"
+    BROKER="Mosquitto $( (mosquitto -h 2>/dev/null || true) | awk 'NR==1{print $3}') on 127.0.0.1:18831 (max_inflight_messages 10000, max_queued_messages 1000000)"
 fi
 
 SERVICE_PID=""
 HTTP_PORT=18090
-start_service() { # name
-    local name=$1
+start_service() { # name [serve args...]
+    local name=$1; shift
     HTTP_PORT=$((HTTP_PORT + 1))
     PREFIX="bench-$RUN-$name/"
     local broker_args=(--mqtt-url "$MQTT")
     [ "$EMBEDDED" = 1 ] && broker_args=(--embedded-broker-addr "127.0.0.1:$MQTT_PORT")
     RUST_LOG=${RUST_LOG:-warn} "$BIN" serve "${broker_args[@]}" \
         --database-url "sqlite://$WORK/$name.db" --http-addr "127.0.0.1:$HTTP_PORT" \
-        --client-id "lr-bench-$RUN-$name" --topic-prefix "$PREFIX" >"$WORK/$name.service.log" 2>&1 &
+        --client-id "lr-bench-$RUN-$name" --topic-prefix "$PREFIX" "$@" >"$WORK/$name.service.log" 2>&1 &
     SERVICE_PID=$!
     for _ in $(seq 100); do
         curl -sf "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1 && return 0
@@ -146,8 +146,10 @@ stop_service
 # (d) every sighting a new durable task. Closed loop (--window): the broker queues at most
 # max_queued_messages (Mosquitto: 1000) for the service and drops the rest, so an open-loop
 # publisher faster than the service would measure drops.
-start_service d
-sim d --unique-hits --hit-ratio 1 --fuzzy-ratio 0 --targets "$UNIQUE" --count "$UNIQUE" --seed 3 --window "${WINDOW:-800}"
+# A throughput deployment: group commits of up to 2,000 (the default 500 favours latency),
+# and a window large enough to keep several commits' worth in flight.
+start_service d --max-batch 2000
+sim d --unique-hits --hit-ratio 1 --fuzzy-ratio 0 --targets "$UNIQUE" --count "$UNIQUE" --seed 3 --window "${WINDOW:-5000}"
 stop_service
 
 # (e) PostGIS baseline.
@@ -219,7 +221,10 @@ echo "|---|---|---|---|---|---|---|"
 echo "| a | raw broker: publisher → $BROKER → subscriber | $TA msg/s | publisher alone: $TA0 msg/s | $(ratio "$TA" "$TA0") | | |"
 echo "| b | leadrelay, 1% hits, max rate (handled/s) | $TB msg/s; lost at broker $(j b .lost_before_service); tasks bad $BAD_B | $TA msg/s | $RB | ≥ 0.8 | $(verdict "$RB >= 0.8") |"
 echo "| c | leadrelay at $HALF msg/s: p99 publish→task | $P99_C ms (p50 $(j c '.latency.p50_ms*100|floor/100'), max $(j c '.latency.max_ms*100|floor/100')); missing/dup $BAD_C | | | ≤ 20 ms, 0 | $(verdict "$P99_C <= 20 && $BAD_C == 0") |"
-echo "| d | 100% unique hits: durable tasks/s | $TD tasks/s ($(j d .tasks.received) of $(j d .tasks.expected)); missing/dup $BAD_D | Tile38 ≈ 29,000/s (not durable) | | ≥ 20,000, 0 lost | $(verdict "$TD >= 20000 && $BAD_D == 0") |"
+# Each task of (d) crosses the broker three times (sighting in, Task and Alert out), each a
+# publish → broker → subscriber hop like (a)'s: a third of (a) bounds (d) on this machine.
+CEIL_D=$((TA / 3))
+echo "| d | 100% unique hits: durable tasks/s | $TD tasks/s ($(j d .tasks.received) of $(j d .tasks.expected)); missing/dup $BAD_D | broker-bound ceiling (a)/3 = $CEIL_D/s; Tile38 ≈ 29,000/s (not durable) | $(ratio "$TD" "$CEIL_D") of ceiling | ≥ 20,000, 0 lost | $(verdict "$TD >= 20000 && $BAD_D == 0") |"
 if [ -n "$PG_LOOP_US" ]; then
 echo "| e | locate, Ningbo, on land | $LOCATE_NS ns | PostGIS ST_Contains in-server loop $PG_LOOP_US µs; per prepared query (pgbench) $PG_QUERY_US µs | $(ratio "$PG_LOOP_US * 1000" "$LOCATE_NS")× / $(ratio "$PG_QUERY_US * 1000" "$LOCATE_NS")× | ≥ 100× | $(verdict "$PG_LOOP_US * 1000 / $LOCATE_NS >= 100") |"
 else

@@ -2,13 +2,16 @@
 //! (VmHWM) belongs to that measurement alone. Prints one `key=value` line.
 //!
 //! ```text
-//! cargo bench --bench scale -- hotlist 10000000   # build time, VmHWM, lookup ns
+//! cargo bench --bench scale -- hotlist 10000000   # build time, VmHWM, lookup ns (single, batched)
 //! cargo bench --bench scale -- national           # China counties + 10⁷ hotlist vs Ningbo
 //! cargo bench --bench scale -- postgis-sql DIR    # the same polygons and points, as SQL
 //! ```
 //!
 //! Lookups are timed over a million prepared reads in a loop (not criterion: the point is
-//! the cost curve across sizes, measured the same way at each size).
+//! the cost curve across sizes, measured the same way at each size), one read at a time
+//! (`match_plate`) and in batches of [`BATCH_READS`] (`match_plates`). Two read sets: 4096
+//! distinct reads cycled (their index lines end up in cache; what is left is mostly TLB
+//! misses), and `cold_*`: 2²⁰ distinct reads, so at 10⁷ nearly every hit goes to DRAM.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -63,18 +66,89 @@ fn build(n: u64) -> Hotlist<Summary> {
     )
 }
 
-/// Mean ns per lookup over `reads`, cycled to a million lookups.
+/// Reads per `match_plates` call in the batched figures: the order of a pipeline batch.
+const BATCH_READS: usize = 256;
+
+/// Mean ns per lookup over `reads`, cycled to a million lookups (at least each read once).
 fn time_lookups(list: &Hotlist<Summary>, reads: &[Plate]) -> f64 {
-    const N: usize = 1_000_000;
+    let n = reads.len().max(1_000_000);
     let started = Instant::now();
     let mut found = 0u64;
-    for i in 0..N {
+    for i in 0..n {
         if let Some(m) = list.match_plate(black_box(&reads[i % reads.len()])) {
             found += u64::from(m.value.1 & 1);
         }
     }
     black_box(found);
-    started.elapsed().as_nanos() as f64 / N as f64
+    started.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// The same through `match_plates`, [`BATCH_READS`] reads a call: mean ns per read.
+fn time_batched(list: &Hotlist<Summary>, reads: &[Plate]) -> f64 {
+    let rounds = 1_000_000usize.div_ceil(reads.len());
+    let mut out = Vec::with_capacity(BATCH_READS);
+    let started = Instant::now();
+    let mut found = 0u64;
+    for _ in 0..rounds {
+        for batch in reads.chunks(BATCH_READS) {
+            list.match_plates(black_box(batch), &mut out);
+            found += out
+                .iter()
+                .flatten()
+                .map(|m| u64::from(m.value.1 & 1))
+                .sum::<u64>();
+        }
+    }
+    black_box(found);
+    started.elapsed().as_nanos() as f64 / (rounds * reads.len()) as f64
+}
+
+/// A one-character OCR slip in the tail (`0`→`O`, `8`→`B`, ...), if the plate has a
+/// confusable character there.
+fn misread(plate: &Plate) -> Option<Plate> {
+    let text = plate.as_str();
+    let (at, swap) = text.char_indices().skip(2).find_map(|(i, c)| {
+        let swap = match c {
+            '0' | 'D' | 'Q' => 'O',
+            '1' => 'I',
+            '2' => 'Z',
+            'Z' => '2',
+            '5' => 'S',
+            'S' => '5',
+            '8' => 'B',
+            'B' => '8',
+            '6' => 'G',
+            'G' => '6',
+            _ => return None,
+        };
+        Some((i, swap))
+    })?;
+    let mut read = text.to_owned();
+    read.replace_range(at..at + 1, &swap.to_string());
+    Plate::parse(&read).ok()
+}
+
+/// `count` flagged plates spread over the whole list (scrambled order, cache misses included).
+fn exact_reads(n: u64, count: u64) -> Vec<Plate> {
+    (0..count).map(|i| plate(i * 7_919 % n)).collect()
+}
+
+/// `count` reads of plates never flagged that match nothing, not even fuzzily.
+fn unflagged_reads(list: &Hotlist<Summary>, n: u64, count: usize) -> Vec<Plate> {
+    (0..)
+        .map(|i: u64| plate(n + i * 1_009))
+        .filter(|p| list.match_plate(p).is_none())
+        .take(count)
+        .collect()
+}
+
+/// `count` misreads of flagged plates that match them fuzzily.
+fn fuzzy_reads(list: &Hotlist<Summary>, n: u64, count: usize) -> Vec<Plate> {
+    (0..)
+        .filter_map(|i: u64| misread(&plate(i * 7_919 % n)))
+        .filter(|r| list.match_plate(r).is_some_and(|m| m.fuzzy))
+        .take(count)
+        .collect()
 }
 
 fn hotlist(n: u64) {
@@ -82,17 +156,31 @@ fn hotlist(n: u64) {
     let list = build(n);
     let build_s = started.elapsed().as_secs_f64();
     let hwm = vm_hwm_mib();
-    // 4096 distinct reads per kind, spread over the whole list (cache misses included).
-    let exact: Vec<Plate> = (0..4096u64).map(|i| plate(i * 7_919 % n)).collect();
-    let unflagged: Vec<Plate> = (0..8192u64)
-        .map(|i| plate(n + i * 1_009))
-        .filter(|p| list.match_plate(p).is_none())
-        .take(4096)
-        .collect();
+    // 4096 distinct reads per kind, spread over the whole list, cycled.
+    let exact = exact_reads(n, 4096);
+    let unflagged = unflagged_reads(&list, n, 4096);
+    let fuzzy = fuzzy_reads(&list, n, 4096);
     let hit_ns = time_lookups(&list, &exact);
     let miss_ns = time_lookups(&list, &unflagged);
+    let fuzzy_ns = time_lookups(&list, &fuzzy);
+    let batch_hit_ns = time_batched(&list, &exact);
+    let batch_miss_ns = time_batched(&list, &unflagged);
+    let batch_fuzzy_ns = time_batched(&list, &fuzzy);
+    // 2²⁰ distinct reads per kind, each read once per measurement.
+    let cold_exact = exact_reads(n, 1 << 20);
+    let cold_unflagged = unflagged_reads(&list, n, 1 << 20);
+    let cold_hit_ns = time_lookups(&list, &cold_exact);
+    let cold_miss_ns = time_lookups(&list, &cold_unflagged);
+    let cold_batch_hit_ns = time_batched(&list, &cold_exact);
+    let cold_batch_miss_ns = time_batched(&list, &cold_unflagged);
     println!(
-        "hotlist n={n} build_s={build_s:.3} vm_hwm_mib={hwm} exact_hit_ns={hit_ns:.1} unflagged_ns={miss_ns:.1}"
+        "hotlist n={n} build_s={build_s:.3} vm_hwm_mib={hwm} exact_hit_ns={hit_ns:.1} \
+         unflagged_ns={miss_ns:.1} fuzzy_hit_ns={fuzzy_ns:.1} batch_exact_hit_ns={batch_hit_ns:.1} \
+         batch_unflagged_ns={batch_miss_ns:.1} batch_fuzzy_hit_ns={batch_fuzzy_ns:.1} \
+         cold_exact_hit_ns={cold_hit_ns:.1} cold_unflagged_ns={cold_miss_ns:.1} \
+         cold_batch_exact_hit_ns={cold_batch_hit_ns:.1} cold_batch_unflagged_ns={cold_batch_miss_ns:.1} \
+         vm_hwm_end_mib={}",
+        vm_hwm_mib()
     );
 }
 

@@ -282,8 +282,11 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// Rows older than this without a PUBACK are re-read from the outbox (e.g. a crashed
 /// replica's, or ours from before a restart).
 const ORPHAN_AGE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
-/// How long acknowledged ids gather before one write marks them sent.
-const MARK_SENT_GATHER: Duration = Duration::from_millis(100);
+/// How long acknowledged ids gather before one write marks them sent. Each mark is a
+/// transaction with its own fsync that the group commit queues behind (SQLite has one
+/// writer), so marks are kept rare: at 100 ms they were a visible part of the p99
+/// sighting→task latency. A crash republishes at most this much (consumers dedupe by id).
+const MARK_SENT_GATHER: Duration = Duration::from_secs(1);
 /// Most messages handed to the client and not yet acknowledged.
 const WINDOW: usize = 2_000;
 
@@ -504,7 +507,7 @@ async fn mark_sent_loop(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {
         tokio::time::sleep(MARK_SENT_GATHER).await;
         while let Ok(id) = rx.try_recv() {
             ids.push(id);
-            if ids.len() >= 5000 {
+            if ids.len() >= 50_000 {
                 break;
             }
         }

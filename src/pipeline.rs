@@ -24,7 +24,7 @@ use crate::mqtt::{Inbound, IngestClient, OutboundMeta};
 use crate::route;
 use crate::status::{self, StatusContext};
 use crate::store::{MatchOutcome, MatchedSighting, Policy, StatusOutcome};
-use crate::targets::match_sighting;
+use crate::targets::{Match, match_sightings};
 use crate::task::StatusReport;
 
 /// Everything the pipeline needs; built by the service.
@@ -105,11 +105,15 @@ impl Pipeline {
             self.take(first, &mut batch);
             let mut window_ends: Option<tokio::time::Instant> = None;
             loop {
-                while batch.items.len() < self.max_batch {
+                let mut queued = Vec::new();
+                while batch.items.len() + queued.len() < self.max_batch {
                     match rx.try_recv() {
-                        Ok(inbound) => self.take(inbound, &mut batch),
+                        Ok(inbound) => queued.push(inbound),
                         Err(_) => break,
                     }
+                }
+                if !queued.is_empty() {
+                    self.take_all(queued, &mut batch);
                 }
                 let full = batch.items.len() >= self.max_batch;
                 let window = (batch.durable_items > 0 && !full && open).then(|| {
@@ -145,68 +149,124 @@ impl Pipeline {
 
     /// Classifies one message (pure work only; nothing is stored or acked yet).
     fn take(&self, inbound: Inbound, batch: &mut Batch) {
-        let topic = inbound.publish.topic.clone();
-        let disposition = if let Some(source) = self.ctx.topics.sighting_source(&topic) {
-            self.take_sighting(&inbound, source, batch)
-        } else if let Some(court) = self.ctx.topics.status_court(&topic) {
-            match decode_status(&inbound.publish.payload) {
-                Ok(report) => {
-                    batch.durable_items += 1;
-                    Disposition::Status {
-                        court: court.to_string(),
-                        report,
-                    }
-                }
-                Err(detail) => {
-                    metrics::status_rejected();
-                    Disposition::DeadLetter {
-                        topic: self.ctx.topics.deadletter_status(),
-                        payload: decode::dead_letter_for(
-                            "invalid_report",
-                            &detail,
-                            &topic,
-                            &inbound.publish.payload,
-                        ),
-                    }
-                }
-            }
-        } else {
-            tracing::debug!(%topic, "message on an unexpected topic; acked and ignored");
-            Disposition::Ack
-        };
-        batch.items.push((inbound, disposition));
+        self.take_all(vec![inbound], batch);
     }
 
-    fn take_sighting(&self, inbound: &Inbound, source: &str, batch: &mut Batch) -> Disposition {
-        let span = tracing::debug_span!("sighting", source, event_id = tracing::field::Empty);
-        let _entered = span.enter();
+    /// Classifies messages in arrival order: decodes them all, matches every decoded
+    /// sighting against one hotlist snapshot in one batched lookup (which overlaps the
+    /// memory reads of a large hotlist, see [`crate::hotlist`]), then routes the matches.
+    fn take_all(&self, inbounds: Vec<Inbound>, batch: &mut Batch) {
         let now = Utc::now();
+        let mut decoded: Vec<(Inbound, Result<Sighting, Disposition>)> =
+            Vec::with_capacity(inbounds.len());
+        for inbound in inbounds {
+            let topic = &inbound.publish.topic;
+            let outcome = match self.ctx.topics.sighting_source(topic) {
+                Some(source) => self.decode_sighting(&inbound, source, now),
+                None => Err(self.classify_other(&inbound)),
+            };
+            if let Err(Disposition::Status { .. }) = &outcome {
+                batch.durable_items += 1;
+            }
+            decoded.push((inbound, outcome));
+        }
+        let sightings: Vec<&Sighting> = decoded
+            .iter()
+            .filter_map(|(_, d)| d.as_ref().ok())
+            .collect();
+        let mut found = Vec::new();
+        if !sightings.is_empty() {
+            let started = Instant::now();
+            found = match_sightings(&self.ctx.targets.snapshot(), &sightings, now);
+            let per_sighting = started.elapsed() / u32::try_from(sightings.len()).unwrap_or(1);
+            for _ in 0..sightings.len() {
+                metrics::stage(Stage::Match, per_sighting);
+            }
+        }
+        let mut found = found.into_iter();
+        for (inbound, outcome) in decoded {
+            let disposition = match outcome {
+                Ok(sighting) => match found.next().flatten() {
+                    Some(m) => self.route_match(&inbound, sighting, m, batch),
+                    None => Disposition::Ack, // privacy: an unmatched sighting leaves no trace
+                },
+                Err(disposition) => disposition,
+            };
+            batch.items.push((inbound, disposition));
+        }
+    }
+
+    /// A status report, or a message on a topic the service does not read.
+    fn classify_other(&self, inbound: &Inbound) -> Disposition {
+        let topic = &inbound.publish.topic;
+        let Some(court) = self.ctx.topics.status_court(topic) else {
+            tracing::debug!(%topic, "message on an unexpected topic; acked and ignored");
+            return Disposition::Ack;
+        };
+        match decode_status(&inbound.publish.payload) {
+            Ok(report) => Disposition::Status {
+                court: court.to_string(),
+                report,
+            },
+            Err(detail) => {
+                metrics::status_rejected();
+                Disposition::DeadLetter {
+                    topic: self.ctx.topics.deadletter_status(),
+                    payload: decode::dead_letter_for(
+                        "invalid_report",
+                        &detail,
+                        topic,
+                        &inbound.publish.payload,
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Decodes a sighting; a rejected one becomes its dead letter.
+    fn decode_sighting(
+        &self,
+        inbound: &Inbound,
+        source: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Sighting, Disposition> {
         let started = Instant::now();
         let decoded = decode::decode_sighting(source, &inbound.publish.payload, now, &self.limits);
         metrics::stage(Stage::Decode, started.elapsed());
-        let sighting = match decoded {
-            Ok(s) => s,
+        match decoded {
+            Ok(sighting) => {
+                metrics::sighting_received(sighting.kind);
+                Ok(sighting)
+            }
             Err(rejection) => {
                 metrics::sighting_rejected(rejection.reason);
-                tracing::debug!(reason = rejection.reason.as_str(), "sighting rejected");
-                return Disposition::DeadLetter {
+                tracing::debug!(
+                    source,
+                    reason = rejection.reason.as_str(),
+                    "sighting rejected"
+                );
+                Err(Disposition::DeadLetter {
                     topic: self.ctx.topics.deadletter_sightings(),
                     payload: decode::dead_letter(
                         &inbound.publish.topic,
                         &inbound.publish.payload,
                         &rejection,
                     ),
-                };
+                })
             }
-        };
-        span.record("event_id", sighting.event_id.as_str());
-        metrics::sighting_received(sighting.kind);
-        let started = Instant::now();
-        let found = match_sighting(&self.ctx.targets.snapshot(), &sighting, now);
-        metrics::stage(Stage::Match, started.elapsed());
-        let Some(found) = found else {
-            return Disposition::Ack; // privacy: an unmatched sighting leaves no trace
-        };
+        }
+    }
+
+    /// Locates and routes a matched sighting and adds it to the batch's group commit.
+    fn route_match(
+        &self,
+        inbound: &Inbound,
+        sighting: Sighting,
+        found: Match,
+        batch: &mut Batch,
+    ) -> Disposition {
+        let span = tracing::debug_span!("sighting", source = %sighting.source, event_id = %sighting.event_id);
+        let _entered = span.enter();
         metrics::sighting_matched(sighting.kind, found.fuzzy);
         let started = Instant::now();
         let location = self.ctx.index.locate(sighting.lon, sighting.lat);

@@ -189,7 +189,7 @@ impl Store {
         }
         let now = codec::to_ms_precision(now);
         let now_ms = ms(now);
-        let mut tx = self.pool.begin_write().await?;
+        let mut tx = self.begin_write().await?;
 
         // 1. Event ids: the rows not inserted are duplicates (also within the batch).
         let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(batch.len());

@@ -94,7 +94,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         for chunk in db::chunks(ids.len()) {
             let sql = db::Sql::new(tx.dialect(), "UPDATE outbox SET sent_at = ")
                 .param()

@@ -53,7 +53,7 @@ impl Store {
             .map(|(_, t)| t)
             .collect();
         let now = ms(now);
-        let mut tx = self.pool.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let mut written = 0;
         for chunk in db::chunks(rows.len()) {
             let sql = db::values_sql(

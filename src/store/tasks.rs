@@ -137,7 +137,7 @@ impl Store {
         let now = codec::to_ms_precision(now);
         let at = codec::to_ms_precision(report.at.unwrap_or(now));
         let refused = |reason: String| Ok(StatusOutcome::Refused { reason });
-        let mut tx = self.pool.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let sql = tx.dialect().pick(TASK_BY_ID, TASK_BY_ID_FOR_UPDATE);
         let q = tx.query(sql).bind(report.task_id.as_str());
         let Some(row) = tx.fetch_optional(q).await? else {
@@ -222,7 +222,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<OutboxMessage>>, StoreError> {
         let now = codec::to_ms_precision(now);
-        let mut tx = self.pool.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         if !set_target_status(&mut tx, target_id, TargetStatus::Withdrawn, ms(now)).await? {
             return Ok(None);
         }

@@ -83,7 +83,7 @@ impl Store {
         if self.next_deadline().await?.is_none_or(|d| d > now) {
             return Ok((Vec::new(), Vec::new()));
         }
-        let mut tx = self.pool.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let mut due: Vec<(DateTime<Utc>, EscalationKind, Task)> = Vec::new();
         for (sql, kind) in [
             (CLAIM_ACK, EscalationKind::Ack),
@@ -193,7 +193,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<(Task, Vec<OutboxMessage>)>, StoreError> {
         let now = codec::to_ms_precision(now);
-        let mut tx = self.pool.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let sql = tx.dialect().pick(TASK_BY_ID, TASK_BY_ID_FOR_UPDATE);
         let q = tx.query(sql).bind(task_id);
         let Some(row) = tx.fetch_optional(q).await? else {
@@ -285,7 +285,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let now = codec::to_ms_precision(now);
-        let mut tx = self.pool.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let sql = tx.dialect().pick(TASK_BY_ID, TASK_BY_ID_FOR_UPDATE);
         let q = tx.query(sql).bind(task_id);
         let Some(row) = tx.fetch_optional(q).await? else {
@@ -334,7 +334,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let now = codec::to_ms_precision(now);
-        let mut tx = self.pool.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let q = tx
             .query(
                 "INSERT INTO consolidation_proposals (link_key, target_ids, court_ids, \
@@ -402,7 +402,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<SearchOutcome, StoreError> {
         let now = codec::to_ms_precision(now);
-        let mut tx = self.pool.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let targets = load_targets(&mut tx, &[target_id], ms(now)).await?;
         let Some(target) = targets.get(target_id).filter(|t| t.matchable) else {
             return Ok(SearchOutcome::TargetInactive);
