@@ -252,36 +252,6 @@ impl Tx {
     }
 }
 
-/// A write transaction with, on SQLite, this process's write gate held until it ends
-/// (see `Store::begin_write`). Derefs to [`Tx`]; dropped without [`WriteTx::commit`] it rolls back.
-pub(crate) struct WriteTx {
-    tx: Tx,
-    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl WriteTx {
-    pub(crate) fn new(tx: Tx, gate: Option<tokio::sync::OwnedMutexGuard<()>>) -> WriteTx {
-        WriteTx { tx, _gate: gate }
-    }
-
-    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
-    }
-}
-
-impl std::ops::Deref for WriteTx {
-    type Target = Tx;
-    fn deref(&self) -> &Tx {
-        &self.tx
-    }
-}
-
-impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut Tx {
-        &mut self.tx
-    }
-}
-
 /// The tail [`Tx::insert_ids`] needs: (SQLite, PostgreSQL).
 pub(crate) const RETURNING_ID: (&str, &str) = ("", "RETURNING id");
 

@@ -277,8 +277,8 @@ pub enum SearchOutcome {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: db::Pool,
-    /// Serialises this process's write transactions on SQLite (see [`Store::begin_write`]).
-    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite: the one connection every write uses (see [`Store::connect`]).
+    writer: Option<db::Pool>,
 }
 
 impl Store {
@@ -286,6 +286,7 @@ impl Store {
     /// WAL, `synchronous=FULL`, 5 s busy timeout, foreign keys on) or `postgres://...` /
     /// `postgresql://...`.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let mut writer = None;
         let pool = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -297,18 +298,24 @@ impl Store {
                 // MiB each, and a checkpoint (with its fsync) after nearly every one halved
                 // the durable task rate.
                 .pragma("wal_autocheckpoint", "16384")
-                // SQLite's default page cache is 2 MiB: past a few thousand tasks every
-                // group commit re-read index pages from the OS (a pread each). 64 MiB per
-                // connection, and reads through a memory map, keep the working set in memory.
-                .pragma("cache_size", "-65536")
+                // Reads through a memory map: no pread per page the cache does not hold.
                 .pragma("mmap_size", "1073741824")
                 .statement_cache_capacity(db::STATEMENT_CACHE);
-            // Writers serialize on SQLite anyway; a few connections let reads run beside them.
+            // Every write goes through one connection, so its page cache stays valid (SQLite
+            // drops a connection's cache whenever another connection has written) and may be
+            // large: past a few thousand tasks the default 2 MiB re-read index pages on every
+            // group commit. Writers serialize on SQLite anyway.
+            let write_pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone().pragma("cache_size", "-65536"))
+                .await?;
+            SQLITE_MIGRATOR.run(&write_pool).await?;
+            writer = Some(db::Pool::Sqlite(write_pool));
+            // A few connections for reads beside the writer.
             let pool = SqlitePoolOptions::new()
-                .max_connections(4)
+                .max_connections(3)
                 .connect_with(options)
                 .await?;
-            SQLITE_MIGRATOR.run(&pool).await?;
             db::Pool::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options =
@@ -324,22 +331,21 @@ impl Store {
             let scheme = url.split_once(':').map_or("", |(s, _)| s).to_string();
             return Err(StoreError::UnsupportedUrl { scheme });
         };
-        let write_gate = (pool.dialect() == Dialect::Sqlite).then(Default::default);
-        Ok(Store { pool, write_gate })
+        Ok(Store { pool, writer })
     }
 
-    /// A write transaction. On SQLite, writers of one process queue here, in order, instead
-    /// of meeting at the database lock: SQLite's busy handler retries a locked database by
-    /// sleeping 1, 2, 5, ... up to 100 ms at a time, which put 100 ms stalls into the group
-    /// commit whenever the outbox publisher's `mark_sent` held the lock. (Other processes on
-    /// the same file still meet at the lock and its busy timeout.)
-    pub(crate) async fn begin_write(&self) -> Result<db::WriteTx, sqlx::Error> {
-        let gate = match &self.write_gate {
-            Some(gate) => Some(gate.clone().lock_owned().await),
-            None => None,
-        };
-        let tx = self.pool.begin_write().await?;
-        Ok(db::WriteTx::new(tx, gate))
+    /// A write transaction. On SQLite, on the one writer connection: the writers of this
+    /// process queue for it in order instead of meeting at the database lock, where SQLite's
+    /// busy handler retries by sleeping 1, 2, 5, ... up to 100 ms at a time (which put 100 ms
+    /// stalls into the group commit whenever the outbox publisher's `mark_sent` held the
+    /// lock). Other processes on the same file still meet at the lock and its busy timeout.
+    pub(crate) async fn begin_write(&self) -> Result<db::Tx, sqlx::Error> {
+        self.writer_pool().begin_write().await
+    }
+
+    /// The pool for statements that write outside [`Store::begin_write`].
+    pub(crate) fn writer_pool(&self) -> db::Pool {
+        self.writer.as_ref().unwrap_or(&self.pool).clone()
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -356,6 +362,9 @@ impl Store {
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
     }
 }
 

@@ -121,7 +121,7 @@ impl Store {
     /// Forgets processed event ids recorded before `cutoff` (a redelivery older than the
     /// retention would then count as new). Returns how many were deleted.
     pub async fn purge_processed_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut pool = self.pool.clone();
+        let mut pool = self.writer_pool();
         let q = pool
             .query("DELETE FROM processed_events WHERE processed_at < $1")
             .bind(ms(cutoff));
@@ -130,7 +130,7 @@ impl Store {
 
     /// Deletes outbox messages sent before `cutoff`. Returns how many were deleted.
     pub async fn purge_sent_outbox_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut pool = self.pool.clone();
+        let mut pool = self.writer_pool();
         let q = pool
             .query("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
             .bind(ms(cutoff));
