@@ -1,17 +1,19 @@
 //! Scale figures for `benches/e2e.sh`, one process per measurement so that peak memory
-//! (VmHWM) belongs to that measurement alone. Prints one `key=value` line.
+//! (VmHWM) belongs to that measurement alone. Prints `key=value` lines.
 //!
 //! ```text
 //! cargo bench --bench scale -- hotlist 10000000   # build time, VmHWM, lookup ns (single, batched)
+//! cargo bench --bench scale -- hotlist-curve      # 10³/10⁵/10⁷ timed in turns in one process
 //! cargo bench --bench scale -- national           # China counties + 10⁷ hotlist vs Ningbo
 //! cargo bench --bench scale -- postgis-sql DIR    # the same polygons and points, as SQL
 //! ```
 //!
-//! Lookups are timed over a million prepared reads in a loop (not criterion: the point is
-//! the cost curve across sizes, measured the same way at each size), one read at a time
-//! (`match_plate`) and in batches of [`BATCH_READS`] (`match_plates`). Two read sets: 4096
-//! distinct reads cycled (their index lines end up in cache; what is left is mostly TLB
-//! misses), and `cold_*`: 2²⁰ distinct reads, so at 10⁷ nearly every hit goes to DRAM.
+//! Lookups are timed over prepared reads in a loop (not criterion: the point is the cost
+//! curve across sizes, measured the same way at each size), one read at a time
+//! (`match_plate`, `*_ns`) and in batches of [`BATCH_READS`] (`match_plates`, `batch_*_ns`,
+//! per read). Two read sets: 4096 distinct reads cycled (their index lines end up in cache;
+//! what is left at 10⁷ is mostly TLB misses), and `cold_*`: 2²⁰ distinct reads, so at 10⁷
+//! nearly every hit goes to DRAM. Each figure is the fastest of [`REPS`] timings.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -68,10 +70,15 @@ fn build(n: u64) -> Hotlist<Summary> {
 
 /// Reads per `match_plates` call in the batched figures: the order of a pipeline batch.
 const BATCH_READS: usize = 256;
+/// Lookups per timing of a cycled read set.
+const LOOKUPS: usize = 250_000;
+/// Each figure is the fastest of this many timings, taken in turns: this 2-vCPU VM's speed
+/// varies by ±50% over seconds, which the minimum filters out.
+const REPS: usize = 5;
 
-/// Mean ns per lookup over `reads`, cycled to a million lookups (at least each read once).
+/// Mean ns per lookup over `reads`, cycled to [`LOOKUPS`] lookups (at least each read once).
 fn time_lookups(list: &Hotlist<Summary>, reads: &[Plate]) -> f64 {
-    let n = reads.len().max(1_000_000);
+    let n = reads.len().max(LOOKUPS);
     let started = Instant::now();
     let mut found = 0u64;
     for i in 0..n {
@@ -85,7 +92,7 @@ fn time_lookups(list: &Hotlist<Summary>, reads: &[Plate]) -> f64 {
 
 /// The same through `match_plates`, [`BATCH_READS`] reads a call: mean ns per read.
 fn time_batched(list: &Hotlist<Summary>, reads: &[Plate]) -> f64 {
-    let rounds = 1_000_000usize.div_ceil(reads.len());
+    let rounds = LOOKUPS.div_ceil(reads.len());
     let mut out = Vec::with_capacity(BATCH_READS);
     let started = Instant::now();
     let mut found = 0u64;
@@ -151,36 +158,107 @@ fn fuzzy_reads(list: &Hotlist<Summary>, n: u64, count: usize) -> Vec<Plate> {
         .collect()
 }
 
+/// A built hotlist and its read sets: 4096 distinct reads per kind, spread over the whole
+/// list, cycled; and `cold_*`, 2²⁰ distinct reads per kind, each read once per timing.
+struct Sized {
+    n: u64,
+    list: Hotlist<Summary>,
+    sets: [(&'static str, Vec<Plate>); 5],
+}
+
+impl Sized {
+    /// Builds the hotlist and the reads; also returns the build's seconds and the VmHWM right
+    /// after it (the index's own peak, before the read sets exist).
+    fn new(n: u64) -> (Sized, f64, u64) {
+        let started = Instant::now();
+        let list = build(n);
+        let build_s = started.elapsed().as_secs_f64();
+        let hwm = vm_hwm_mib();
+        let sets = [
+            ("exact_hit", exact_reads(n, 4096)),
+            ("unflagged", unflagged_reads(&list, n, 4096)),
+            ("fuzzy_hit", fuzzy_reads(&list, n, 4096)),
+            ("cold_exact_hit", exact_reads(n, 1 << 20)),
+            ("cold_unflagged", unflagged_reads(&list, n, 1 << 20)),
+        ];
+        (Sized { n, list, sets }, build_s, hwm)
+    }
+
+    /// Times every set once, single and batched, keeping the fastest so far.
+    fn time(&self, best: &mut Figures) {
+        for (k, (_, reads)) in self.sets.iter().enumerate() {
+            best.single[k] = best.single[k].min(time_lookups(&self.list, reads));
+            best.batched[k] = best.batched[k].min(time_batched(&self.list, reads));
+        }
+    }
+
+    /// `exact_hit_ns=… batch_exact_hit_ns=…` for every set.
+    fn figures(&self, best: &Figures) -> String {
+        let single = self.sets.iter().zip(best.single);
+        let batched = self.sets.iter().zip(best.batched);
+        single
+            .map(|((name, _), ns)| format!(" {name}_ns={ns:.1}"))
+            .chain(batched.map(|((name, _), ns)| format!(" batch_{name}_ns={ns:.1}")))
+            .collect()
+    }
+}
+
+/// Fastest ns per read seen for each set of a [`Sized`].
+struct Figures {
+    single: [f64; 5],
+    batched: [f64; 5],
+}
+
+impl Default for Figures {
+    fn default() -> Self {
+        Figures {
+            single: [f64::INFINITY; 5],
+            batched: [f64::INFINITY; 5],
+        }
+    }
+}
+
 fn hotlist(n: u64) {
-    let started = Instant::now();
-    let list = build(n);
-    let build_s = started.elapsed().as_secs_f64();
-    let hwm = vm_hwm_mib();
-    // 4096 distinct reads per kind, spread over the whole list, cycled.
-    let exact = exact_reads(n, 4096);
-    let unflagged = unflagged_reads(&list, n, 4096);
-    let fuzzy = fuzzy_reads(&list, n, 4096);
-    let hit_ns = time_lookups(&list, &exact);
-    let miss_ns = time_lookups(&list, &unflagged);
-    let fuzzy_ns = time_lookups(&list, &fuzzy);
-    let batch_hit_ns = time_batched(&list, &exact);
-    let batch_miss_ns = time_batched(&list, &unflagged);
-    let batch_fuzzy_ns = time_batched(&list, &fuzzy);
-    // 2²⁰ distinct reads per kind, each read once per measurement.
-    let cold_exact = exact_reads(n, 1 << 20);
-    let cold_unflagged = unflagged_reads(&list, n, 1 << 20);
-    let cold_hit_ns = time_lookups(&list, &cold_exact);
-    let cold_miss_ns = time_lookups(&list, &cold_unflagged);
-    let cold_batch_hit_ns = time_batched(&list, &cold_exact);
-    let cold_batch_miss_ns = time_batched(&list, &cold_unflagged);
+    let (sized, build_s, hwm) = Sized::new(n);
+    let mut best = Figures::default();
+    for _ in 0..REPS {
+        sized.time(&mut best);
+    }
     println!(
-        "hotlist n={n} build_s={build_s:.3} vm_hwm_mib={hwm} exact_hit_ns={hit_ns:.1} \
-         unflagged_ns={miss_ns:.1} fuzzy_hit_ns={fuzzy_ns:.1} batch_exact_hit_ns={batch_hit_ns:.1} \
-         batch_unflagged_ns={batch_miss_ns:.1} batch_fuzzy_hit_ns={batch_fuzzy_ns:.1} \
-         cold_exact_hit_ns={cold_hit_ns:.1} cold_unflagged_ns={cold_miss_ns:.1} \
-         cold_batch_exact_hit_ns={cold_batch_hit_ns:.1} cold_batch_unflagged_ns={cold_batch_miss_ns:.1} \
-         vm_hwm_end_mib={}",
+        "hotlist n={n} build_s={build_s:.3} vm_hwm_mib={hwm}{} vm_hwm_end_mib={}",
+        sized.figures(&best),
         vm_hwm_mib()
+    );
+}
+
+/// 10³, 10⁵ and 10⁷ in one process, timed in turns, so that the ratios between sizes do not
+/// depend on how fast the machine happened to be during each size's own run (no VmHWM: the
+/// three share the process). Prints one line per size, then `hotlist-curve ratio_1e7_1e3`
+/// with each figure at 10⁷ divided by the same at 10³ (`exact_hit=…`, `batch_exact_hit=…`).
+fn hotlist_curve() {
+    let sizes = [1_000, 100_000, 10_000_000].map(|n| Sized::new(n).0);
+    let mut best: [Figures; 3] = Default::default();
+    for _ in 0..REPS {
+        for (sized, best) in sizes.iter().zip(&mut best) {
+            sized.time(best);
+        }
+    }
+    for (sized, best) in sizes.iter().zip(&best) {
+        println!("hotlist-curve n={}{}", sized.n, sized.figures(best));
+    }
+    let ratio = |prefix: &str, f: fn(&Figures) -> &[f64; 5]| -> String {
+        let (small, large) = (f(&best[0]), f(&best[2]));
+        sizes[0]
+            .sets
+            .iter()
+            .enumerate()
+            .map(|(k, (name, _))| format!(" {prefix}{name}={:.2}", large[k] / small[k]))
+            .collect()
+    };
+    println!(
+        "hotlist-curve ratio_1e7_1e3{}{}",
+        ratio("", |f| &f.single),
+        ratio("batch_", |f| &f.batched)
     );
 }
 
@@ -324,11 +402,12 @@ fn main() {
         .as_slice()
     {
         ["hotlist", n] => hotlist(n.parse().expect("a size")),
+        ["hotlist-curve"] => hotlist_curve(),
         ["national"] => national(),
         ["postgis-sql", dir] => postgis_sql(Path::new(dir)),
         _ => {
             eprintln!(
-                "usage: scale hotlist N | national | postgis-sql DIR (run by benches/e2e.sh)"
+                "usage: scale hotlist N | hotlist-curve | national | postgis-sql DIR (run by benches/e2e.sh)"
             );
         }
     }
