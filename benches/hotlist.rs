@@ -76,29 +76,10 @@ fn summary(n: u64) -> Summary {
     }
 }
 
-/// A one-character OCR slip in the tail (`0`→`O`, `8`→`B`, ...), if the plate has a
-/// confusable character there.
+/// A one-character OCR slip in the tail (`0`→`O`, `8`→`B`, ...) at the first confusable
+/// position, as the load generator makes them.
 fn misread(plate: &Plate) -> Option<Plate> {
-    let text = plate.as_str();
-    let (at, swap) = text.char_indices().skip(2).find_map(|(i, c)| {
-        let swap = match c {
-            '0' | 'D' | 'Q' => 'O',
-            '1' => 'I',
-            '2' => 'Z',
-            'Z' => '2',
-            '5' => 'S',
-            'S' => '5',
-            '8' => 'B',
-            'B' => '8',
-            '6' => 'G',
-            'G' => '6',
-            _ => return None,
-        };
-        Some((i, swap))
-    })?;
-    let mut read = text.to_owned();
-    read.replace_range(at..at + 1, &swap.to_string());
-    Plate::parse(&read).ok()
+    leadrelay::simulate::misread_at(plate, |_| 0)
 }
 
 /// VmRSS and VmHWM of this process, in MiB.

@@ -499,14 +499,10 @@ impl<V> Table<V> {
         hash as usize & (self.ctrl.len() - 1)
     }
 
-    /// Calls `visit(key, value)` for the full slots on `hash`'s probe sequence whose control
-    /// byte matches, in probe order, until `visit` returns `Some` or the sequence ends.
+    /// Calls `visit(slot index)` for the slots on `hash`'s probe sequence whose control byte
+    /// is the hash's tag, in probe order, until `visit` returns `Some` or the sequence ends.
     #[inline]
-    fn probe<'a, R>(
-        &'a self,
-        hash: u64,
-        mut visit: impl FnMut(u64, &'a V) -> Option<R>,
-    ) -> Option<R> {
+    fn probe_slots<R>(&self, hash: u64, mut visit: impl FnMut(usize) -> Option<R>) -> Option<R> {
         let tag = tag_of(hash);
         let (mut g, mut stride) = (self.home(hash), 0);
         loop {
@@ -515,10 +511,9 @@ impl<V> Table<V> {
             while hits != 0 {
                 let b = hits.trailing_zeros() as usize / 8;
                 hits &= hits - 1;
-                let slot = &self.slots[g * GROUP + b];
-                // The bit trick can flag a byte above a true match; the value check skips it.
-                if let Some(value) = slot.value.as_ref().filter(|_| byte(group, b) == tag)
-                    && let Some(found) = visit(slot.key, value)
+                // The bit trick can flag a byte above a true match; the byte check skips it.
+                if byte(group, b) == tag
+                    && let Some(found) = visit(g * GROUP + b)
                 {
                     return Some(found);
                 }
@@ -531,27 +526,23 @@ impl<V> Table<V> {
         }
     }
 
+    /// Calls `visit(key, value)` for the full slots on `hash`'s probe sequence whose control
+    /// byte matches, in probe order, until `visit` returns `Some` or the sequence ends.
+    #[inline]
+    fn probe<'a, R>(
+        &'a self,
+        hash: u64,
+        mut visit: impl FnMut(u64, &'a V) -> Option<R>,
+    ) -> Option<R> {
+        self.probe_slots(hash, |at| {
+            let slot = &self.slots[at];
+            visit(slot.key, slot.value.as_ref()?)
+        })
+    }
+
     /// Index of the slot holding `key`.
     fn find(&self, hash: u64, key: u64) -> Option<usize> {
-        let tag = tag_of(hash);
-        let (mut g, mut stride) = (self.home(hash), 0);
-        loop {
-            let group = self.ctrl[g];
-            let mut hits = match_byte(group, tag);
-            while hits != 0 {
-                let b = hits.trailing_zeros() as usize / 8;
-                hits &= hits - 1;
-                let at = g * GROUP + b;
-                if byte(group, b) == tag && self.slots[at].key == key {
-                    return Some(at);
-                }
-            }
-            if match_empty(group) != 0 {
-                return None;
-            }
-            stride += 1;
-            g = (g + stride) & (self.ctrl.len() - 1);
-        }
+        self.probe_slots(hash, |at| (self.slots[at].key == key).then_some(at))
     }
 
     fn get(&self, hash: u64, key: u64) -> Option<&V> {

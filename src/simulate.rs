@@ -392,9 +392,17 @@ pub(crate) fn random_plate(rng: &mut Rng) -> Plate {
     Plate::parse(&text).unwrap_or_else(|e| unreachable!("generated plate {text}: {e}"))
 }
 
-/// One OCR confusion in the tail (`0`→`O`, `8`→`B`, `B`→`8`, ...), if the plate has a
-/// confusable character there.
+/// One OCR confusion in the tail (`0`→`O`, `8`→`B`, `B`→`8`, ...), at a position drawn
+/// from `rng`, if the plate has a confusable character there.
 fn misread(plate: &Plate, rng: &mut Rng) -> Option<Plate> {
+    misread_at(plate, |candidates| rng.below(candidates as u64) as usize)
+}
+
+/// The plate as OCR might misread it: one confusable character of the tail swapped
+/// (`0`→`O`, `8`→`B`, `B`→`8`, ...). `pick` chooses which of the `candidates` positions (its
+/// argument, at least 1) to swap; `None` if the tail has no confusable character. Shared
+/// with the benchmarks, so they misread plates the way the load generator does.
+pub fn misread_at(plate: &Plate, pick: impl FnOnce(usize) -> usize) -> Option<Plate> {
     let chars: Vec<char> = plate.as_str().chars().collect();
     let swaps: Vec<(usize, char)> = chars
         .iter()
@@ -420,7 +428,7 @@ fn misread(plate: &Plate, rng: &mut Rng) -> Option<Plate> {
     if swaps.is_empty() {
         return None;
     }
-    let (at, swap) = swaps[rng.below(swaps.len() as u64) as usize];
+    let (at, swap) = *swaps.get(pick(swaps.len()))?;
     let mut read = chars;
     read[at] = swap;
     Plate::parse(&read.into_iter().collect::<String>()).ok()
