@@ -642,24 +642,13 @@ impl<V> Table<V> {
     /// (where a hit nearly always is). Reads the control bytes: prefetch those first.
     #[inline]
     fn prefetch_slot(&self, hash: u64) {
-        let tag = tag_of(hash);
-        let (mut g, mut stride) = (self.home(hash), 0);
-        loop {
-            let group = self.ctrl[g];
-            let hits = match_byte(group, tag);
-            if hits != 0 {
-                let slot = &raw const self.slots[g * GROUP + hits.trailing_zeros() as usize / 8];
-                // A slot may straddle two cache lines.
-                prefetch(slot);
-                prefetch(slot.cast::<u8>().wrapping_add(size_of::<Slot<V>>() - 1));
-                return;
-            }
-            if match_empty(group) != 0 {
-                return;
-            }
-            stride += 1;
-            g = (g + stride) & (self.ctrl.len() - 1);
-        }
+        self.probe_slots(hash, |at| {
+            let slot = &raw const self.slots[at];
+            // A slot may straddle two cache lines.
+            prefetch(slot);
+            prefetch(slot.cast::<u8>().wrapping_add(size_of::<Slot<V>>() - 1));
+            Some(())
+        });
     }
 }
 

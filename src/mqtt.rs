@@ -282,10 +282,11 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// Rows older than this without a PUBACK are re-read from the outbox (e.g. a crashed
 /// replica's, or ours from before a restart).
 const ORPHAN_AGE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
-/// How long acknowledged ids gather before one write marks them sent. Each mark is a
-/// transaction with its own fsync that the group commit queues behind (SQLite has one
-/// writer), so marks are kept rare: at 100 ms they were a visible part of the p99
-/// sighting→task latency. A crash republishes at most this much (consumers dedupe by id).
+/// How long acknowledged ids gather before one write marks them sent. Each mark is a write
+/// transaction with its own fsync on the one writer connection, so they are kept few and
+/// large (marks every 30 s instead did not change the p99 sighting→task latency measured in
+/// benches/README.md, so a second costs nothing visible). A crash republishes at most this
+/// much (consumers dedupe by id).
 const MARK_SENT_GATHER: Duration = Duration::from_secs(1);
 /// Most messages handed to the client and not yet acknowledged.
 const WINDOW: usize = 2_000;

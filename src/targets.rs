@@ -22,7 +22,7 @@ use rstar::primitives::GeomWithData;
 use serde::Serialize;
 
 use crate::datum;
-use crate::hotlist::{Hotlist, MatchConfig};
+use crate::hotlist::{Hotlist, MatchConfig, PlateMatch};
 use crate::locate::JurisdictionIndex;
 use crate::model::{Case, Sighting, Target, TargetKind, TargetStatus};
 use crate::person_id::PersonId;
@@ -39,6 +39,28 @@ pub struct Match {
     pub substitutions: u8,
 }
 
+impl Match {
+    /// The match of a plate read (`read` is kept when the match is fuzzy).
+    fn of_plate(m: PlateMatch<'_, Arc<Target>>, read: &Plate) -> Match {
+        Match {
+            target: m.value.clone(),
+            read_plate: m.fuzzy.then_some(*read),
+            fuzzy: m.fuzzy,
+            substitutions: m.substitutions,
+        }
+    }
+
+    /// The match of an identity number (always exact).
+    fn of_person(target: &Arc<Target>) -> Match {
+        Match {
+            target: target.clone(),
+            read_plate: None,
+            fuzzy: false,
+            substitutions: 0,
+        }
+    }
+}
+
 /// Matches one sighting against a hotlist snapshot (pure). For many sightings at once,
 /// [`match_sightings`] gives the same answers faster.
 ///
@@ -52,20 +74,9 @@ pub fn match_sighting(
     let found = match sighting.kind {
         TargetKind::Vehicle => {
             let read = sighting.plate.as_ref()?;
-            let m = hotlist.match_plate(read)?;
-            Match {
-                target: m.value.clone(),
-                read_plate: m.fuzzy.then_some(*read),
-                fuzzy: m.fuzzy,
-                substitutions: m.substitutions,
-            }
+            Match::of_plate(hotlist.match_plate(read)?, read)
         }
-        TargetKind::Person => Match {
-            target: hotlist.match_person(sighting.person_id.as_ref()?)?.clone(),
-            read_plate: None,
-            fuzzy: false,
-            substitutions: 0,
-        },
+        TargetKind::Person => Match::of_person(hotlist.match_person(sighting.person_id.as_ref()?)?),
     };
     admit(found, sighting, now)
 }
@@ -112,26 +123,10 @@ pub fn match_sightings(
     }
     let mut out = vec![None; sightings.len()];
     for ((&i, read), m) in plate_of.iter().zip(&plates).zip(vehicle_hits) {
-        out[i] = m.and_then(|m| {
-            let found = Match {
-                target: m.value.clone(),
-                read_plate: m.fuzzy.then_some(*read),
-                fuzzy: m.fuzzy,
-                substitutions: m.substitutions,
-            };
-            admit(found, sightings[i], now)
-        });
+        out[i] = m.and_then(|m| admit(Match::of_plate(m, read), sightings[i], now));
     }
     for (&i, target) in person_of.iter().zip(person_hits) {
-        out[i] = target.and_then(|target| {
-            let found = Match {
-                target: target.clone(),
-                read_plate: None,
-                fuzzy: false,
-                substitutions: 0,
-            };
-            admit(found, sightings[i], now)
-        });
+        out[i] = target.and_then(|target| admit(Match::of_person(target), sightings[i], now));
     }
     out
 }
