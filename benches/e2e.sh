@@ -206,8 +206,9 @@ fi
 LOCATE_NS=${CRIT_NINGBO:-$(kv national locate_ningbo_ns)}
 
 # The table.
-ratio() { echo "scale=2; $1 / $2" | bc; }
-verdict() { [ "$(echo "$1" | bc)" = 1 ] && echo met || echo MISSED; }
+# bc -l: without it bc divides in integers, and 35.7 / 22.6 <= 1.5 would hold.
+ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
+verdict() { [ "$(echo "$1" | bc -l)" = 1 ] && echo met || echo MISSED; }
 TA=$(j a '.throughput|floor'); TA0=$(j a0 '.publish_rate|floor')
 RB=$(ratio "$TB" "$TA")
 BAD_B=$(j b '.tasks.missing + .tasks.duplicated + .tasks.unexpected')
