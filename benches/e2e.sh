@@ -80,9 +80,11 @@ CONF
 fi
 
 SERVICE_PID=""
+SERVICE_NAME=""
 HTTP_PORT=18090
 start_service() { # name [serve args...]
     local name=$1; shift
+    SERVICE_NAME=$name
     HTTP_PORT=$((HTTP_PORT + 1))
     PREFIX="bench-$RUN-$name/"
     local broker_args=(--mqtt-url "$MQTT")
@@ -102,9 +104,13 @@ start_service() { # name [serve args...]
 }
 stop_service() {
     [ -n "$SERVICE_PID" ] || return 0
+    # The service's own view of the run (stage and commit histograms), for the analysis.
+    curl -sf "http://127.0.0.1:$HTTP_PORT/metrics" >"$WORK/$SERVICE_NAME.metrics" 2>/dev/null || true
     kill -TERM "$SERVICE_PID" 2>/dev/null || true
     wait "$SERVICE_PID" 2>/dev/null || true
     SERVICE_PID=""
+    # Write back this run's files now, so the next run's fsyncs do not queue behind them.
+    sync
 }
 BROKER_PID=${BROKER_PID:-}
 cleanup() { stop_service; [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null; true; }
