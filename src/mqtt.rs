@@ -6,8 +6,8 @@
 //!   the connection *epoch* they were received in: after a reconnect, the broker redelivers
 //!   what was not acked, and an ack from an older epoch is dropped rather than sent with a
 //!   packet id that now means another message.
-//! * **Publisher** — a second connection that publishes outbox messages at QoS 1 and marks
-//!   each sent only on the broker's PUBACK. On any connection error it starts a fresh
+//! * **Publisher** — a second connection that publishes outbox messages at QoS 1 and deletes
+//!   each from the outbox only on the broker's PUBACK. On any connection error it starts a fresh
 //!   connection and re-reads the unsent outbox, so nothing is lost and consumers (who
 //!   de-duplicate by `task_id`) see at-least-once delivery.
 
@@ -282,12 +282,12 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// Rows older than this without a PUBACK are re-read from the outbox (e.g. a crashed
 /// replica's, or ours from before a restart).
 const ORPHAN_AGE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
-/// How long acknowledged ids gather before one write marks them sent. Each mark is a write
-/// transaction with its own fsync on the one writer connection, so they are kept few and
-/// large (marks every 30 s instead did not change the p99 sighting→task latency measured in
-/// benches/README.md, so a second costs nothing visible). A crash republishes at most this
-/// much (consumers dedupe by id).
-const MARK_SENT_GATHER: Duration = Duration::from_secs(1);
+/// How long acknowledged ids gather before one write removes them from the outbox. Each
+/// removal is a write transaction with its own fsync on the one writer connection, so they
+/// are kept few and large (every 30 s instead did not change the p99 sighting→task latency
+/// measured in benches/README.md, so a second costs nothing visible). A crash republishes at
+/// most this much (consumers dedupe by id).
+const REMOVE_SENT_GATHER: Duration = Duration::from_secs(1);
 /// Most messages handed to the client and not yet acknowledged.
 const WINDOW: usize = 2_000;
 
@@ -299,9 +299,9 @@ struct Tracking {
     /// Packet id → message written and awaiting PUBACK.
     inflight: HashMap<u16, Outbound>,
     /// Every id queued, in flight, or acknowledged in the last minute, so the periodic
-    /// re-read of the outbox does not publish it again before it is marked sent.
+    /// re-read of the outbox does not publish it again before it is removed.
     known: HashSet<i64>,
-    /// Acknowledged ids and when, to forget them from `known` once surely marked sent.
+    /// Acknowledged ids and when, to forget them from `known` once surely removed.
     acked: VecDeque<(i64, Instant)>,
 }
 
@@ -359,9 +359,9 @@ async fn publisher_loop(
     let mut backoff = Duration::from_millis(100);
     let mut rx_open = true;
     let mut drain_until: Option<tokio::time::Instant> = None;
-    // Acked ids are marked sent in the database by a helper task, off the poll loop.
+    // Acked ids are removed from the outbox by a helper task, off the poll loop.
     let (sent_tx, sent_rx) = mpsc::unbounded_channel::<i64>();
-    let marker = tokio::spawn(mark_sent_loop(store.clone(), sent_rx));
+    let remover = tokio::spawn(remove_sent_loop(store.clone(), sent_rx));
     'connection: loop {
         let (client, mut eventloop) = AsyncClient::new(opts.clone(), WINDOW * 2);
         tracking.requeue_all();
@@ -457,7 +457,7 @@ async fn publisher_loop(
         }
     }
     drop(sent_tx);
-    let _ = marker.await;
+    let _ = remover.await;
 }
 
 /// Adds unsent outbox rows (optionally only those created before `older_than`).
@@ -495,17 +495,17 @@ fn record_delivery(meta: &OutboundMeta) {
     }
 }
 
-/// Marks acknowledged messages sent, in batches; retries on database errors (a message
-/// not marked is at worst published again).
-async fn mark_sent_loop(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {
+/// Removes acknowledged messages from the outbox, in batches; retries on database errors (a
+/// message not removed is at worst published again).
+async fn remove_sent_loop(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {
     let mut ids = Vec::new();
     let mut last_gauge = Instant::now() - Duration::from_secs(2);
     while let Some(id) = rx.recv().await {
         ids.push(id);
-        // Each mark is a write transaction competing with the group commit for SQLite's one
-        // writer; gathering acknowledgements for a moment makes them few and large. A row not
-        // yet marked is at worst published again after a crash.
-        tokio::time::sleep(MARK_SENT_GATHER).await;
+        // Each removal is a write transaction competing with the group commit for SQLite's
+        // one writer; gathering acknowledgements for a moment makes them few and large. A row
+        // not yet removed is at worst published again after a crash.
+        tokio::time::sleep(REMOVE_SENT_GATHER).await;
         while let Ok(id) = rx.try_recv() {
             ids.push(id);
             if ids.len() >= 50_000 {
@@ -513,10 +513,10 @@ async fn mark_sent_loop(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {
             }
         }
         for attempt in 0..5u32 {
-            match store.mark_sent(&ids, Utc::now()).await {
+            match store.remove_sent(&ids).await {
                 Ok(()) => break,
                 Err(e) => {
-                    tracing::warn!(error = %e, attempt, "could not mark outbox messages sent");
+                    tracing::warn!(error = %e, attempt, "could not remove sent messages from the outbox");
                     tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
                 }
             }

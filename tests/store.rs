@@ -811,7 +811,7 @@ async fn withdrawing_a_target_cancels_its_open_task() {
 }
 
 #[tokio::test]
-async fn outbox_pending_until_marked_sent() {
+async fn outbox_holds_messages_until_the_broker_has_them() {
     for db in databases().await {
         let store = db.connect().await;
         let targets: Vec<Target> = (0..3)
@@ -832,8 +832,8 @@ async fn outbox_pending_until_marked_sent() {
         );
 
         let sent: Vec<i64> = messages[..4].iter().map(|m| m.id).collect();
-        store.mark_sent(&sent, t0()).await.unwrap();
-        store.mark_sent(&[], t0()).await.unwrap();
+        store.remove_sent(&sent).await.unwrap();
+        store.remove_sent(&[]).await.unwrap();
         assert_eq!(
             store.outbox_pending_count().await.unwrap(),
             2,
@@ -844,14 +844,14 @@ async fn outbox_pending_until_marked_sent() {
             store.pending_outbox(10).await.unwrap(),
             messages[4..].to_vec()
         );
-        assert_eq!(
-            store
-                .purge_sent_outbox_before(t0() + Duration::seconds(1))
-                .await
-                .unwrap(),
-            4
-        );
+        // A repeated acknowledgement (e.g. after a reconnect) removes nothing else.
+        store.remove_sent(&sent[..2]).await.unwrap();
         assert_eq!(store.outbox_pending_count().await.unwrap(), 2);
+
+        // Ids are never reused after a removal: new messages come after the removed ones.
+        let (_, more) = record(&store, &[matched(&targets[0], "cam-2", "f1", "cixi")], t0()).await;
+        assert!(!more.is_empty());
+        assert!(more.iter().all(|m| m.id > messages[5].id), "{}", db.label);
     }
 }
 

@@ -345,7 +345,7 @@ impl Store {
     /// A write transaction. On SQLite, on the one writer connection: the writers of this
     /// process queue for it in order instead of meeting at the database lock, where SQLite's
     /// busy handler retries by sleeping 1, 2, 5, ... up to 100 ms at a time (which put 100 ms
-    /// stalls into the group commit whenever the outbox publisher's `mark_sent` held the
+    /// stalls into the group commit whenever the outbox publisher's `remove_sent` held the
     /// lock). Other processes on the same file still meet at the lock and its busy timeout.
     pub(crate) async fn begin_write(&self) -> Result<db::Tx, sqlx::Error> {
         self.writer_pool().begin_write().await

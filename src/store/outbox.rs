@@ -1,4 +1,5 @@
-//! The outbox (messages written with the change they announce) and retention purges.
+//! The outbox (messages written with the change they announce, deleted once the broker has
+//! them) and the retention purge of processed event ids.
 
 use chrono::{DateTime, Utc};
 
@@ -70,10 +71,7 @@ impl Store {
     pub async fn pending_outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {
         let mut pool = self.pool.clone();
         let q = pool
-            .query(
-                "SELECT id, topic, payload, created_at FROM outbox WHERE sent_at IS NULL \
-                 ORDER BY id LIMIT $1",
-            )
+            .query("SELECT id, topic, payload, created_at FROM outbox ORDER BY id LIMIT $1")
             .bind(limit);
         pool.fetch_all(q)
             .await?
@@ -89,19 +87,18 @@ impl Store {
             .collect()
     }
 
-    /// Marks messages as acknowledged by the broker.
-    pub async fn mark_sent(&self, ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Deletes messages the broker has acknowledged: the outbox keeps only what is still to
+    /// publish (the tasks and their history keep the rest). Ids already gone are ignored.
+    pub async fn remove_sent(&self, ids: &[i64]) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
         for chunk in db::chunks(ids.len()) {
-            let sql = db::Sql::new(tx.dialect(), "UPDATE outbox SET sent_at = ")
-                .param()
-                .push(" WHERE sent_at IS NULL AND id IN ")
+            let sql = db::Sql::new(tx.dialect(), "DELETE FROM outbox WHERE id IN ")
                 .tuple(chunk.len())
                 .finish();
-            let mut q = tx.query_generated(sql).bind(ms(now));
+            let mut q = tx.query_generated(sql);
             for id in &ids[chunk] {
                 q = q.bind(*id);
             }
@@ -113,7 +110,7 @@ impl Store {
 
     pub async fn outbox_pending_count(&self) -> Result<i64, StoreError> {
         let mut pool = self.pool.clone();
-        let q = pool.query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL");
+        let q = pool.query("SELECT COUNT(*) AS n FROM outbox");
         let row = pool.fetch_optional(q).await?;
         Ok(row.map(|r| r.get::<i64>("n")).transpose()?.unwrap_or(0))
     }
@@ -124,15 +121,6 @@ impl Store {
         let mut pool = self.writer_pool();
         let q = pool
             .query("DELETE FROM processed_events WHERE processed_at < $1")
-            .bind(ms(cutoff));
-        Ok(pool.execute(q).await?)
-    }
-
-    /// Deletes outbox messages sent before `cutoff`. Returns how many were deleted.
-    pub async fn purge_sent_outbox_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut pool = self.writer_pool();
-        let q = pool
-            .query("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
             .bind(ms(cutoff));
         Ok(pool.execute(q).await?)
     }
