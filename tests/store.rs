@@ -863,16 +863,23 @@ async fn purged_event_ids_count_as_new() {
         store.upsert_target(&car, t0()).await.unwrap();
         let m = matched(&car, "cam-1", "e1", "cixi");
         record(&store, std::slice::from_ref(&m), t0()).await;
+        let others: Vec<MatchedSighting> = ["e3", "e4", "e5", "e6"]
+            .iter()
+            .map(|e| matched(&car, "cam-2", e, "cixi"))
+            .collect();
+        record(&store, &others, t0()).await;
         let later = t0() + Duration::hours(1);
         record(&store, &[matched(&car, "cam-1", "e2", "cixi")], later).await;
 
         assert_eq!(store.purge_processed_before(t0()).await.unwrap(), 0);
+        // Two rows per transaction: three transactions for the five old ids.
         assert_eq!(
-            store.purge_processed_before(later).await.unwrap(),
-            1,
+            store.purge_processed_in_chunks(later, 2).await.unwrap(),
+            5,
             "{}",
             db.label
         );
+        assert_eq!(store.purge_processed_before(later).await.unwrap(), 0);
         let (outcomes, _) = record(&store, std::slice::from_ref(&m), later).await;
         assert!(matches!(outcomes[0], MatchOutcome::Updated { .. }));
         let (outcomes, _) = record(&store, &[matched(&car, "cam-1", "e2", "cixi")], later).await;

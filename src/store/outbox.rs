@@ -10,6 +10,8 @@ use crate::task::OutboxMessage;
 
 const OUTBOX_INSERT_HEAD: &str = "INSERT INTO outbox (topic, payload, created_at)";
 const OUTBOX_INSERT_COLS: usize = 3;
+/// Processed event ids deleted per write transaction by the retention purge.
+const PURGE_CHUNK: i64 = 5_000;
 
 /// A message to write to the outbox.
 pub(crate) struct NewMessage {
@@ -118,10 +120,34 @@ impl Store {
     /// Forgets processed event ids recorded before `cutoff` (a redelivery older than the
     /// retention would then count as new). Returns how many were deleted.
     pub async fn purge_processed_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut pool = self.writer_pool();
-        let q = pool
-            .query("DELETE FROM processed_events WHERE processed_at < $1")
-            .bind(ms(cutoff));
-        Ok(pool.execute(q).await?)
+        self.purge_processed_in_chunks(cutoff, PURGE_CHUNK).await
+    }
+
+    /// [`purge_processed_before`](Self::purge_processed_before), `chunk` rows per write
+    /// transaction: each waits its turn on the writer like a group commit, so a commit waits
+    /// behind one chunk, never behind an hour's worth of deletes.
+    #[doc(hidden)]
+    pub async fn purge_processed_in_chunks(
+        &self,
+        cutoff: DateTime<Utc>,
+        chunk: i64,
+    ) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        loop {
+            let mut pool = self.writer_pool();
+            let q = pool
+                .query(
+                    "DELETE FROM processed_events WHERE (source, event_id) IN \
+                     (SELECT source, event_id FROM processed_events \
+                      WHERE processed_at < $1 LIMIT $2)",
+                )
+                .bind(ms(cutoff))
+                .bind(chunk);
+            let n = pool.execute(q).await?;
+            deleted += n;
+            if n < chunk.max(1) as u64 {
+                return Ok(deleted);
+            }
+        }
     }
 }
