@@ -466,12 +466,17 @@ async fn requeue_from_store(
     tracking: &mut Tracking,
     older_than: Option<DateTime<Utc>>,
 ) {
-    match store.pending_outbox(WINDOW as i64).await {
+    let pending = match older_than {
+        Some(cutoff) => {
+            store
+                .pending_outbox_created_before(cutoff, WINDOW as i64)
+                .await
+        }
+        None => store.pending_outbox(WINDOW as i64).await,
+    };
+    match pending {
         Ok(rows) => {
             for message in rows {
-                if older_than.is_some_and(|cutoff| message.created_at > cutoff) {
-                    continue;
-                }
                 tracking.push(Outbound {
                     message,
                     meta: OutboundMeta::default(),

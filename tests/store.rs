@@ -844,6 +844,22 @@ async fn outbox_holds_messages_until_the_broker_has_them() {
             store.pending_outbox(10).await.unwrap(),
             messages[4..].to_vec()
         );
+        // Orphans: only what was written before the cutoff.
+        assert!(
+            store
+                .pending_outbox_created_before(t0(), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .pending_outbox_created_before(t0() + Duration::seconds(1), 1)
+                .await
+                .unwrap(),
+            messages[4..5].to_vec()
+        );
+
         // A repeated acknowledgement (e.g. after a reconnect) removes nothing else.
         store.remove_sent(&sent[..2]).await.unwrap();
         assert_eq!(store.outbox_pending_count().await.unwrap(), 2);

@@ -78,14 +78,32 @@ impl Store {
         pool.fetch_all(q)
             .await?
             .iter()
-            .map(|row| {
-                Ok(OutboxMessage {
-                    id: row.get("id")?,
-                    topic: row.get("topic")?,
-                    payload: row.get("payload")?,
-                    created_at: codec::time(row.get("created_at")?, "outbox created_at")?,
-                })
-            })
+            .map(outbox_message)
+            .collect()
+    }
+
+    /// Unsent messages written before `cutoff`, oldest first: another publisher's orphans
+    /// (a crashed replica's, or ours from before a restart). The filter is in the query
+    /// because the publisher runs this every second in its poll loop: reading every pending
+    /// row (most of them just acknowledged, waiting for [`Store::remove_sent`]) and filtering
+    /// afterwards held that loop up for milliseconds, delaying PUBACKs and new tasks.
+    pub async fn pending_outbox_created_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let mut pool = self.pool.clone();
+        let q = pool
+            .query(
+                "SELECT id, topic, payload, created_at FROM outbox WHERE created_at < $1 \
+                 ORDER BY id LIMIT $2",
+            )
+            .bind(ms(cutoff))
+            .bind(limit);
+        pool.fetch_all(q)
+            .await?
+            .iter()
+            .map(outbox_message)
             .collect()
     }
 
@@ -150,4 +168,13 @@ impl Store {
             }
         }
     }
+}
+
+fn outbox_message(row: &db::Row) -> Result<OutboxMessage, StoreError> {
+    Ok(OutboxMessage {
+        id: row.get("id")?,
+        topic: row.get("topic")?,
+        payload: row.get("payload")?,
+        created_at: codec::time(row.get("created_at")?, "outbox created_at")?,
+    })
 }
