@@ -56,24 +56,24 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Clone, Copy)]
 struct Summary(#[allow(dead_code)] u64, u32, #[allow(dead_code)] u32);
 
-/// Peak resident memory of this process, MiB.
-fn vm_hwm_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A `Field:  N kB` line of a `/proc/self` file, in MiB (0 if absent).
+fn proc_mib(file: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/{file}"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb / 1024)
 }
 
+/// Peak resident memory of this process, MiB.
+fn vm_hwm_mib() -> u64 {
+    proc_mib("status", "VmHWM")
+}
+
 /// Anonymous memory of this process backed by transparent huge pages, MiB.
 fn anon_huge_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/smaps_rollup")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("AnonHugePages:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
+    proc_mib("smaps_rollup", "AnonHugePages")
 }
 
 fn build(n: u64) -> Hotlist<Summary> {

@@ -466,15 +466,7 @@ async fn requeue_from_store(
     tracking: &mut Tracking,
     older_than: Option<DateTime<Utc>>,
 ) {
-    let pending = match older_than {
-        Some(cutoff) => {
-            store
-                .pending_outbox_created_before(cutoff, WINDOW as i64)
-                .await
-        }
-        None => store.pending_outbox(WINDOW as i64).await,
-    };
-    match pending {
+    match store.pending_outbox(older_than, WINDOW as i64).await {
         Ok(rows) => {
             for message in rows {
                 tracking.push(Outbound {

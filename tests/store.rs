@@ -354,7 +354,7 @@ async fn a_new_task_goes_to_the_assisting_court_with_an_alert_to_the_requesting_
         );
         assert!(messages[0].id < messages[1].id);
         assert_eq!(
-            store.pending_outbox(10).await.unwrap(),
+            store.pending_outbox(None, 10).await.unwrap(),
             messages,
             "{}",
             db.label
@@ -827,7 +827,7 @@ async fn outbox_holds_messages_until_the_broker_has_them() {
         assert!(messages.windows(2).all(|w| w[0].id < w[1].id));
         assert_eq!(store.outbox_pending_count().await.unwrap(), 6);
         assert_eq!(
-            store.pending_outbox(4).await.unwrap(),
+            store.pending_outbox(None, 4).await.unwrap(),
             messages[..4].to_vec()
         );
 
@@ -841,20 +841,20 @@ async fn outbox_holds_messages_until_the_broker_has_them() {
             db.label
         );
         assert_eq!(
-            store.pending_outbox(10).await.unwrap(),
+            store.pending_outbox(None, 10).await.unwrap(),
             messages[4..].to_vec()
         );
         // Orphans: only what was written before the cutoff.
         assert!(
             store
-                .pending_outbox_created_before(t0(), 10)
+                .pending_outbox(Some(t0()), 10)
                 .await
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(
             store
-                .pending_outbox_created_before(t0() + Duration::seconds(1), 1)
+                .pending_outbox(Some(t0() + Duration::seconds(1)), 1)
                 .await
                 .unwrap(),
             messages[4..5].to_vec()

@@ -69,27 +69,15 @@ pub(crate) async fn write(
 }
 
 impl Store {
-    /// Unsent messages, oldest first.
-    pub async fn pending_outbox(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {
-        let mut pool = self.pool.clone();
-        let q = pool
-            .query("SELECT id, topic, payload, created_at FROM outbox ORDER BY id LIMIT $1")
-            .bind(limit);
-        pool.fetch_all(q)
-            .await?
-            .iter()
-            .map(outbox_message)
-            .collect()
-    }
-
-    /// Unsent messages written before `cutoff`, oldest first: another publisher's orphans
-    /// (a crashed replica's, or ours from before a restart). The filter is in the query
-    /// because the publisher runs this every second in its poll loop: reading every pending
-    /// row (most of them just acknowledged, waiting for [`Store::remove_sent`]) and filtering
-    /// afterwards held that loop up for milliseconds, delaying PUBACKs and new tasks.
-    pub async fn pending_outbox_created_before(
+    /// Unsent messages, oldest first; with `created_before`, only those written before it:
+    /// another publisher's orphans (a crashed replica's, or ours from before a restart). The
+    /// filter is in the query because the publisher looks for orphans every second in its
+    /// poll loop: reading every pending row (most of them just acknowledged, waiting for
+    /// [`Store::remove_sent`]) and filtering afterwards held that loop up for milliseconds,
+    /// delaying PUBACKs and new tasks.
+    pub async fn pending_outbox(
         &self,
-        cutoff: DateTime<Utc>,
+        created_before: Option<DateTime<Utc>>,
         limit: i64,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let mut pool = self.pool.clone();
@@ -98,12 +86,19 @@ impl Store {
                 "SELECT id, topic, payload, created_at FROM outbox WHERE created_at < $1 \
                  ORDER BY id LIMIT $2",
             )
-            .bind(ms(cutoff))
+            .bind(created_before.map_or(i64::MAX, ms))
             .bind(limit);
         pool.fetch_all(q)
             .await?
             .iter()
-            .map(outbox_message)
+            .map(|row| {
+                Ok(OutboxMessage {
+                    id: row.get("id")?,
+                    topic: row.get("topic")?,
+                    payload: row.get("payload")?,
+                    created_at: codec::time(row.get("created_at")?, "outbox created_at")?,
+                })
+            })
             .collect()
     }
 
@@ -168,13 +163,4 @@ impl Store {
             }
         }
     }
-}
-
-fn outbox_message(row: &db::Row) -> Result<OutboxMessage, StoreError> {
-    Ok(OutboxMessage {
-        id: row.get("id")?,
-        topic: row.get("topic")?,
-        payload: row.get("payload")?,
-        created_at: codec::time(row.get("created_at")?, "outbox created_at")?,
-    })
 }
