@@ -374,13 +374,19 @@ mod tests {
     fn the_refresh_overlaps_recent_edits_only() {
         let newest = 1_000_000;
         // Just after the edit, and up to three overlaps later: read the overlap again.
-        assert_eq!(refresh_from(newest, newest + 10), newest - REFRESH_OVERLAP_MS);
+        assert_eq!(
+            refresh_from(newest, newest + 10),
+            newest - REFRESH_OVERLAP_MS
+        );
         assert_eq!(
             refresh_from(newest, newest + 3 * REFRESH_OVERLAP_MS),
             newest - REFRESH_OVERLAP_MS
         );
         // Well past it: only what is newer than the newest edit seen.
-        assert_eq!(refresh_from(newest, newest + 3 * REFRESH_OVERLAP_MS + 1), newest);
+        assert_eq!(
+            refresh_from(newest, newest + 3 * REFRESH_OVERLAP_MS + 1),
+            newest
+        );
         assert_eq!(refresh_from(newest, newest + 3_600_000), newest);
     }
 }

@@ -104,19 +104,22 @@ impl Store {
 
     /// Deletes messages the broker has acknowledged: the outbox keeps only what is still to
     /// publish (the tasks and their history keep the rest). Ids already gone are ignored.
+    ///
+    /// Acknowledgements come back nearly in id order, so the ids are deleted as runs of
+    /// consecutive ids, one range delete each: a second's worth at 15,000 tasks/s is some
+    /// 30,000 ids in a handful of runs, where an `IN` list of them all cost a statement as
+    /// long as the list (and as many binds) on every call.
     pub async fn remove_sent(&self, ids: &[i64]) -> Result<(), StoreError> {
-        if ids.is_empty() {
+        let runs = consecutive_runs(ids);
+        if runs.is_empty() {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
-        for chunk in db::chunks(ids.len()) {
-            let sql = db::Sql::new(tx.dialect(), "DELETE FROM outbox WHERE id IN ")
-                .tuple(chunk.len())
-                .finish();
-            let mut q = tx.query_generated(sql);
-            for id in &ids[chunk] {
-                q = q.bind(*id);
-            }
+        for (first, last) in runs {
+            let q = tx
+                .query("DELETE FROM outbox WHERE id BETWEEN $1 AND $2")
+                .bind(first)
+                .bind(last);
             tx.execute(q).await?;
         }
         tx.commit().await?;
@@ -162,5 +165,34 @@ impl Store {
                 return Ok(deleted);
             }
         }
+    }
+}
+
+/// `ids` as sorted runs of consecutive values `(first, last)`, duplicates merged.
+fn consecutive_runs(ids: &[i64]) -> Vec<(i64, i64)> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for id in sorted {
+        match runs.last_mut() {
+            Some((_, last)) if id <= *last + 1 => *last = (*last).max(id),
+            _ => runs.push((id, id)),
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::consecutive_runs;
+
+    #[test]
+    fn acknowledged_ids_become_runs_of_consecutive_ids() {
+        assert_eq!(consecutive_runs(&[]), Vec::<(i64, i64)>::new());
+        assert_eq!(consecutive_runs(&[7]), vec![(7, 7)]);
+        assert_eq!(
+            consecutive_runs(&[5, 3, 4, 9, 10, 4, 12]),
+            vec![(3, 5), (9, 10), (12, 12)]
+        );
     }
 }
