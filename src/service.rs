@@ -26,6 +26,7 @@ use crate::geodata::DataError;
 use crate::http::{self, AppState};
 use crate::locate::JurisdictionIndex;
 use crate::metrics;
+use crate::model::Target;
 use crate::mqtt::{self, BrokerAddr};
 use crate::pipeline::Pipeline;
 use crate::status::StatusContext;
@@ -290,6 +291,26 @@ fn refresh_from(newest_seen_ms: i64, now_ms: i64) -> i64 {
     }
 }
 
+/// The targets changed after `from` whose version is not in `applied`, with the newest
+/// `updated_at` seen (applied or not).
+async fn refresh_targets(
+    store: &Store,
+    from: i64,
+    applied: &std::collections::HashMap<String, i64>,
+) -> Result<(Option<i64>, Vec<(i64, Target)>), StoreError> {
+    let versions = store.target_versions_since(from).await?;
+    let newest = versions.iter().map(|(_, at)| *at).max();
+    let wanted: Vec<&str> = versions
+        .iter()
+        .filter(|(id, at)| applied.get(id) != Some(at))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    if wanted.is_empty() {
+        return Ok((newest, Vec::new()));
+    }
+    Ok((newest, store.targets_with_ids(&wanted).await?))
+}
+
 /// Picks up target edits made elsewhere (another replica, `targets import`), refreshes
 /// gauges, and purges processed event ids past their retention.
 async fn housekeeping(ctx: StatusContext, retention: Duration, stop: CancellationToken) {
@@ -306,21 +327,12 @@ async fn housekeeping(ctx: StatusContext, retention: Duration, stop: Cancellatio
             _ = tick.tick() => {}
         }
         ticks += 1;
-        // A version already applied (same target, same updated_at) is skipped, so the
-        // overlap costs a read, not a re-apply.
+        // Versions first: one already applied (same target, same updated_at) is not
+        // fetched again, so the overlap costs a read of ids, not of whole targets.
         let from = refresh_from(since_ms, Utc::now().timestamp_millis());
-        match store.targets_updated_since(from).await {
-            Ok(changed) if !changed.is_empty() => {
-                since_ms = changed
-                    .iter()
-                    .map(|(at, _)| *at)
-                    .max()
-                    .unwrap_or(since_ms)
-                    .max(since_ms);
-                let fresh: Vec<_> = changed
-                    .into_iter()
-                    .filter(|(at, t)| applied.get(&t.target_id) != Some(at))
-                    .collect();
+        match refresh_targets(&store, from, &applied).await {
+            Ok((newest, fresh)) => {
+                since_ms = newest.unwrap_or(since_ms).max(since_ms);
                 for (at, t) in &fresh {
                     applied.insert(t.target_id.clone(), *at);
                 }
@@ -332,7 +344,6 @@ async fn housekeeping(ctx: StatusContext, retention: Duration, stop: Cancellatio
                     }
                 }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not read target changes"),
         }
         if ticks % 5 == 1 {

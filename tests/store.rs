@@ -278,6 +278,25 @@ async fn targets_round_trip() {
                 (later.timestamp_millis(), "T-3")
             ]
         );
+        // The refresh's two steps: versions, then only the targets it asks for.
+        let versions = store
+            .target_versions_since(t0().timestamp_millis())
+            .await
+            .unwrap();
+        assert_eq!(
+            versions,
+            vec![
+                ("T-2024-0001".to_string(), later.timestamp_millis()),
+                ("T-3".to_string(), later.timestamp_millis())
+            ],
+            "{}",
+            db.label
+        );
+        let fetched = store
+            .targets_with_ids(&["T-3", "no-such-target"])
+            .await
+            .unwrap();
+        assert_eq!(fetched, vec![(later.timestamp_millis(), third.clone())]);
         assert_eq!(
             store.target_counts().await.unwrap(),
             vec![(TargetKind::Person, 1), (TargetKind::Vehicle, 1)]

@@ -126,6 +126,11 @@ macro_rules! executor_methods {
                 Query::new(self.dialect(), sql)
             }
 
+            /// A statement whose text was generated: placeholder lists only, never values.
+            pub(crate) fn query_generated(&self, sql: String) -> Query {
+                Query::new(self.dialect(), AssertSqlSafe(sql))
+            }
+
             /// Runs a statement; returns the number of rows it affected.
             pub(crate) async fn execute(&mut self, q: Query) -> Result<u64, sqlx::Error> {
                 match (self, q) {
@@ -237,11 +242,6 @@ impl Tx {
             )));
         }
         Ok(ids)
-    }
-
-    /// A statement whose text was generated: placeholder lists only, never values.
-    pub(crate) fn query_generated(&self, sql: String) -> Query {
-        Query::new(self.dialect(), AssertSqlSafe(sql))
     }
 
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {

@@ -137,6 +137,54 @@ impl Store {
             .collect()
     }
 
+    /// `(target_id, updated_at)` of the targets changed after `since_ms`, oldest change
+    /// first: what the hotlist refresh reads first, so that it fetches and decodes only the
+    /// versions it has not applied yet (see [`Store::targets_with_ids`]).
+    pub async fn target_versions_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut pool = self.pool.clone();
+        let q = pool
+            .query(
+                "SELECT target_id, updated_at FROM targets WHERE updated_at > $1 \
+                 ORDER BY updated_at, target_id",
+            )
+            .bind(since_ms);
+        pool.fetch_all(q)
+            .await?
+            .iter()
+            .map(|row| Ok((row.get("target_id")?, row.get("updated_at")?)))
+            .collect()
+    }
+
+    /// These targets, each with its `updated_at`, in no particular order; ids not found are
+    /// left out.
+    pub async fn targets_with_ids(&self, ids: &[&str]) -> Result<Vec<(i64, Target)>, StoreError> {
+        let mut pool = self.pool.clone();
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in db::chunks(ids.len()) {
+            let sql = db::in_list_sql(
+                pool.dialect(),
+                concat!(
+                    "SELECT ",
+                    target_columns!(),
+                    " FROM targets WHERE target_id IN"
+                ),
+                chunk.len(),
+                "",
+            );
+            let mut q = pool.query_generated(sql);
+            for id in &ids[chunk] {
+                q = q.bind(*id);
+            }
+            for row in pool.fetch_all(q).await? {
+                out.push((row.get::<i64>("updated_at")?, codec::target_from_row(&row)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Active targets per kind (status `active`; expiry is not considered).
     pub async fn target_counts(&self) -> Result<Vec<(TargetKind, i64)>, StoreError> {
         let mut pool = self.pool.clone();
