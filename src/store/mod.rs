@@ -304,6 +304,10 @@ impl Store {
                 .pragma("wal_autocheckpoint", "16384")
                 // Reads through a memory map: no pread per page the cache does not hold.
                 .pragma("mmap_size", "1073741824")
+                // Statement journals in memory: every multi-row insert of a group commit keeps
+                // one (so a failing row can roll back the rows before it), and past 64 KiB
+                // SQLite spills it to a temporary file, a write syscall per page.
+                .pragma("temp_store", "memory")
                 // sqlx's SQLite thread hands rows to the caller through a channel of this
                 // size and sleeps whenever it is full: with the default 50, reading a group
                 // commit's ~1,500 returned rows took ~30 sleep/wake round trips between threads.
