@@ -116,13 +116,22 @@ BROKER_PID=${BROKER_PID:-}
 cleanup() { stop_service; [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null; true; }
 trap cleanup EXIT
 
-sim() { # name args... → $WORK/name.json
+# CPU time (user + system, in clock ticks) a process has used so far; 0 if it is gone.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+TICKS_PER_S=$(getconf CLK_TCK)
+
+sim() { # name args... → $WORK/name.json, and $WORK/name.cpu: the service's CPU seconds meanwhile
     local name=$1; shift
     echo "== $name: simulate $*"
+    local before=0
+    [ -n "$SERVICE_PID" ] && before=$(cpu_ticks "$SERVICE_PID")
     "$BIN" simulate --mqtt-url "$MQTT" --topic-prefix "$PREFIX" --http "http://127.0.0.1:$HTTP_PORT" \
         --json "$@" >"$WORK/$name.json" 2>"$WORK/$name.sim.log" || true
     if ! jq -e . "$WORK/$name.json" >/dev/null 2>&1; then
         echo "simulate $name failed:" >&2; cat "$WORK/$name.sim.log" >&2; exit 1
+    fi
+    if [ -n "$SERVICE_PID" ]; then
+        echo "scale=2; ($(cpu_ticks "$SERVICE_PID") - $before) / $TICKS_PER_S" | bc -l >"$WORK/$name.cpu"
     fi
     jq -c '{mode, sent, publish_rate: (.publish_rate|floor), throughput: (.throughput|floor),
             tasks: .tasks.received, missing: (.tasks.missing + .updates.missing + .dead_letters.missing + .delivered.missing),
@@ -221,6 +230,10 @@ BAD_B=$(j b '.tasks.missing + .tasks.duplicated + .tasks.unexpected')
 BAD_C=$(j c '.tasks.missing + .tasks.duplicated + .tasks.unexpected + .updates.missing + .updates.duplicated + .dead_letters.missing')
 P99_C=$(j c '.latency.p99_ms*100|floor/100')
 TD=$(j d 'if .e2e_secs > 0 then (.tasks.received / .e2e_secs)|floor else 0 end')
+# The service's CPU per task over the whole (d) run, the HTTP import of its targets included:
+# steadier than tasks/s on a machine whose speed varies, for comparing builds.
+CPU_D=$(cat "$WORK/d.cpu" 2>/dev/null || echo 0)
+CPU_D_US=$(echo "scale=0; $CPU_D * 1000000 / $(j d '[.tasks.received, 1] | max') " | bc -l 2>/dev/null || echo "?")
 BAD_D=$(j d '.tasks.missing + .tasks.duplicated + .tasks.unexpected')
 H3=$(kv hotlist-1000 exact_hit_ns); H7=$(kv hotlist-10000000 exact_hit_ns)
 U3=$(kv hotlist-1000 unflagged_ns); U7=$(kv hotlist-10000000 unflagged_ns)
@@ -234,7 +247,7 @@ echo "| c | leadrelay at $HALF msg/s: p99 publish→task | $P99_C ms (p50 $(j c 
 # Each task of (d) crosses the broker three times (sighting in, Task and Alert out), each a
 # publish → broker → subscriber hop like (a)'s: a third of (a) bounds (d) on this machine.
 CEIL_D=$((TA / 3))
-echo "| d | 100% unique hits: durable tasks/s | $TD tasks/s ($(j d .tasks.received) of $(j d .tasks.expected)); missing/dup $BAD_D | broker-bound ceiling (a)/3 = $CEIL_D/s; Tile38 ≈ 29,000/s (not durable) | $(ratio "$TD" "$CEIL_D") of ceiling | ≥ 20,000, 0 lost | $(verdict "$TD >= 20000 && $BAD_D == 0") |"
+echo "| d | 100% unique hits: durable tasks/s | $TD tasks/s ($(j d .tasks.received) of $(j d .tasks.expected)); missing/dup $BAD_D; service CPU ${CPU_D} s, ${CPU_D_US} µs per task | broker-bound ceiling (a)/3 = $CEIL_D/s; Tile38 ≈ 29,000/s (not durable) | $(ratio "$TD" "$CEIL_D") of ceiling | ≥ 20,000, 0 lost | $(verdict "$TD >= 20000 && $BAD_D == 0") |"
 if [ -n "$PG_LOOP_US" ]; then
 echo "| e | locate, Ningbo, on land | $LOCATE_NS ns | PostGIS ST_Contains in-server loop $PG_LOOP_US µs; per prepared query (pgbench) $PG_QUERY_US µs | $(ratio "$PG_LOOP_US * 1000" "$LOCATE_NS")× / $(ratio "$PG_QUERY_US * 1000" "$LOCATE_NS")× | ≥ 100× | $(verdict "$PG_LOOP_US * 1000 / $LOCATE_NS >= 100") |"
 else
