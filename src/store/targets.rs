@@ -115,31 +115,10 @@ impl Store {
             .collect()
     }
 
-    /// Targets changed after `since_ms` (epoch milliseconds), oldest change first, each with
-    /// its `updated_at`. Replicas refresh their hotlists from the largest `updated_at` seen;
-    /// since commits may land out of timestamp order, ask again with a small overlap.
-    pub async fn targets_updated_since(
-        &self,
-        since_ms: i64,
-    ) -> Result<Vec<(i64, Target)>, StoreError> {
-        let mut pool = self.pool.clone();
-        let q = pool
-            .query(concat!(
-                "SELECT ",
-                target_columns!(),
-                " FROM targets WHERE updated_at > $1 ORDER BY updated_at, target_id"
-            ))
-            .bind(since_ms);
-        pool.fetch_all(q)
-            .await?
-            .iter()
-            .map(|row| Ok((row.get::<i64>("updated_at")?, codec::target_from_row(row)?)))
-            .collect()
-    }
-
     /// `(target_id, updated_at)` of the targets changed after `since_ms`, oldest change
-    /// first: what the hotlist refresh reads first, so that it fetches and decodes only the
-    /// versions it has not applied yet (see [`Store::targets_with_ids`]).
+    /// first. Replicas refresh their hotlists from the largest `updated_at` seen (asking again
+    /// with a small overlap, since commits may land out of timestamp order), and fetch whole
+    /// targets ([`Store::targets_with_ids`]) only for versions they have not applied yet.
     pub async fn target_versions_since(
         &self,
         since_ms: i64,
