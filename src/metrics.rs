@@ -382,7 +382,7 @@ pub fn set_open_tasks(court: &str, n: i64) {
     gauge!(OPEN_TASKS, "court" => court.to_owned()).set(n as f64);
 }
 
-pub fn set_targets(kind: TargetKind, n: i64) {
+pub fn set_targets(kind: TargetKind, n: usize) {
     gauge!(TARGETS, "kind" => kind_label(kind)).set(n as f64);
 }
 

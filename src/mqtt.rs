@@ -496,7 +496,6 @@ fn record_delivery(meta: &OutboundMeta) {
 /// message not removed is at worst published again).
 async fn remove_sent_loop(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {
     let mut ids = Vec::new();
-    let mut last_gauge = Instant::now() - Duration::from_secs(2);
     while let Some(id) = rx.recv().await {
         ids.push(id);
         // Each removal is a write transaction competing with the group commit for SQLite's
@@ -519,11 +518,5 @@ async fn remove_sent_loop(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {
             }
         }
         ids.clear();
-        if last_gauge.elapsed() >= Duration::from_secs(1) {
-            last_gauge = Instant::now();
-            if let Ok(n) = store.outbox_pending_count().await {
-                metrics::set_outbox_pending(n);
-            }
-        }
     }
 }

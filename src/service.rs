@@ -359,10 +359,13 @@ async fn housekeeping(ctx: StatusContext, retention: Duration, stop: Cancellatio
                     reported_courts.insert(court);
                 }
             }
-            if let Ok(counts) = store.target_counts().await {
-                for (kind, n) in counts {
-                    metrics::set_targets(kind, n);
-                }
+            // Here, not on acknowledgements: while the broker is away none arrive, and the
+            // backlog this gauge is for would go unreported.
+            if let Ok(n) = store.outbox_pending_count().await {
+                metrics::set_outbox_pending(n);
+            }
+            for (kind, n) in targets.active_counts() {
+                metrics::set_targets(kind, n);
             }
         }
         if ticks % 3600 == 1 {

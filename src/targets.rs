@@ -198,9 +198,21 @@ struct Writer {
     by_id: HashMap<String, Arc<Target>>,
     /// Which active targets share each key.
     by_key: HashMap<LinkKey, BTreeSet<String>>,
+    /// `by_id`'s vehicles and persons, kept as it changes: the `leadrelay_targets` gauge reads
+    /// these instead of counting the targets table, a scan of every row every 5 s (0.29 s per
+    /// 10⁶ targets on SQLite).
+    active_vehicles: usize,
+    active_persons: usize,
 }
 
 impl Writer {
+    fn count(&mut self, kind: TargetKind) -> &mut usize {
+        match kind {
+            TargetKind::Vehicle => &mut self.active_vehicles,
+            TargetKind::Person => &mut self.active_persons,
+        }
+    }
+
     fn group(&self, key: &LinkKey) -> Vec<Arc<Target>> {
         self.by_key
             .get(key)
@@ -257,6 +269,7 @@ impl LiveTargets {
                 continue;
             }
             if let Some(old) = writer.by_id.remove(&target.target_id) {
+                *writer.count(old.kind) -= 1;
                 if let Some(key) = LinkKey::of(&old) {
                     if let Some(ids) = writer.by_key.get_mut(&key) {
                         ids.remove(&old.target_id);
@@ -278,6 +291,7 @@ impl LiveTargets {
                 .entry(key)
                 .or_default()
                 .insert(target.target_id.clone());
+            *writer.count(target.kind) += 1;
             writer
                 .by_id
                 .insert(target.target_id.clone(), Arc::new(target));
@@ -321,6 +335,19 @@ impl LiveTargets {
         let group = writer.group(&key);
         let merged = merge(&group);
         link_of(key, &group, &merged)
+    }
+
+    /// Active targets per kind (status `active`; expiry is not considered): as many as the
+    /// database holds once the last refresh has applied its edits.
+    pub fn active_counts(&self) -> [(TargetKind, usize); 2] {
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        [
+            (TargetKind::Person, writer.active_persons),
+            (TargetKind::Vehicle, writer.active_vehicles),
+        ]
     }
 
     /// Number of distinct plates and identity numbers in the hotlist.
@@ -617,6 +644,33 @@ mod tests {
         cixi.name = Some("renamed".into());
         assert_eq!(live.apply([cixi]).len(), 1);
         assert!(!Arc::ptr_eq(&before, &live.snapshot()));
+    }
+
+    #[test]
+    fn active_counts_follow_every_edit() {
+        let live = LiveTargets::new(MatchConfig::default());
+        let person: Target = serde_json::from_value(serde_json::json!({
+            "target_id": "P1", "kind": "person", "person_id": "11010519491231002X",
+            "cases": [{"case_no": "c-P1", "court_id": "cixi", "filed_on": "2024-03-01"}]
+        }))
+        .unwrap();
+        // Two targets on one plate are two rows of the table, so two in the gauge.
+        live.apply([
+            vehicle("T1", "浙B12345", "yuyao"),
+            vehicle("T2", "浙B12345", "cixi"),
+            person,
+        ]);
+        let counts = |live: &LiveTargets| live.active_counts().map(|(_, n)| n);
+        assert_eq!(counts(&live), [1, 2]);
+        // A replacement counts once; a withdrawal drops out, and withdrawing again is no-op.
+        live.apply([vehicle("T1", "浙B54321", "yuyao")]);
+        assert_eq!(counts(&live), [1, 2]);
+        let mut withdrawn = vehicle("T2", "浙B12345", "cixi");
+        withdrawn.status = TargetStatus::Withdrawn;
+        live.apply([withdrawn.clone()]);
+        live.apply([withdrawn]);
+        assert_eq!(counts(&live), [1, 1]);
+        assert_eq!(live.active_counts()[0].0, TargetKind::Person);
     }
 
     #[test]

@@ -455,27 +455,7 @@ async fn a_broker_outage_mid_stream_loses_no_accepted_sighting() {
     for backend in backends() {
         // The service reaches the broker through a proxy that we cut: to the service that is
         // a broker restart. The camera keeps publishing to the broker directly.
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = base_config(&backend, dir.path()).await;
-        let upstream = match &config.broker {
-            leadrelay::config::BrokerChoice::Embedded(_) => {
-                let broker = leadrelay::broker::start("127.0.0.1:0".parse().unwrap()).unwrap();
-                broker.addr
-            }
-            leadrelay::config::BrokerChoice::External { host, port } => {
-                tokio::net::lookup_host((host.as_str(), *port))
-                    .await
-                    .unwrap()
-                    .next()
-                    .unwrap()
-            }
-        };
-        let proxy = Proxy::start(upstream).await;
-        config.broker = leadrelay::config::BrokerChoice::External {
-            host: "127.0.0.1".into(),
-            port: proxy.addr.port(),
-        };
-        let h = Harness::start_config(&backend, config, dir, Some(upstream)).await;
+        let (h, proxy) = behind_proxy(&backend).await;
         const N: usize = 60;
         let targets: Vec<Value> = (0..N)
             .map(|i| vehicle_target(&format!("T-{i}"), &format!("浙B{:05}", 10_000 + i), "yuyao"))
@@ -529,6 +509,84 @@ async fn a_broker_outage_mid_stream_loses_no_accepted_sighting() {
         );
         let (_, listed) = h.get("/api/v1/tasks?court_id=cixi&limit=1000").await;
         assert_eq!(listed["count"], N, "one task per target in the database");
+    }
+}
+
+/// A service that reaches the broker through a [`Proxy`] the test can cut; the test's own
+/// clients (camera, command centers) talk to the broker directly.
+async fn behind_proxy(backend: &Backend) -> (Harness, Proxy) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config(backend, dir.path()).await;
+    let upstream = match &config.broker {
+        leadrelay::config::BrokerChoice::Embedded(_) => {
+            let broker = leadrelay::broker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+            broker.addr
+        }
+        leadrelay::config::BrokerChoice::External { host, port } => {
+            tokio::net::lookup_host((host.as_str(), *port))
+                .await
+                .unwrap()
+                .next()
+                .unwrap()
+        }
+    };
+    let proxy = Proxy::start(upstream).await;
+    config.broker = leadrelay::config::BrokerChoice::External {
+        host: "127.0.0.1".into(),
+        port: proxy.addr.port(),
+    };
+    let h = Harness::start_config(backend, config, dir, Some(upstream)).await;
+    (h, proxy)
+}
+
+/// Polls `/metrics` until `series` satisfies `wanted`, or fails after `within`.
+async fn wait_for_metric(
+    h: &Harness,
+    series: &str,
+    within: Duration,
+    wanted: impl Fn(f64) -> bool,
+) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let value = metric(&h.metrics().await, series);
+        if wanted(value) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} stayed at {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// While the broker is away the outbox gauge shows what waits to be published (it used to be
+/// refreshed on acknowledgements, which stop with the broker), and after it is back, zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_gauge_shows_the_backlog_during_a_broker_outage() {
+    for backend in backends() {
+        let (h, proxy) = behind_proxy(&backend).await;
+        h.put_target(headline_target()).await;
+        h.sighting(
+            "cam",
+            vehicle_sighting("g-1", "cam", "浙B12345", CIXI.0, CIXI.1),
+        )
+        .await;
+        h.wait_for("dispatch/cixi/tasks", 1, WAIT).await;
+        wait_for_metric(&h, "leadrelay_outbox_pending ", WAIT, |n| n == 0.0).await;
+
+        proxy.cut_off();
+        // Withdrawing the target cancels its task: an update and an alert to publish.
+        let (status, body) = h
+            .request(reqwest::Method::DELETE, "/api/v1/targets/T-2024-0001", None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        wait_for_metric(&h, "leadrelay_outbox_pending ", WAIT, |n| n >= 2.0).await;
+
+        proxy.restore();
+        let update = &h.wait_for("dispatch/cixi/updates", 1, WAIT).await[0].body;
+        assert_eq!(update["status"], "cancelled", "[{}]", backend.name());
+        wait_for_metric(&h, "leadrelay_outbox_pending ", WAIT, |n| n == 0.0).await;
     }
 }
 

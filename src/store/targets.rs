@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::codec::{self, ms, target_columns};
 use super::db::{self, Tx};
 use super::{Store, StoreError};
-use crate::model::{Target, TargetKind};
+use crate::model::Target;
 
 const TARGET_INSERT_HEAD: &str = "INSERT INTO targets (target_id, kind, plate, person_id, name, \
      status, lead_court_id, cases, known_locations, valid_until, created_at, updated_at)";
@@ -162,24 +162,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// Active targets per kind (status `active`; expiry is not considered).
-    pub async fn target_counts(&self) -> Result<Vec<(TargetKind, i64)>, StoreError> {
-        let mut pool = self.pool.clone();
-        let q = pool.query(
-            "SELECT kind, COUNT(*) AS n FROM targets WHERE status = 'active' GROUP BY kind ORDER BY kind",
-        );
-        pool.fetch_all(q)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok((
-                    codec::parse_name(row.get("kind")?, "target kind")?,
-                    row.get::<i64>("n")?,
-                ))
-            })
-            .collect()
     }
 }
 

@@ -111,11 +111,23 @@ impl Store {
     /// Open tasks per assisting court (for the gauge), by court id.
     pub async fn open_tasks_by_court(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let mut pool = self.pool.clone();
-        let q = pool.query(concat!(
-            "SELECT assisting_court_id, COUNT(*) AS n FROM tasks WHERE ",
-            open_status!(),
-            " GROUP BY assisting_court_id ORDER BY assisting_court_id"
-        ));
+        // Through the partial index of open tasks: the court index would be read whole, closed
+        // tasks and all, and they pile up (60 ms per 10⁶ tasks on SQLite, against 3 ms for
+        // 1,000 open ones). SQLite needs telling; PostgreSQL's planner finds it from its stats.
+        let sql = pool.dialect().pick(
+            concat!(
+                "SELECT assisting_court_id, COUNT(*) AS n FROM tasks ",
+                "INDEXED BY tasks_one_open_per_target WHERE ",
+                open_status!(),
+                " GROUP BY assisting_court_id ORDER BY assisting_court_id"
+            ),
+            concat!(
+                "SELECT assisting_court_id, COUNT(*) AS n FROM tasks WHERE ",
+                open_status!(),
+                " GROUP BY assisting_court_id ORDER BY assisting_court_id"
+            ),
+        );
+        let q = pool.query(sql);
         pool.fetch_all(q)
             .await?
             .iter()

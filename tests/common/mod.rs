@@ -466,11 +466,20 @@ impl Proxy {
 
     /// Drops every connection and refuses new ones for `down`.
     pub async fn outage(&self, down: Duration) {
+        self.cut_off();
+        tokio::time::sleep(down).await;
+        self.restore();
+    }
+
+    /// Drops every connection and refuses new ones until [`restore`](Self::restore).
+    pub fn cut_off(&self) {
         self.accepting
             .store(false, std::sync::atomic::Ordering::SeqCst);
         let old = std::mem::replace(&mut *self.cut.lock().unwrap(), CancellationToken::new());
         old.cancel();
-        tokio::time::sleep(down).await;
+    }
+
+    pub fn restore(&self) {
         self.accepting
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
