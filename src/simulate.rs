@@ -93,6 +93,13 @@ pub struct SimulateArgs {
     /// Raw broker mode: the same messages to a subscriber that only counts; no leadrelay.
     #[arg(long)]
     pub baseline: bool,
+    /// With `--baseline`: a stand-in for leadrelay in the path that does no work. Each
+    /// sighting it receives becomes two publishes, as a new task does in leadrelay: one the
+    /// size of a Task, which the subscriber counts, and one the size of an Alert, which nobody
+    /// subscribes to. The broker then carries a run of new tasks' traffic, so this is the
+    /// ceiling any MQTT service has for durable tasks/s on this broker and machine.
+    #[arg(long, requires = "baseline")]
+    pub relay: bool,
     /// Only publish (the publisher's own ceiling): no subscriber, no check.
     #[arg(long)]
     pub publish_only: bool,
@@ -759,7 +766,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
     let subscriber = if args.publish_only {
         None
     } else {
-        let filters: Vec<String> = if args.baseline {
+        let filters: Vec<String> = if args.relay {
+            vec![format!("{prefix}{RELAY_HEARD}")]
+        } else if args.baseline {
             vec![format!("{prefix}sightings/#")]
         } else {
             [
@@ -783,6 +792,12 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
             )
             .await?,
         )
+    };
+
+    let relay = if args.relay {
+        Some(start_relay(&host, port, &run_tag, prefix).await?)
+    } else {
+        None
     };
 
     // Publish.
@@ -884,6 +899,12 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
             .map_err(|_| anyhow!("subscriber did not stop"))?
             .map_err(|e| anyhow!("subscriber task failed: {e}"))?;
     }
+    if let Some((relay_client, relay_tasks)) = relay {
+        let _ = relay_client.disconnect().await;
+        for task in relay_tasks {
+            task.abort();
+        }
+    }
     let processed = match processed_before {
         Some(before) => service_processed(&args.http)
             .await
@@ -894,6 +915,8 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
     let mut report = analyse(&ledger, &sent_at, &receipts, &progress, args.baseline);
     report.mode = if args.publish_only {
         "publish-only"
+    } else if args.relay {
+        "relay-baseline"
     } else if args.baseline {
         "baseline"
     } else {
@@ -985,6 +1008,92 @@ async fn publish(
         );
     }
     Ok(())
+}
+
+/// Where the `--relay` stand-in publishes what the subscriber counts, and what nobody hears.
+const RELAY_HEARD: &str = "relay/tasks-like";
+const RELAY_UNHEARD: &str = "relay/alerts-like";
+/// Sizes of a Task and an Alert message as leadrelay publishes them for the generated
+/// workload (measured with `mosquitto_sub` on a run: 655–662 and ~333 bytes).
+const TASK_BYTES: usize = 660;
+const ALERT_BYTES: usize = 335;
+
+/// Starts the `--relay` stand-in for leadrelay (see [`SimulateArgs::relay`]): its own MQTT
+/// connection, subscribed to the sightings before this returns. Returns its client (to
+/// disconnect) and its tasks (to stop).
+async fn start_relay(
+    host: &str,
+    port: u16,
+    run_tag: &str,
+    prefix: &str,
+) -> anyhow::Result<(AsyncClient, [tokio::task::JoinHandle<()>; 2])> {
+    let mut opts = MqttOptions::new(format!("leadrelay-sim-relay-{run_tag}"), host, port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_inflight(1000);
+    opts.set_max_packet_size(1024 * 1024, 1024 * 1024);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
+    client
+        .subscribe(format!("{prefix}sightings/#"), QoS::AtLeastOnce)
+        .await
+        .map_err(|e| anyhow!("relay: {e}"))?;
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (received_tx, mut received) = tokio::sync::mpsc::unbounded_channel::<rumqttc::Publish>();
+    // Polling and publishing apart: a publish waits while the client's queue is full, and
+    // only polling empties it.
+    let poller = tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(Ok(()));
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if received_tx.send(p).is_err() {
+                        break;
+                    }
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(Err(e.to_string()));
+                    }
+                    break;
+                }
+            }
+        }
+    });
+    let publisher = client.clone();
+    let (heard, unheard) = (
+        format!("{prefix}{RELAY_HEARD}"),
+        format!("{prefix}{RELAY_UNHEARD}"),
+    );
+    let forwarder = tokio::spawn(async move {
+        while let Some(sighting) = received.recv().await {
+            for (topic, size) in [(&heard, TASK_BYTES), (&unheard, ALERT_BYTES)] {
+                let body = padded(&sighting.payload, size);
+                if publisher
+                    .publish(topic.as_str(), QoS::AtLeastOnce, false, body)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    wait_ready(ready_rx, host, port, "relay").await?;
+    Ok((client, [poller, forwarder]))
+}
+
+/// `payload` followed by spaces up to `size` bytes (still the same JSON).
+fn padded(payload: &[u8], size: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(size.max(payload.len()));
+    body.extend_from_slice(payload);
+    body.resize(size.max(payload.len()), b' ');
+    body
 }
 
 async fn wait_ready(
@@ -1555,6 +1664,7 @@ mod tests {
             no_load_targets: true,
             unique_hits: false,
             baseline: false,
+            relay: false,
             publish_only: false,
             sources: 4,
             inflight: 10,

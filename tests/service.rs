@@ -791,3 +791,62 @@ async fn two_replicas_share_the_stream_and_one_database() {
         assert_eq!(listed["count"], N);
     }
 }
+
+/// `leadrelay simulate` as its command line takes it.
+#[derive(clap::Parser)]
+struct SimulateCommand {
+    #[command(flatten)]
+    args: leadrelay::simulate::SimulateArgs,
+}
+
+/// The load generator against the real service and broker: on a small run with every kind of
+/// input, each of its checks holds (every hit one task or update, duplicates nothing,
+/// malformed one dead letter each, nothing extra). Then its two baselines through the same
+/// broker: the plain one, and the relay standing in for leadrelay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_checks_hold_against_the_service_and_its_baselines() {
+    use clap::Parser;
+    for backend in backends() {
+        let h = Harness::start(&backend).await;
+        let mqtt = format!("mqtt://{}", h.broker_addr);
+        let run = |extra: &[&str]| {
+            let common = [
+                "simulate",
+                "--mqtt-url",
+                &mqtt,
+                "--topic-prefix",
+                &h.prefix,
+                "--count",
+                "2000",
+                "--window",
+                "200",
+                "--json",
+            ];
+            let command = SimulateCommand::parse_from(common.iter().chain(extra));
+            leadrelay::simulate::run(command.args)
+        };
+        let service = [
+            "--http",
+            h.http.as_str(),
+            "--hit-ratio",
+            "0.2",
+            "--duplicate-ratio",
+            "0.05",
+            "--malformed-ratio",
+            "0.05",
+            "--outside-ratio",
+            "0.05",
+        ];
+        for (what, extra) in [
+            ("through leadrelay", &service[..]),
+            ("raw baseline", &["--baseline"][..]),
+            ("relay baseline", &["--baseline", "--relay"][..]),
+        ] {
+            assert!(
+                run(extra).await.unwrap(),
+                "[{}] {what}: a check failed (report above)",
+                backend.name()
+            );
+        }
+    }
+}
