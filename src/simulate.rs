@@ -1041,13 +1041,11 @@ async fn start_relay(
     // Polling and publishing apart: a publish waits while the client's queue is full, and
     // only polling empties it.
     let poller = tokio::spawn(async move {
-        let mut ready = Some(ready_tx);
+        let mut ready = Readiness(Some(ready_tx));
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(Ok(()));
-                    }
+                    ready.connected();
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if received_tx.send(p).is_err() {
@@ -1057,9 +1055,7 @@ async fn start_relay(
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                 Ok(_) => {}
                 Err(e) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(Err(e.to_string()));
-                    }
+                    ready.failed(&e);
                     break;
                 }
             }
@@ -1096,6 +1092,29 @@ fn padded(payload: &[u8], size: usize) -> Vec<u8> {
     body
 }
 
+/// A connection task's one message to whoever waits for it to connect: connected, or why not.
+struct Readiness(Option<oneshot::Sender<Result<(), String>>>);
+
+impl Readiness {
+    fn connected(&mut self) {
+        if let Some(waiting) = self.0.take() {
+            let _ = waiting.send(Ok(()));
+        }
+    }
+
+    /// Tells the error to whoever waits; false when nobody does any more (the connection
+    /// failed later, during the run).
+    fn failed(&mut self, e: &impl std::fmt::Display) -> bool {
+        match self.0.take() {
+            Some(waiting) => {
+                let _ = waiting.send(Err(e.to_string()));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 async fn wait_ready(
     ready: oneshot::Receiver<Result<(), String>>,
     host: &str,
@@ -1122,13 +1141,11 @@ async fn publisher_loop(
     failed: Arc<Mutex<Option<String>>>,
     t0: Instant,
 ) {
-    let mut ready = Some(ready);
+    let mut ready = Readiness(Some(ready));
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                if let Some(r) = ready.take() {
-                    let _ = r.send(Ok(()));
-                }
+                ready.connected();
             }
             Ok(Event::Incoming(Packet::PubAck(_))) => {
                 acked.fetch_add(1, Ordering::AcqRel);
@@ -1137,15 +1154,10 @@ async fn publisher_loop(
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(e) => {
-                match ready.take() {
-                    Some(r) => {
-                        let _ = r.send(Err(e.to_string()));
-                    }
-                    None => {
-                        if let Ok(mut f) = failed.lock() {
-                            *f = Some(e.to_string());
-                        }
-                    }
+                if !ready.failed(&e)
+                    && let Ok(mut f) = failed.lock()
+                {
+                    *f = Some(e.to_string());
                 }
                 return;
             }
@@ -1184,14 +1196,12 @@ async fn start_subscriber(
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
     let task = tokio::spawn(async move {
-        let mut ready = Some(ready_tx);
+        let mut ready = Readiness(Some(ready_tx));
         let mut receipts = Vec::new();
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(Ok(()));
-                    }
+                    ready.connected();
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let at = t0.elapsed();
@@ -1218,15 +1228,10 @@ async fn start_subscriber(
                     if stopping.load(Ordering::Acquire) {
                         break;
                     }
-                    match ready.take() {
-                        Some(r) => {
-                            let _ = r.send(Err(e.to_string()));
-                        }
-                        None => {
-                            if let Ok(mut f) = progress.failed.lock() {
-                                *f = Some(e.to_string());
-                            }
-                        }
+                    if !ready.failed(&e)
+                        && let Ok(mut f) = progress.failed.lock()
+                    {
+                        *f = Some(e.to_string());
                     }
                     break;
                 }
