@@ -513,6 +513,14 @@ mod tests {
         .unwrap()
     }
 
+    fn person(id: &str, person_id: &str, court: &str) -> Target {
+        serde_json::from_value(serde_json::json!({
+            "target_id": id, "kind": "person", "person_id": person_id,
+            "cases": [{"case_no": format!("c-{id}"), "court_id": court, "filed_on": "2024-03-01"}]
+        }))
+        .unwrap()
+    }
+
     fn sighting(plate: &str) -> Sighting {
         Sighting {
             event_id: "e1".into(),
@@ -546,16 +554,11 @@ mod tests {
         let live = LiveTargets::new(MatchConfig::default());
         let mut expired = vehicle("T3", "浙B77777", "yuyao");
         expired.valid_until = Some(Utc::now() - chrono::Duration::minutes(1));
-        let person: Target = serde_json::from_value(serde_json::json!({
-            "target_id": "P1", "kind": "person", "person_id": "11010519491231002X",
-            "cases": [{"case_no": "c-P1", "court_id": "cixi", "filed_on": "2024-03-01"}]
-        }))
-        .unwrap();
         live.apply([
             vehicle("T1", "浙B12345", "yuyao"),
             vehicle("T2", "浙BB0012", "cixi"),
             expired,
-            person,
+            person("P1", "11010519491231002X", "cixi"),
         ]);
         let mut sightings: Vec<Sighting> = [
             "浙B12345",
@@ -649,16 +652,11 @@ mod tests {
     #[test]
     fn active_counts_follow_every_edit() {
         let live = LiveTargets::new(MatchConfig::default());
-        let person: Target = serde_json::from_value(serde_json::json!({
-            "target_id": "P1", "kind": "person", "person_id": "11010519491231002X",
-            "cases": [{"case_no": "c-P1", "court_id": "cixi", "filed_on": "2024-03-01"}]
-        }))
-        .unwrap();
         // Two targets on one plate are two rows of the table, so two in the gauge.
         live.apply([
             vehicle("T1", "浙B12345", "yuyao"),
             vehicle("T2", "浙B12345", "cixi"),
-            person,
+            person("P1", "11010519491231002X", "cixi"),
         ]);
         let counts = |live: &LiveTargets| live.active_counts().map(|(_, n)| n);
         assert_eq!(counts(&live), [1, 2]);
