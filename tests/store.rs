@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use leadrelay::datum::Datum;
@@ -909,56 +908,6 @@ async fn purged_event_ids_count_as_new() {
         assert!(matches!(outcomes[0], MatchOutcome::Updated { .. }));
         let (outcomes, _) = record(&store, &[matched(&car, "cam-1", "e2", "cixi")], later).await;
         assert_eq!(outcomes, vec![MatchOutcome::Duplicate]);
-    }
-}
-
-/// Not an assertion: prints durable new tasks per second for batches of 500.
-#[tokio::test]
-async fn throughput_of_new_tasks() {
-    const BATCH: usize = 500;
-    const BATCHES: usize = 40;
-    for db in databases().await {
-        let store = db.connect().await;
-        let targets: Vec<Target> = (0..BATCH * (BATCHES + 1))
-            .map(|i| vehicle(&format!("T-{i:06}"), &format!("浙B{i:05}")))
-            .collect();
-        let started = Instant::now();
-        store.upsert_targets(&targets, t0()).await.unwrap();
-        let import = started.elapsed();
-        let batches: Vec<Vec<MatchedSighting>> = targets
-            .chunks(BATCH)
-            .map(|chunk| {
-                chunk
-                    .iter()
-                    .map(|t| matched(t, "cam-1", &t.target_id, "cixi"))
-                    .collect()
-            })
-            .collect();
-        // Warm-up batch: prepares the statements.
-        record(&store, &batches[0], t0()).await;
-        let mut per_batch = Vec::with_capacity(BATCHES);
-        let started = Instant::now();
-        for batch in &batches[1..] {
-            let one = Instant::now();
-            let (outcomes, _) = record(&store, batch, t0()).await;
-            per_batch.push(one.elapsed().as_secs_f64());
-            assert!(matches!(outcomes[BATCH - 1], MatchOutcome::Created(_)));
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        per_batch.sort_by(f64::total_cmp);
-        let rate = |secs: f64| BATCH as f64 / secs;
-        println!(
-            "{}: {} new tasks in batches of {BATCH}: {:.0} tasks/s overall, {:.0} at the median \
-             batch ({:.1} ms), {:.0} at the best; {} targets imported at {:.0}/s",
-            db.label,
-            BATCH * BATCHES,
-            (BATCH * BATCHES) as f64 / elapsed,
-            rate(per_batch[BATCHES / 2]),
-            per_batch[BATCHES / 2] * 1000.0,
-            rate(per_batch[0]),
-            targets.len(),
-            targets.len() as f64 / import.as_secs_f64(),
-        );
     }
 }
 
