@@ -158,39 +158,45 @@ impl Bare {
         }
     }
 
-    /// One transaction, one insert of every payload.
-    async fn write(&mut self, payloads: &[Vec<u8>]) {
-        let mut sql = String::from("INSERT INTO bare (payload) VALUES ");
-        for i in 0..payloads.len() {
-            let sep = if i == 0 { "" } else { "," };
-            match self {
-                Bare::Sqlite(_) => sql.push_str(&format!("{sep}(?)")),
-                Bare::Postgres(_) => sql.push_str(&format!("{sep}(${})", i + 1)),
-            }
-        }
+    /// The insert of `rows` payloads in one statement, in this database's placeholders.
+    fn insert_sql(&self, rows: usize) -> String {
+        let placeholder = |i: usize| match self {
+            Bare::Sqlite(_) => "(?)".to_string(),
+            Bare::Postgres(_) => format!("(${})", i + 1),
+        };
+        let values: Vec<String> = (0..rows).map(placeholder).collect();
+        format!("INSERT INTO bare (payload) VALUES {}", values.join(","))
+    }
+
+    /// One transaction, one insert of every payload (`sql` from [`Bare::insert_sql`]).
+    async fn write(&mut self, sql: &str, payloads: &[Vec<u8>]) {
         match self {
             Bare::Sqlite(conn) => {
-                let mut tx = conn.begin().await.expect("begin");
-                // Built above from placeholders only.
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-                for p in payloads {
-                    q = q.bind(p.as_slice());
-                }
-                q.execute(&mut *tx).await.expect("insert");
-                tx.commit().await.expect("commit");
+                insert_in_one_transaction::<sqlx::Sqlite>(conn, sql, payloads).await
             }
             Bare::Postgres(conn) => {
-                let mut tx = conn.begin().await.expect("begin");
-                // Built above from placeholders only.
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-                for p in payloads {
-                    q = q.bind(p.as_slice());
-                }
-                q.execute(&mut *tx).await.expect("insert");
-                tx.commit().await.expect("commit");
+                insert_in_one_transaction::<sqlx::Postgres>(conn, sql, payloads).await
             }
         }
     }
+}
+
+/// The bare write for either database kind: begin, one insert, commit (an fsync).
+async fn insert_in_one_transaction<DB>(conn: &mut DB::Connection, sql: &str, payloads: &[Vec<u8>])
+where
+    DB: sqlx::Database,
+    for<'a> &'a [u8]: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> &'a mut DB::Connection: sqlx::Executor<'a, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    let mut tx = conn.begin().await.expect("begin");
+    // Placeholders only (`Bare::insert_sql`).
+    let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+    for p in payloads {
+        q = q.bind(p.as_slice());
+    }
+    q.execute(&mut *tx).await.expect("insert");
+    tx.commit().await.expect("commit");
 }
 
 /// Median of `secs` as tasks per second for a batch.
@@ -229,8 +235,9 @@ async fn bench(pair: &Pair) {
             .collect();
         messages_per_task = payloads.len() / BATCH;
         bytes_per_task = payloads.iter().map(Vec::len).sum::<usize>() / BATCH;
+        let sql = bare.insert_sql(payloads.len());
         let started = Instant::now();
-        bare.write(&payloads).await;
+        bare.write(&sql, &payloads).await;
         let bare_took = started.elapsed().as_secs_f64();
         // The first round prepares statements and warms caches.
         if round > 0 {
