@@ -805,7 +805,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_inflight(args.inflight);
     opts.set_max_packet_size(1024 * 1024, 1024 * 1024);
-    let (client, eventloop) = AsyncClient::new(opts, 10_000);
+    let (client, eventloop) = crate::mqtt::client(opts, 10_000);
     let acked = Arc::new(AtomicU64::new(0));
     let last_ack = Arc::new(AtomicU64::new(0));
     let pub_failed = Arc::new(Mutex::new(None::<String>));
@@ -850,14 +850,17 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
             Sent::Miss | Sent::Duplicate => args.baseline,
         };
         outstanding += u64::from(expects);
+        // Stamped before the publish: its receipt may be seen before this task runs again.
+        let at = t0.elapsed();
         publish(&client, topic, payload, &pub_failed).await?;
-        sent_at.push(t0.elapsed());
+        sent_at.push(at);
         ledger.push(sent);
     }
     let seq = ledger.len() as u64;
     let (topic, payload, sent) = workload.sentinel_message(seq);
+    let at = t0.elapsed();
     publish(&client, topic, payload, &pub_failed).await?;
-    sent_at.push(t0.elapsed());
+    sent_at.push(at);
     ledger.push(sent);
     let total = ledger.len() as u64;
     while acked.load(Ordering::Acquire) < total {
@@ -1031,7 +1034,7 @@ async fn start_relay(
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_inflight(1000);
     opts.set_max_packet_size(1024 * 1024, 1024 * 1024);
-    let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
+    let (client, mut eventloop) = crate::mqtt::client(opts, 10_000);
     client
         .subscribe(format!("{prefix}sightings/#"), QoS::AtLeastOnce)
         .await
@@ -1184,7 +1187,7 @@ async fn start_subscriber(
     let mut opts = MqttOptions::new(format!("leadrelay-sim-sub-{run_tag}"), host, port);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_max_packet_size(16 * 1024 * 1024, 1024 * 1024);
-    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    let (client, mut eventloop) = crate::mqtt::client(opts, 100);
     let subs = filters
         .iter()
         .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
@@ -1320,7 +1323,7 @@ fn analyse(
                     if right {
                         tasks[seq] += 1;
                         if tasks[seq] == 1 && first_hit[seq] {
-                            latency.push((at - sent_at[seq]).as_secs_f64() * 1e3);
+                            latency.push(at.saturating_sub(sent_at[seq]).as_secs_f64() * 1e3);
                             r.nearest_court_tasks += u64::from(nearest);
                         }
                     } else {
@@ -1344,7 +1347,7 @@ fn analyse(
                 Some(seq) => {
                     delivered[seq] += 1;
                     if delivered[seq] == 1 {
-                        latency.push((at - sent_at[seq]).as_secs_f64() * 1e3);
+                        latency.push(at.saturating_sub(sent_at[seq]).as_secs_f64() * 1e3);
                     }
                 }
                 None => r.foreign += 1,
@@ -1648,6 +1651,20 @@ mod tests {
         assert_eq!(r.dead_letters.missing, 1);
         assert!(!r.ok);
         assert_eq!(r.latency.samples, 1);
+    }
+
+    #[test]
+    fn a_receipt_stamped_before_its_send_counts_with_zero_latency() {
+        // On a busy machine the subscriber can stamp a delivery before the publisher's
+        // stamp of the same message; that once panicked on Duration subtraction.
+        let ledger = [Sent::Miss];
+        let sent_at = [Duration::from_millis(5)];
+        let receipts = [(Duration::from_millis(4), Got::Delivered { seq: Some(0) })];
+        let progress = Progress::default();
+        progress.done_at.store(4_000_000, Ordering::Release);
+        let r = analyse(&ledger, &sent_at, &receipts, &progress, true);
+        assert!(r.ok);
+        assert_eq!((r.latency.samples, r.latency.max_ms), (1, 0.0));
     }
 
     #[test]
