@@ -67,7 +67,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     running.store.upsert_targets(&targets, Utc::now()).await?;
     running.targets.apply(targets);
 
-    let (client, mut eventloop) = crate::mqtt::client(
+    let (client, mut eventloop) = AsyncClient::new(
         MqttOptions::new("leadrelay-demo-feed", broker.host.clone(), broker.port),
         1000,
     );

@@ -46,18 +46,11 @@ fn options(broker: &BrokerAddr, client_id: &str, clean_session: bool) -> MqttOpt
     o.set_max_packet_size(MAX_INCOMING_PACKET, 1024 * 1024);
     o.set_inflight(1000);
     o.set_request_channel_capacity(20_000);
+    // Nagle's algorithm stays on (rumqttc's default): rumqttc writes every packet on its own,
+    // and TCP_NODELAY turned each into a segment. At 100% hits that cost 15% more service
+    // CPU (5.6–5.8 s against 4.8–5.0 s for 60,000 tasks, three pairs), and it did not lower
+    // latency at 200 or 2,000 msg/s (benches/README.md, fourth session).
     o
-}
-
-/// A client whose socket sends each packet at once (`TCP_NODELAY`). rumqttc leaves Nagle's
-/// algorithm on by default; with the peer's delayed ACKs, a lone packet (a PUBACK, a task at
-/// a quiet moment) then waits up to 40 ms on Linux before it leaves.
-pub fn client(opts: MqttOptions, capacity: usize) -> (AsyncClient, EventLoop) {
-    let (client, mut eventloop) = AsyncClient::new(opts, capacity);
-    let mut network = eventloop.network_options();
-    network.set_tcp_nodelay(true);
-    eventloop.set_network_options(network);
-    (client, eventloop)
 }
 
 /// One received message with what the pipeline needs to ack it correctly.
@@ -127,7 +120,7 @@ pub fn spawn_ingest(
 ) -> (IngestClient, JoinHandle<()>) {
     let mut opts = options(broker, client_id, false);
     opts.set_manual_acks(true);
-    let (client, eventloop) = client(opts, 20_000);
+    let (client, eventloop) = AsyncClient::new(opts, 20_000);
     let (outgoing_tx, outgoing_rx) = mpsc::unbounded_channel();
     let ingest = IngestClient {
         outgoing: outgoing_tx,
@@ -374,7 +367,7 @@ async fn publisher_loop(
     let (sent_tx, sent_rx) = mpsc::unbounded_channel::<i64>();
     let remover = tokio::spawn(remove_sent_loop(store.clone(), sent_rx));
     'connection: loop {
-        let (client, mut eventloop) = client(opts.clone(), WINDOW * 2);
+        let (client, mut eventloop) = AsyncClient::new(opts.clone(), WINDOW * 2);
         tracking.requeue_all();
         let mut connected = false;
         let mut sweep = tokio::time::interval(Duration::from_secs(1));

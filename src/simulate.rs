@@ -805,7 +805,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_inflight(args.inflight);
     opts.set_max_packet_size(1024 * 1024, 1024 * 1024);
-    let (client, eventloop) = crate::mqtt::client(opts, 10_000);
+    let (client, eventloop) = AsyncClient::new(opts, 10_000);
     let acked = Arc::new(AtomicU64::new(0));
     let last_ack = Arc::new(AtomicU64::new(0));
     let pub_failed = Arc::new(Mutex::new(None::<String>));
@@ -1034,7 +1034,7 @@ async fn start_relay(
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_inflight(1000);
     opts.set_max_packet_size(1024 * 1024, 1024 * 1024);
-    let (client, mut eventloop) = crate::mqtt::client(opts, 10_000);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
     client
         .subscribe(format!("{prefix}sightings/#"), QoS::AtLeastOnce)
         .await
@@ -1187,7 +1187,7 @@ async fn start_subscriber(
     let mut opts = MqttOptions::new(format!("leadrelay-sim-sub-{run_tag}"), host, port);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_max_packet_size(16 * 1024 * 1024, 1024 * 1024);
-    let (client, mut eventloop) = crate::mqtt::client(opts, 100);
+    let (client, mut eventloop) = AsyncClient::new(opts, 100);
     let subs = filters
         .iter()
         .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));

@@ -350,7 +350,7 @@ async fn watch(
     let mut opts = MqttOptions::new(unique("lr-watch-"), broker.ip().to_string(), broker.port());
     opts.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
     opts.set_inflight(1000);
-    let (client, mut eventloop) = leadrelay::mqtt::client(opts, 10_000);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
     client
         .subscribe(format!("{prefix}#"), QoS::AtLeastOnce)
         .await
