@@ -501,18 +501,10 @@ async fn locate_request(State(state): State<AppState>, body: Bytes) -> ApiResult
         .await?;
     match outcome {
         SearchOutcome::Created(task, messages) => {
-            let routing = task.routing;
-            let court = task.assisting_court_id.clone();
             state
                 .ctx
                 .publisher
-                .send(messages, |m| OutboundMeta {
-                    new_task: m
-                        .topic
-                        .ends_with("/tasks")
-                        .then(|| (court.clone(), routing)),
-                    ..OutboundMeta::default()
-                })
+                .send_dispatch(messages, &task.assisting_court_id, task.routing)
                 .await;
             Ok((StatusCode::CREATED, Json(task)).into_response())
         }

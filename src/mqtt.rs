@@ -265,6 +265,19 @@ impl Publisher {
             }
         }
     }
+
+    /// Queues the messages of a task just dispatched to `court` (created, or re-routed
+    /// there): its Task message, on a `…/tasks` topic, counts as a dispatch.
+    pub async fn send_dispatch(&self, messages: Vec<OutboxMessage>, court: &str, routing: Routing) {
+        self.send(messages, |m| OutboundMeta {
+            new_task: m
+                .topic
+                .ends_with("/tasks")
+                .then(|| (court.to_string(), routing)),
+            ..OutboundMeta::default()
+        })
+        .await;
+    }
 }
 
 /// Starts the publisher. It runs until every [`Publisher`] handle is dropped and all queued

@@ -109,15 +109,8 @@ async fn reroute(ctx: &StatusContext, task: &Task) -> Result<(), StoreError> {
                 .await?
             {
                 tracing::info!(task_id = %task.task_id, to = %court, "rejected task re-routed");
-                let routing = task.routing;
                 ctx.publisher
-                    .send(messages, |m| OutboundMeta {
-                        new_task: m
-                            .topic
-                            .ends_with("/tasks")
-                            .then(|| (court.clone(), routing)),
-                        ..OutboundMeta::default()
-                    })
+                    .send_dispatch(messages, &court, task.routing)
                     .await;
             }
         }

@@ -154,6 +154,23 @@ pub struct Alert {
     pub text: String,
 }
 
+impl Alert {
+    /// An alert of `kind` about `task` to its requesting court, stamped with a fresh id.
+    pub fn about(task: &Task, kind: AlertKind, text: String, at: DateTime<Utc>) -> Alert {
+        Alert {
+            alert_id: uuid::Uuid::now_v7().to_string(),
+            kind,
+            court_id: task.requesting_court_id.clone(),
+            target_id: task.target_id.clone(),
+            task_id: task.task_id.clone(),
+            assisting_court_id: task.assisting_court_id.clone(),
+            status: task.status,
+            at,
+            text,
+        }
+    }
+}
+
 /// A command center's report on a task it holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {

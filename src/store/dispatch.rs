@@ -541,20 +541,11 @@ fn reassigned_messages(
         note: Some(format!("reassigned to {to}")),
     };
     let who = subject(task.kind, task.plate.as_ref(), name, &task.target_id);
-    let alert = Alert {
-        alert_id: Uuid::now_v7().to_string(),
-        kind: AlertKind::TaskStatus,
-        court_id: task.requesting_court_id.clone(),
-        target_id: task.target_id.clone(),
-        task_id: task.task_id.clone(),
-        assisting_court_id: to.clone(),
-        status: task.status,
-        at: now,
-        text: format!(
-            "{who} is now seen in {to}'s area; task {} moved from {from} to {to}",
-            task.task_id
-        ),
-    };
+    let text = format!(
+        "{who} is now seen in {to}'s area; task {} moved from {from} to {to}",
+        task.task_id
+    );
+    let alert = Alert::about(task, AlertKind::TaskStatus, text, now);
     Ok(vec![
         NewMessage::json(topics.tasks(to), task)?,
         NewMessage::json(topics.updates(from), &update)?,
@@ -624,17 +615,7 @@ fn sighted_alert(task: &Task, name: Option<&str>, now: DateTime<Utc>) -> Alert {
             format!("{who} seen in {to}'s area; task sent to {to}")
         }
     };
-    Alert {
-        alert_id: Uuid::now_v7().to_string(),
-        kind: AlertKind::TargetSighted,
-        court_id: task.requesting_court_id.clone(),
-        target_id: task.target_id.clone(),
-        task_id: task.task_id.clone(),
-        assisting_court_id: to.clone(),
-        status: task.status,
-        at: now,
-        text,
-    }
+    Alert::about(task, AlertKind::TargetSighted, text, now)
 }
 
 /// Inserts the event ids; returns those that were new.

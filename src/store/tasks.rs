@@ -3,7 +3,6 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::codec::{self, ms, task_columns};
 use super::dispatch::{NewEvent, insert_events, open_status, subject};
@@ -313,17 +312,7 @@ pub(crate) fn status_messages(
         by: by.map(str::to_string),
         note: note.map(str::to_string),
     };
-    let alert = Alert {
-        alert_id: Uuid::now_v7().to_string(),
-        kind: AlertKind::TaskStatus,
-        court_id: task.requesting_court_id.clone(),
-        target_id: task.target_id.clone(),
-        task_id: task.task_id.clone(),
-        assisting_court_id: task.assisting_court_id.clone(),
-        status: task.status,
-        at,
-        text,
-    };
+    let alert = Alert::about(task, AlertKind::TaskStatus, text, at);
     Ok(vec![
         NewMessage::json(topics.updates(&task.assisting_court_id), &update)?,
         NewMessage::json(topics.alerts(&alert.court_id), &alert)?,

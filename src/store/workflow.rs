@@ -264,7 +264,7 @@ impl Store {
             NewMessage::json(topics.tasks(&to), &task)?,
             NewMessage::json(
                 topics.alerts(&task.requesting_court_id),
-                &alert(&task, AlertKind::TaskStatus, text, now),
+                &Alert::about(&task, AlertKind::TaskStatus, text, now),
             )?,
         ];
         let messages = outbox::write(&mut tx, messages, now).await?;
@@ -491,7 +491,7 @@ impl Store {
             };
             messages.push(NewMessage::json(
                 topics.alerts(&task.requesting_court_id),
-                &alert(&task, AlertKind::TargetSighted, text, now),
+                &Alert::about(&task, AlertKind::TargetSighted, text, now),
             )?);
         }
         let messages = outbox::write(&mut tx, messages, now).await?;
@@ -513,20 +513,6 @@ async fn open_task_of(tx: &mut super::db::Tx, target_id: &str) -> Result<Option<
 }
 
 /// An alert about `task` to its requesting court.
-fn alert(task: &Task, kind: AlertKind, text: String, now: DateTime<Utc>) -> Alert {
-    Alert {
-        alert_id: Uuid::now_v7().to_string(),
-        kind,
-        court_id: task.requesting_court_id.clone(),
-        target_id: task.target_id.clone(),
-        task_id: task.task_id.clone(),
-        assisting_court_id: task.assisting_court_id.clone(),
-        status: task.status,
-        at: now,
-        text,
-    }
-}
-
 /// The Task to the supervisor's escalations topic (when there is one) and the `escalated`
 /// Alert to the requesting court.
 fn escalation_messages(
@@ -551,7 +537,7 @@ fn escalation_messages(
     }
     messages.push(NewMessage::json(
         topics.alerts(&task.requesting_court_id),
-        &alert(task, AlertKind::Escalated, text, now),
+        &Alert::about(task, AlertKind::Escalated, text, now),
     )?);
     Ok(messages)
 }
