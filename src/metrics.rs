@@ -37,6 +37,9 @@ pub const STATUS_REPORTS: &str = "leadrelay_status_reports_total";
 pub const STATUS_REJECTED: &str = "leadrelay_status_rejected_total";
 /// MQTT publishes that failed and were left in the outbox for a retry.
 pub const PUBLISH_FAILURES: &str = "leadrelay_publish_failures_total";
+/// Group commits and status reports the database refused or could not be reached for,
+/// retried until they succeed (their messages stay unacked meanwhile), by `what`.
+pub const STORE_RETRIES: &str = "leadrelay_store_retries_total";
 /// Sighting received → PUBACK of its task.
 pub const INGEST_TO_DISPATCH: &str = "leadrelay_ingest_to_dispatch_seconds";
 /// Sighting's `observed_at` → PUBACK of its task; includes the feed's own delay.
@@ -220,6 +223,11 @@ fn describe() {
         Unit::Count,
         "MQTT publishes that failed and stay in the outbox for a retry."
     );
+    describe_counter!(
+        STORE_RETRIES,
+        Unit::Count,
+        "Database writes that failed and are retried (group commits, status reports)."
+    );
     describe_histogram!(
         INGEST_TO_DISPATCH,
         Unit::Seconds,
@@ -329,6 +337,11 @@ pub fn status_rejected() {
 
 pub fn publish_failure() {
     counter!(PUBLISH_FAILURES).increment(1);
+}
+
+/// `what`: `group_commit` or `status_report`.
+pub fn store_retry(what: &'static str) {
+    counter!(STORE_RETRIES, "what" => what).increment(1);
 }
 
 pub fn ingest_to_dispatch(d: Duration) {

@@ -370,6 +370,7 @@ impl Pipeline {
                 Ok(result) => return Some(result),
                 Err(e) => {
                     tracing::warn!(error = %e, batch = matched.len(), "group commit failed; retrying");
+                    metrics::store_retry("group_commit");
                     if stop.is_cancelled() {
                         return None;
                     }
@@ -449,6 +450,7 @@ impl Pipeline {
                 Ok(outcome) => break outcome,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not apply a status report; retrying");
+                    metrics::store_retry("status_report");
                     if stop.is_cancelled() {
                         return None;
                     }

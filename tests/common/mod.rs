@@ -424,8 +424,8 @@ pub const CIXI: (f64, f64) = (30.1703, 121.2661);
 /// Central Yuyao.
 pub const YUYAO: (f64, f64) = (30.0411, 121.1500);
 
-/// A TCP proxy in front of the broker whose connections can be cut, to look to the service
-/// exactly like a broker restart.
+/// A TCP proxy in front of the broker or the database whose connections can be cut, to look
+/// to the service exactly like a restart of what is behind it.
 pub struct Proxy {
     pub addr: SocketAddr,
     cut: Arc<Mutex<CancellationToken>>,
