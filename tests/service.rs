@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use leadrelay::config::{BrokerChoice, parse_mqtt_url};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -621,6 +622,123 @@ async fn database_behind_proxy(url: &str) -> (String, Proxy) {
     let proxy = Proxy::start(upstream).await;
     let url = format!("{scheme}://{user}127.0.0.1:{}{tail}", proxy.addr.port());
     (url, proxy)
+}
+
+/// A crash (SIGKILL) mid-stream loses nothing and does nothing twice: the broker keeps the
+/// service's session and redelivers what was not acked, the outbox publishes what was
+/// committed but not published, and the processed event ids absorb the rest. Needs the
+/// external broker: an embedded one dies with the process, and what it queued with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_service_loses_nothing_after_restart() {
+    let Some(Backend::External {
+        mqtt_url,
+        database_url,
+    }) = backends()
+        .into_iter()
+        .find(|b| matches!(b, Backend::External { .. }))
+    else {
+        eprintln!("no external broker configured: the crash test is skipped");
+        return;
+    };
+    let BrokerChoice::External { host, port } = parse_mqtt_url(&mqtt_url).unwrap() else {
+        panic!("LEADRELAY_TEST_MQTT_URL names an external broker");
+    };
+    let broker = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let databases = [
+        format!("sqlite://{}", dir.path().join("crash.db").display()),
+        leadrelay::store::isolated_postgres_url(&database_url)
+            .await
+            .unwrap(),
+    ];
+    for database in databases {
+        let prefix = format!("{}/", unique("crash"));
+        let client_id = unique("lr-crash-");
+        let (client, seen, _watcher) = watch(broker, &prefix).await;
+        let start = || ServeProcess::start(&mqtt_url, &database, &client_id, &prefix, dir.path());
+        let mut service = start().await;
+        const N: usize = 300;
+        let targets: Vec<Value> = (0..N)
+            .map(|i| vehicle_target(&format!("K-{i}"), &format!("浙B{:05}", 30_000 + i), "yuyao"))
+            .collect();
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/v1/targets:batch", service.http))
+            .json(&targets)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let publish = |i: usize| {
+            let body = vehicle_sighting(
+                &format!("k-{i}"),
+                "cam",
+                &format!("浙B{:05}", 30_000 + i),
+                CIXI.0,
+                CIXI.1,
+            );
+            let client = client.clone();
+            let topic = format!("{prefix}sightings/cam");
+            async move {
+                client
+                    .publish(topic, rumqttc::QoS::AtLeastOnce, false, body.to_string())
+                    .await
+                    .unwrap();
+            }
+        };
+        let distinct = || {
+            let mut ids: Vec<String> = seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.topic == "dispatch/cixi/tasks")
+                .map(|s| s.body["target_id"].as_str().unwrap_or("").to_string())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids.len()
+        };
+        // A third while it runs; once tasks flow, a second third and the kill right after,
+        // while those are in flight; the last third while it is down.
+        for i in 0..N / 3 {
+            publish(i).await;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while distinct() == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for i in N / 3..2 * N / 3 {
+            publish(i).await;
+        }
+        service.kill();
+        let before_restart = distinct();
+        for i in 2 * N / 3..N {
+            publish(i).await;
+        }
+        let service = start().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        while distinct() < N && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            (1..N).contains(&before_restart),
+            "[{database}] the kill came mid-stream ({before_restart} of {N} tasks out)"
+        );
+        assert_eq!(distinct(), N, "[{database}] every sighting became a task");
+        let listed: Value = reqwest::get(format!(
+            "{}/api/v1/tasks?court_id=cixi&limit=1000",
+            service.http
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(listed["count"], N, "[{database}] one task per target");
+    }
 }
 
 /// A service that reaches the broker through a [`Proxy`] the test can cut; the test's own

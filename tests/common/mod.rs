@@ -84,7 +84,7 @@ pub struct Harness {
     watcher: tokio::task::JoinHandle<()>,
 }
 
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
@@ -339,7 +339,9 @@ impl Drop for Harness {
 }
 
 /// A client subscribed to everything under `prefix`, recording what it sees.
-async fn watch(
+/// A client subscribed to everything under `prefix`, collecting what it sees (not the
+/// sightings and status reports the tests themselves publish).
+pub async fn watch(
     broker: SocketAddr,
     prefix: &str,
 ) -> (
@@ -393,6 +395,82 @@ async fn watch(
     });
     let _ = tokio::time::timeout(Duration::from_secs(5), subscribed_rx).await;
     (client, seen, watcher)
+}
+
+/// `leadrelay serve` as a child process, so that a test can kill it as a crash would. Its
+/// output goes to `serve.log` in the given directory.
+pub struct ServeProcess {
+    child: std::process::Child,
+    pub http: String,
+}
+
+impl ServeProcess {
+    /// Starts the binary against an external broker and waits until it is ready.
+    pub async fn start(
+        mqtt_url: &str,
+        database_url: &str,
+        client_id: &str,
+        prefix: &str,
+        dir: &std::path::Path,
+    ) -> ServeProcess {
+        // A port that was free a moment ago: the binary is told it, rather than asked.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("serve.log"))
+            .unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_leadrelay"))
+            .args([
+                "serve",
+                "--mqtt-url",
+                mqtt_url,
+                "--database-url",
+                database_url,
+            ])
+            .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--client-id", client_id, "--topic-prefix", prefix])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("the binary starts");
+        let service = ServeProcess {
+            child,
+            http: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/readyz", service.http)).await
+                && r.status().is_success()
+            {
+                // Subscriptions are sent right after CONNACK; give them a moment.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return service;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "leadrelay serve did not become ready; see {}",
+                dir.join("serve.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush, no DISCONNECT; as a crash or a power cut.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// The headline target: Wang's car, flagged by Yuyao court (CONTRACT.md's example).
