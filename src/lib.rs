@@ -41,6 +41,7 @@
 //! - [`http`] — the axum API. [`metrics`] — every Prometheus metric, in one place.
 //! - [`broker`] — the embedded MQTT broker. [`service`] — wiring and graceful shutdown.
 //! - [`config`], [`cli`], [`demo`] — settings, commands, the self-contained demo.
+//! - [`simulate`] — the load generator and its check of what comes back (issue 5's benches).
 
 pub mod broker;
 pub mod check;

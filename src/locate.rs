@@ -5,7 +5,7 @@
 //! areas), one over the command centers (for points in no participating court's area).
 //!
 //! Exact containment does not walk a ring's edges: each polygon part keeps its edges bucketed
-//! into horizontal bands ([`BandedPolygon`]), so a test reads only the handful of edges in the
+//! into horizontal bands (`BandedPolygon`), so a test reads only the handful of edges in the
 //! point's band. Counting crossings over *all* rings of a part handles holes for free.
 //!
 //! ## Points on a border
