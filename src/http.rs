@@ -94,9 +94,17 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// Longest `/readyz` waits for the database before it says "not ready".
+const READY_DATABASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn readyz(State(state): State<AppState>) -> Response {
     let broker = state.ingest.is_connected();
-    let database = state.ctx.store.ping().await.is_ok();
+    // Bounded: the pool waits up to its acquire timeout (30 s) for a server that does not
+    // answer, and a probe must answer.
+    let database = matches!(
+        tokio::time::timeout(READY_DATABASE_TIMEOUT, state.ctx.store.ping()).await,
+        Ok(Ok(()))
+    );
     let body = Json(json!({"broker": broker, "database": database}));
     if broker && database {
         (StatusCode::OK, body).into_response()

@@ -507,6 +507,14 @@ async fn a_database_outage_mid_stream_loses_no_accepted_sighting() {
             if i == N / 4 {
                 outage = Some(match proxy.as_ref() {
                     Some(proxy) => {
+                        // First a server that hangs: readiness must say so, not hang with it
+                        // (the pool would wait for a connection for 30 s).
+                        proxy.stall();
+                        let asked = std::time::Instant::now();
+                        let (status, body) = h.get("/readyz").await;
+                        assert_eq!((status, &body["database"]), (503, &json!(false)), "{body}");
+                        assert!(asked.elapsed() < Duration::from_secs(5));
+                        // Then one that is gone.
                         proxy.cut_off();
                         tokio::spawn(tokio::time::sleep(Duration::from_millis(2000)))
                     }

@@ -508,6 +508,7 @@ pub struct Proxy {
     pub addr: SocketAddr,
     cut: Arc<Mutex<CancellationToken>>,
     accepting: Arc<std::sync::atomic::AtomicBool>,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Proxy {
@@ -516,7 +517,8 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(Mutex::new(CancellationToken::new()));
         let accepting = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let (cut2, accepting2) = (cut.clone(), accepting.clone());
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cut2, accepting2, stalled2) = (cut.clone(), accepting.clone(), stalled.clone());
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if !accepting2.load(std::sync::atomic::Ordering::SeqCst) {
@@ -524,6 +526,14 @@ impl Proxy {
                     continue;
                 }
                 let token = cut2.lock().unwrap().clone();
+                if stalled2.load(std::sync::atomic::Ordering::SeqCst) {
+                    // Accepted, never answered, held until the next cut.
+                    tokio::spawn(async move {
+                        token.cancelled().await;
+                        drop(inbound);
+                    });
+                    continue;
+                }
                 tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(upstream).await else {
                         return;
@@ -539,6 +549,7 @@ impl Proxy {
             addr,
             cut,
             accepting,
+            stalled,
         }
     }
 
@@ -553,12 +564,28 @@ impl Proxy {
     pub fn cut_off(&self) {
         self.accepting
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        let old = std::mem::replace(&mut *self.cut.lock().unwrap(), CancellationToken::new());
-        old.cancel();
+        self.stalled
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.drop_connections();
+    }
+
+    /// Drops every connection, then accepts new ones but never answers them: a server that
+    /// hangs, or a network that loses packets. Until the next cut or restore.
+    pub fn stall(&self) {
+        self.stalled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.drop_connections();
     }
 
     pub fn restore(&self) {
+        self.stalled
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         self.accepting
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn drop_connections(&self) {
+        let old = std::mem::replace(&mut *self.cut.lock().unwrap(), CancellationToken::new());
+        old.cancel();
     }
 }
