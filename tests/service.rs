@@ -460,17 +460,7 @@ async fn a_broker_outage_mid_stream_loses_no_accepted_sighting() {
         const N: usize = 60;
         flag_cars(&h, N, 10_000).await;
         for i in 0..N {
-            h.sighting(
-                "cam",
-                vehicle_sighting(
-                    &format!("o-{i}"),
-                    "cam",
-                    &format!("浙B{:05}", 10_000 + i),
-                    CIXI.0,
-                    CIXI.1,
-                ),
-            )
-            .await;
+            car_seen_in_cixi(&h, &format!("o-{i}"), 10_000 + i).await;
             if i == N / 3 {
                 proxy.outage(Duration::from_millis(1500)).await;
             }
@@ -536,17 +526,7 @@ async fn a_database_outage_mid_stream_loses_no_accepted_sighting() {
                     }
                 });
             }
-            h.sighting(
-                "cam",
-                vehicle_sighting(
-                    &format!("d-{i}"),
-                    "cam",
-                    &format!("浙B{:05}", 20_000 + i),
-                    CIXI.0,
-                    CIXI.1,
-                ),
-            )
-            .await;
+            car_seen_in_cixi(&h, &format!("d-{i}"), 20_000 + i).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         outage.expect("the outage started").await.unwrap();
@@ -580,6 +560,16 @@ async fn flag_cars(h: &Harness, n: usize, first: usize) {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// A Cixi camera reads the plate of car number `car` (see [`flag_cars`]).
+async fn car_seen_in_cixi(h: &Harness, event_id: &str, car: usize) {
+    let plate = format!("浙B{car:05}");
+    h.sighting(
+        "cam",
+        vehicle_sighting(event_id, "cam", &plate, CIXI.0, CIXI.1),
+    )
+    .await;
 }
 
 /// Waits up to `within` for Cixi's command center to have a task for each of the `n` cars,
