@@ -68,7 +68,13 @@ pub enum ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        if e.is_retryable() {
+            // The database is unreachable, busy or changed underneath: the client may retry.
+            tracing::warn!(error = %e, "database unavailable to an HTTP request");
+            ApiError::Unavailable("the database is unavailable or busy; retry later".into())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
     }
 }
 

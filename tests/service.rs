@@ -504,6 +504,16 @@ async fn a_database_outage_mid_stream_loses_no_accepted_sighting() {
                         let (status, body) = h.get("/readyz").await;
                         assert_eq!((status, &body["database"]), (503, &json!(false)), "{body}");
                         assert!(asked.elapsed() < Duration::from_secs(5));
+                        // The API answers 503 (retry later) once its wait for a connection
+                        // runs out, neither hanging for long nor calling it an internal error.
+                        let asked = std::time::Instant::now();
+                        let (status, body) = h.get("/api/v1/tasks?court_id=cixi").await;
+                        assert_eq!(
+                            (status, &body["error"]),
+                            (503, &json!("unavailable")),
+                            "{body}"
+                        );
+                        assert!(asked.elapsed() < Duration::from_secs(10));
                         // Then one that is gone.
                         proxy.cut_off();
                         tokio::spawn(tokio::time::sleep(Duration::from_millis(2000)))

@@ -285,6 +285,11 @@ pub struct Store {
     writer: Option<db::Pool>,
 }
 
+/// Longest wait for a pooled connection (sqlx's default is 30 s). Past it the caller gets an
+/// error it can act on: the pipeline retries, the HTTP API answers 503, instead of hanging
+/// on a database that does not answer.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Store {
     /// Connects and applies the migrations. `sqlite://PATH` (the file is created if missing;
     /// WAL, `synchronous=FULL`, 5 s busy timeout, foreign keys on) or `postgres://...` /
@@ -319,6 +324,7 @@ impl Store {
             // group commit. Writers serialize on SQLite anyway.
             let write_pool = SqlitePoolOptions::new()
                 .max_connections(1)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(options.clone().pragma("cache_size", "-65536"))
                 .await?;
             SQLITE_MIGRATOR.run(&write_pool).await?;
@@ -326,6 +332,7 @@ impl Store {
             // A few connections for reads beside the writer.
             let pool = SqlitePoolOptions::new()
                 .max_connections(3)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(options)
                 .await?;
             db::Pool::Sqlite(pool)
@@ -334,6 +341,7 @@ impl Store {
                 PgConnectOptions::from_str(url)?.statement_cache_capacity(db::STATEMENT_CACHE);
             let pool = PgPoolOptions::new()
                 .max_connections(10)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(options)
                 .await?;
             POSTGRES_MIGRATOR.run(&pool).await?;
