@@ -162,3 +162,22 @@ fn targets_import_then_sweep_exports_the_court_area_as_csv() {
         "{text}"
     );
 }
+
+/// README.md's first command, shortened: the demo re-enacts the headline case on its embedded
+/// broker and database, and stops cleanly.
+#[test]
+fn the_demo_dispatches_the_headline_case_and_stops() {
+    let (ok, out, err) = leadrelay(&["demo", "--duration", "10s"]);
+    assert!(ok, "{err}");
+    let task = out
+        .lines()
+        .find(|l| l.contains("TASK") && l.contains("浙B12345"))
+        .unwrap_or_else(|| panic!("no task for the headline car:\n{out}"));
+    assert!(task.contains("yuyao → cixi"), "{task}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("ALERT") && l.contains("to yuyao")),
+        "{out}"
+    );
+    assert!(out.contains("status acknowledged"), "{out}");
+}
