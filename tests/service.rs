@@ -979,17 +979,7 @@ async fn two_replicas_share_the_stream_and_one_database() {
         config.client_id = format!("{}-b", config.client_id);
         let h2 = Harness::start_config(&backend, config, tempfile::tempdir().unwrap(), None).await;
         const N: usize = 40;
-        let targets: Vec<Value> = (0..N)
-            .map(|i| vehicle_target(&format!("R-{i}"), &format!("浙B{:05}", 30_000 + i), "yuyao"))
-            .collect();
-        let (status, _) = h1
-            .request(
-                reqwest::Method::POST,
-                "/api/v1/targets:batch",
-                Some(Value::Array(targets)),
-            )
-            .await;
-        assert_eq!(status, 200);
+        flag_cars(&h1, N, 30_000).await;
         // Replica 2 learns of the targets from the database.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         for i in 0..N {

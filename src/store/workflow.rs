@@ -512,7 +512,6 @@ async fn open_task_of(tx: &mut super::db::Tx, target_id: &str) -> Result<Option<
         .transpose()
 }
 
-/// An alert about `task` to its requesting court.
 /// The Task to the supervisor's escalations topic (when there is one) and the `escalated`
 /// Alert to the requesting court.
 fn escalation_messages(

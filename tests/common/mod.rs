@@ -178,23 +178,10 @@ impl Harness {
 
     /// Waits until /readyz says broker and database are reachable.
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(r) = self
-                .http_client
-                .get(format!("{}/readyz", self.http))
-                .send()
-                .await
-            {
-                if r.status().is_success() {
-                    // Subscriptions are sent right after CONNACK; give them a moment.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "service did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        assert!(
+            ready_within(&self.http_client, &self.http, Duration::from_secs(15)).await,
+            "service did not become ready"
+        );
     }
 
     /// Stops the service gracefully and waits for it.
@@ -397,6 +384,24 @@ pub async fn watch(
     (client, seen, watcher)
 }
 
+/// Polls `{http}/readyz` until it succeeds (true) or `within` passes (false).
+async fn ready_within(client: &reqwest::Client, http: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(r) = client.get(format!("{http}/readyz")).send().await
+            && r.status().is_success()
+        {
+            // Subscriptions are sent right after CONNACK; give them a moment.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `leadrelay serve` as a child process, so that a test can kill it as a crash would. Its
 /// output goes to `serve.log` in the given directory.
 pub struct ServeProcess {
@@ -442,22 +447,17 @@ impl ServeProcess {
             child,
             http: format!("http://127.0.0.1:{port}"),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = reqwest::get(format!("{}/readyz", service.http)).await
-                && r.status().is_success()
-            {
-                // Subscriptions are sent right after CONNACK; give them a moment.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                return service;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "leadrelay serve did not become ready; see {}",
-                dir.join("serve.log").display()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        assert!(
+            ready_within(
+                &reqwest::Client::new(),
+                &service.http,
+                Duration::from_secs(20)
+            )
+            .await,
+            "leadrelay serve did not become ready; see {}",
+            dir.join("serve.log").display()
+        );
+        service
     }
 
     /// SIGKILL: no shutdown, no flush, no DISCONNECT; as a crash or a power cut.
