@@ -879,6 +879,92 @@ async fn outbox_holds_messages_until_the_broker_has_them() {
     }
 }
 
+/// Writes an outbox row as the schema before migration 0004 did: one message, `frames` NULL.
+async fn insert_outbox_row_from_before_0004(db: &TestDb, topic: &str, payload: &[u8]) {
+    use sqlx::Connection as _;
+    let sql = "INSERT INTO outbox (topic, payload, created_at) VALUES ($1, $2, $3)";
+    if db.label == "sqlite" {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        let q = sqlx::query(sql).bind(topic).bind(payload).bind(0i64);
+        q.execute(&mut conn).await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let q = sqlx::query(sql).bind(topic).bind(payload).bind(0i64);
+        q.execute(&mut conn).await.unwrap();
+    }
+}
+
+/// Each transaction's messages share one outbox row (migration 0004). Acknowledgements in any
+/// order complete some rows and part of another: exactly the complete rows go, the rest is
+/// still pending, repeats change nothing; a row written before 0004 is read and removed too.
+#[tokio::test]
+async fn outbox_rows_go_once_every_message_in_them_is_acknowledged() {
+    for db in databases().await {
+        let store = db.connect().await;
+        insert_outbox_row_from_before_0004(&db, "legacy/alerts", br#"{"old":true}"#).await;
+        let targets: Vec<Target> = (0..4)
+            .map(|i| vehicle(&format!("T-{i}"), &format!("浙B{i:05}")))
+            .collect();
+        store.upsert_targets(&targets, t0()).await.unwrap();
+        let seen = |t: &Target| matched(t, "cam-1", &t.target_id, "cixi");
+        let (_, first) = record(&store, &[seen(&targets[0]), seen(&targets[1])], t0()).await;
+        let (_, second) = record(&store, &[seen(&targets[2]), seen(&targets[3])], t0()).await;
+        assert_eq!((first.len(), second.len()), (4, 4), "{}", db.label);
+
+        let pending = store.pending_outbox(None, 100).await.unwrap();
+        assert_eq!(pending.len(), 9, "{}", db.label);
+        assert_eq!(
+            (pending[0].topic.as_str(), pending[0].payload.as_slice()),
+            ("legacy/alerts", br#"{"old":true}"#.as_slice())
+        );
+        assert_eq!(pending[1..5], first[..]);
+        assert_eq!(pending[5..], second[..]);
+        assert_eq!(store.outbox_pending_count().await.unwrap(), 9);
+
+        // The old row, all of the first transaction's and half of the second's, scrambled.
+        let acked = [
+            second[1].id,
+            pending[0].id,
+            first[3].id,
+            first[0].id,
+            second[0].id,
+            first[2].id,
+            first[1].id,
+        ];
+        store.remove_sent(&acked).await.unwrap();
+        assert_eq!(
+            store.outbox_pending_count().await.unwrap(),
+            2,
+            "{}",
+            db.label
+        );
+        assert_eq!(store.pending_outbox(None, 100).await.unwrap(), second[2..]);
+
+        // Repeats of acknowledged ids and unknown ids change nothing.
+        store
+            .remove_sent(&[first[0].id, second[1].id, second[3].id + 1_000_000])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.outbox_pending_count().await.unwrap(),
+            2,
+            "{}",
+            db.label
+        );
+        store.remove_sent(&[second[3].id]).await.unwrap();
+        assert_eq!(store.pending_outbox(None, 100).await.unwrap(), second[2..3]);
+        assert_eq!(store.outbox_pending_count().await.unwrap(), 1);
+        store.remove_sent(&[second[2].id]).await.unwrap();
+        assert_eq!(
+            store.outbox_pending_count().await.unwrap(),
+            0,
+            "{}",
+            db.label
+        );
+        assert!(store.pending_outbox(None, 100).await.unwrap().is_empty());
+    }
+}
+
 #[tokio::test]
 async fn purged_event_ids_count_as_new() {
     for db in databases().await {

@@ -204,8 +204,8 @@ impl Pool {
 
 impl Tx {
     /// Runs a multi-row `INSERT` of `rows` rows into a table keyed by an identity column `id`
-    /// and returns the new ids in `VALUES` order. The statement must end in
-    /// [`RETURNING_ID`]`.pick(..)` for this dialect.
+    /// and returns the new ids in `VALUES` order. On PostgreSQL the statement must end in
+    /// `RETURNING id` (SQLite gives the last id of the insert itself).
     ///
     /// SQLite: the transaction holds the write lock and `AUTOINCREMENT` gives the rows of one
     /// statement consecutive ids in `VALUES` order, so they end at `last_insert_rowid` (no rows
@@ -251,9 +251,6 @@ impl Tx {
         }
     }
 }
-
-/// The tail [`Tx::insert_ids`] needs: (SQLite, PostgreSQL).
-pub(crate) const RETURNING_ID: (&str, &str) = ("", "RETURNING id");
 
 /// Row counts per multi-row statement: powers of two, so a batch of n rows takes at most
 /// log2(n) + 1 statements, and each table sees at most `CHUNK_SIZES.len()` distinct generated
