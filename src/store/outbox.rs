@@ -119,7 +119,10 @@ fn unframe(mut bytes: &[u8], frames: i64) -> Result<Vec<(String, Vec<u8>)>, Stor
         *bytes = rest;
         Ok(part.to_vec())
     };
-    let mut out = Vec::with_capacity(usize::try_from(frames).unwrap_or(0));
+    if !(0..=MAX_FRAMES).contains(&frames) {
+        return Err(corrupt("frames out of range"));
+    }
+    let mut out = Vec::with_capacity(frames as usize);
     for _ in 0..frames {
         let topic = String::from_utf8(take(&mut bytes)?).map_err(|_| corrupt("topic not UTF-8"))?;
         out.push((topic, take(&mut bytes)?));
@@ -374,6 +377,7 @@ mod tests {
             assert!(unframe(&bytes[..cut], 1).is_err(), "cut at {cut}");
         }
         assert!(unframe(&bytes, 2).is_err(), "fewer messages than frames");
+        assert!(unframe(&bytes, -1).is_err() && unframe(&bytes, i64::MAX).is_err());
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(unframe(&longer, 1).is_err(), "bytes left over");
