@@ -157,7 +157,7 @@ impl Acked {
     }
 
     fn count(&self) -> i64 {
-        self.0.iter().map(|b| i64::from(b.count_ones() as u8)).sum()
+        self.0.iter().map(|b| i64::from(b.count_ones())).sum()
     }
 }
 
@@ -262,10 +262,11 @@ impl Store {
                 if acked.count() >= frames {
                     done.push(row_id);
                 } else if changed {
+                    let count = acked.count();
                     let q = tx
                         .query("UPDATE outbox SET acked = $1, acked_count = $2 WHERE id = $3")
-                        .bind(acked.0.clone())
-                        .bind(acked.count())
+                        .bind(acked.0)
+                        .bind(count)
                         .bind(row_id);
                     tx.execute(q).await?;
                 }
