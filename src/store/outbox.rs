@@ -259,10 +259,10 @@ impl Store {
                         changed |= acked.mark(place);
                     }
                 }
-                if acked.count() >= frames {
+                let count = acked.count();
+                if count >= frames {
                     done.push(row_id);
                 } else if changed {
-                    let count = acked.count();
                     let q = tx
                         .query("UPDATE outbox SET acked = $1, acked_count = $2 WHERE id = $3")
                         .bind(acked.0)
