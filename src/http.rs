@@ -186,8 +186,13 @@ async fn put_target(
     }
     let target = parse_target(value, &state.ctx.index).map_err(ApiError::BadRequest)?;
     let existed = state.ctx.store.get_target(&target_id).await?.is_some();
-    state.ctx.store.upsert_target(&target, Utc::now()).await?;
-    let links = state.ctx.targets.apply([target.clone()]);
+    let now = Utc::now();
+    state.ctx.store.upsert_target(&target, now).await?;
+    // Versioned: the housekeeping refresh then skips this edit instead of reading it back.
+    let links = state
+        .ctx
+        .targets
+        .apply_versioned([(Some(now.timestamp_millis()), target.clone())]);
     propose_consolidation(&state.ctx, &state.ctx.index, links).await?;
     let status = if existed {
         StatusCode::OK
@@ -210,8 +215,13 @@ async fn put_targets_batch(State(state): State<AppState>, body: Bytes) -> ApiRes
                 .map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?,
         );
     }
-    let count = state.ctx.store.upsert_targets(&targets, Utc::now()).await?;
-    let links = state.ctx.targets.apply(targets);
+    let now = Utc::now();
+    let count = state.ctx.store.upsert_targets(&targets, now).await?;
+    let version = Some(now.timestamp_millis());
+    let links = state
+        .ctx
+        .targets
+        .apply_versioned(targets.into_iter().map(|t| (version, t)));
     propose_consolidation(&state.ctx, &state.ctx.index, links).await?;
     Ok(Json(json!({"upserted": count})))
 }

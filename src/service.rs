@@ -291,20 +291,16 @@ fn refresh_from(newest_seen_ms: i64, now_ms: i64) -> i64 {
     }
 }
 
-/// The targets changed after `from` whose version is not in `applied`, with the newest
+/// The targets changed after `from` whose version `targets` has not applied, with the newest
 /// `updated_at` seen (applied or not).
 async fn refresh_targets(
     store: &Store,
     from: i64,
-    applied: &std::collections::HashMap<String, i64>,
+    targets: &LiveTargets,
 ) -> Result<(Option<i64>, Vec<(i64, Target)>), StoreError> {
     let versions = store.target_versions_since(from).await?;
     let newest = versions.iter().map(|(_, at)| *at).max();
-    let wanted: Vec<&str> = versions
-        .iter()
-        .filter(|(id, at)| applied.get(id) != Some(at))
-        .map(|(id, _)| id.as_str())
-        .collect();
+    let wanted = targets.unapplied(&versions);
     if wanted.is_empty() {
         return Ok((newest, Vec::new()));
     }
@@ -318,8 +314,6 @@ async fn housekeeping(ctx: StatusContext, retention: Duration, stop: Cancellatio
     let mut since_ms = Utc::now().timestamp_millis() - 1_000;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut ticks: u64 = 0;
-    // target id → the updated_at last applied, for the overlap window only.
-    let mut applied: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     let mut reported_courts: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         tokio::select! {
@@ -330,15 +324,13 @@ async fn housekeeping(ctx: StatusContext, retention: Duration, stop: Cancellatio
         // Versions first: one already applied (same target, same updated_at) is not
         // fetched again, so the overlap costs a read of ids, not of whole targets.
         let from = refresh_from(since_ms, Utc::now().timestamp_millis());
-        match refresh_targets(&store, from, &applied).await {
+        match refresh_targets(&store, from, &targets).await {
             Ok((newest, fresh)) => {
                 since_ms = newest.unwrap_or(since_ms).max(since_ms);
-                for (at, t) in &fresh {
-                    applied.insert(t.target_id.clone(), *at);
-                }
-                applied.retain(|_, at| *at >= since_ms - 2 * REFRESH_OVERLAP_MS);
+                targets.forget_versions_before(since_ms - 2 * REFRESH_OVERLAP_MS);
                 if !fresh.is_empty() {
-                    let links = targets.apply(fresh.into_iter().map(|(_, t)| t));
+                    let links =
+                        targets.apply_versioned(fresh.into_iter().map(|(at, t)| (Some(at), t)));
                     if let Err(e) = http::propose_consolidation(&ctx, &ctx.index, links).await {
                         tracing::warn!(error = %e, "could not propose a consolidation");
                     }

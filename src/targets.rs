@@ -203,6 +203,10 @@ struct Writer {
     /// 10⁶ targets on SQLite).
     active_vehicles: usize,
     active_persons: usize,
+    /// `updated_at` (epoch ms) of the targets applied with a version, until
+    /// [`LiveTargets::forget_versions_before`]: the refresh from the database skips a version
+    /// already here instead of reading the whole target back.
+    versions: HashMap<String, i64>,
 }
 
 impl Writer {
@@ -251,16 +255,31 @@ impl LiveTargets {
     /// now span more than one court and include a changed target (for a consolidation
     /// proposal; the store makes sure each is proposed once).
     ///
-    /// A target equal to the one held changes nothing and is skipped: the refresh from the
-    /// database hands back every target this replica just imported over HTTP, and rebuilding
-    /// their hotlist entries (and copying the hotlist) cost seconds of CPU after a bulk import.
+    /// A target equal to the one held changes nothing and is skipped: a refresh from the
+    /// database can hand back targets this replica already holds (edits applied without a
+    /// version, or read twice in the refresh's overlap), and rebuilding their hotlist entries
+    /// (and copying the hotlist) cost seconds of CPU after a bulk import.
     pub fn apply(&self, targets: impl IntoIterator<Item = Target>) -> Vec<Link> {
+        self.apply_versioned(targets.into_iter().map(|t| (None, t)))
+    }
+
+    /// [`apply`](Self::apply) for targets read or written with their `updated_at` (epoch ms):
+    /// each version is recorded, and the refresh reads back only versions not recorded (see
+    /// [`unapplied`](Self::unapplied)). Versions are compared for equality only: replicas'
+    /// clocks differ, so a smaller `updated_at` is not an older edit.
+    pub fn apply_versioned(
+        &self,
+        targets: impl IntoIterator<Item = (Option<i64>, Target)>,
+    ) -> Vec<Link> {
         let mut writer = self
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut touched: BTreeSet<LinkKey> = BTreeSet::new();
-        for target in targets {
+        for (version, target) in targets {
+            if let Some(version) = version {
+                writer.versions.insert(target.target_id.clone(), version);
+            }
             if writer
                 .by_id
                 .get(&target.target_id)
@@ -323,6 +342,30 @@ impl LiveTargets {
         self.current.store(Arc::new(next));
         *self.sweep.lock().unwrap_or_else(|p| p.into_inner()) = None;
         links
+    }
+
+    /// The ids among `versions` (`(target_id, updated_at)`) whose version has not been
+    /// applied with [`apply_versioned`](Self::apply_versioned) (or was forgotten).
+    pub fn unapplied<'a>(&self, versions: &'a [(String, i64)]) -> Vec<&'a str> {
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        versions
+            .iter()
+            .filter(|(id, at)| writer.versions.get(id) != Some(at))
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+
+    /// Drops the recorded versions older than `ms`: the refresh no longer reads that far
+    /// back, so they only cost memory.
+    pub fn forget_versions_before(&self, ms: i64) {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .versions
+            .retain(|_, at| *at >= ms);
     }
 
     /// The link a target belongs to, if it shares its key with targets of other courts.
@@ -647,6 +690,34 @@ mod tests {
         cixi.name = Some("renamed".into());
         assert_eq!(live.apply([cixi]).len(), 1);
         assert!(!Arc::ptr_eq(&before, &live.snapshot()));
+    }
+
+    #[test]
+    fn only_versions_not_applied_are_read_back() {
+        let live = LiveTargets::new(MatchConfig::default());
+        live.apply_versioned([
+            (Some(1_000), vehicle("T1", "浙B12345", "yuyao")),
+            (Some(1_000), vehicle("T2", "浙B23456", "yuyao")),
+        ]);
+        // Applied without a version (the initial load, a withdrawal): read back once.
+        live.apply([vehicle("T3", "浙B34567", "cixi")]);
+        let seen = |id: &str, at: i64| (id.to_string(), at);
+        let versions = [
+            seen("T1", 1_000),
+            seen("T2", 1_001),
+            seen("T3", 1_000),
+            seen("T4", 999),
+        ];
+        // T2 changed again (another replica's edit, whatever its clock says); T4 is unknown.
+        assert_eq!(live.unapplied(&versions), ["T2", "T3", "T4"]);
+        live.apply_versioned([(Some(1_001), vehicle("T2", "浙B23456", "cixi"))]);
+        assert_eq!(live.unapplied(&versions), ["T3", "T4"]);
+        // A version from a slower clock is still a new edit.
+        assert_eq!(live.unapplied(&[seen("T2", 900)]), ["T2"]);
+        // Forgotten versions are read back again; the hotlist keeps the targets.
+        live.forget_versions_before(1_001);
+        assert_eq!(live.unapplied(&versions), ["T1", "T3", "T4"]);
+        assert_eq!(live.len(), 3);
     }
 
     #[test]
