@@ -68,4 +68,5 @@ pub mod store;
 pub mod targets;
 pub mod task;
 pub mod timers;
+pub mod timestamp;
 pub mod workflow;

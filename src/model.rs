@@ -257,6 +257,7 @@ pub struct Sighting {
     pub lon: f64,
     /// The datum the feed declared; kept for the record, the position is already WGS-84.
     pub datum: Datum,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub observed_at: DateTime<Utc>,
     pub source: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -65,6 +65,7 @@ pub struct SightingRef {
     pub source: String,
     pub lat: f64,
     pub lon: f64,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub observed_at: DateTime<Utc>,
 }
 
@@ -95,8 +96,11 @@ pub struct Task {
     /// `None` for a `person_search` (a locate request without a sighting).
     pub sighting: Option<SightingRef>,
     pub distance_km: f64,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub dispatched_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub ack_by: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub resolve_by: DateTime<Utc>,
     pub status: TaskStatus,
     /// Extension: the plate as the camera read it, when it differs from the flagged plate.
@@ -124,6 +128,7 @@ pub struct TaskUpdate {
     pub status: TaskStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sighting: Option<SightingRef>,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
@@ -150,6 +155,7 @@ pub struct Alert {
     pub task_id: String,
     pub assisting_court_id: String,
     pub status: TaskStatus,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub at: DateTime<Utc>,
     pub text: String,
 }
