@@ -32,7 +32,8 @@
 //! Data and contract:
 //! - [`geodata`] — loading and validating jurisdictions (GeoJSON) and courts (CSV).
 //! - [`check`] — `check-data`: cross-checks such as overlapping jurisdictions.
-//! - [`model`], [`task`] — the contract's payloads and topic names.
+//! - [`model`], [`task`] — the contract's payloads and topic names; [`timestamp`] — how
+//!   their timestamps are written.
 //!
 //! I/O:
 //! - [`store`] — SQLite / PostgreSQL persistence, outbox, rules enforced in the database.
