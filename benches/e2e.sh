@@ -145,13 +145,12 @@ sim() { # name args... → $WORK/name.json; CPU seconds meanwhile of the service
         # follows is the sightings' share alone. The watcher's own CPU is taken off the
         # generator's below.
         (
+            trap 'times >"$WORK/$name.watcher-times"; shell_cpu "$WORK/$name.watcher-times" >"$WORK/$name.watcher-cpu"' EXIT
             until grep -q '^loaded' "$WORK/$name.sim.log" 2>/dev/null; do
                 kill -0 "$gen" 2>/dev/null || exit 0
                 sleep 0.05
             done
             cpu_ticks "$SERVICE_PID" >"$WORK/$name.cpu-at-load"
-            times >"$WORK/$name.watcher-times"
-            shell_cpu "$WORK/$name.watcher-times" >"$WORK/$name.watcher-cpu"
         ) &
         watcher=$!
     fi
