@@ -21,7 +21,7 @@ use crate::model::TaskKind;
 use crate::model::{Target, TargetStatus};
 use crate::mqtt::{IngestClient, OutboundMeta};
 use crate::status::{self, StatusContext};
-use crate::store::{SearchOutcome, StatusOutcome, StoreError};
+use crate::store::{SearchOutcome, StatusOutcome, StoreError, target_version};
 use crate::targets::Link;
 use crate::task::{StatusReport, TaskStatus};
 
@@ -192,7 +192,7 @@ async fn put_target(
     let links = state
         .ctx
         .targets
-        .apply_versioned([(Some(now.timestamp_millis()), target.clone())]);
+        .apply_versioned([(Some(target_version(now)), target.clone())]);
     propose_consolidation(&state.ctx, &state.ctx.index, links).await?;
     let status = if existed {
         StatusCode::OK
@@ -217,7 +217,7 @@ async fn put_targets_batch(State(state): State<AppState>, body: Bytes) -> ApiRes
     }
     let now = Utc::now();
     let count = state.ctx.store.upsert_targets(&targets, now).await?;
-    let version = Some(now.timestamp_millis());
+    let version = Some(target_version(now));
     let links = state
         .ctx
         .targets

@@ -42,6 +42,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use db::Dialect;
+pub use targets::target_version;
 
 use crate::model::{Case, Sighting, TargetError};
 use crate::plate::Plate;

@@ -19,6 +19,13 @@ const TARGET_INSERT_TAIL: &str = "ON CONFLICT (target_id) DO UPDATE SET kind = e
      known_locations = excluded.known_locations, valid_until = excluded.valid_until, \
      updated_at = excluded.updated_at";
 
+/// The version (`updated_at`, epoch ms) an upsert made at `now` gives its targets: what a
+/// caller passes to [`crate::targets::LiveTargets::apply_versioned`] for the targets it wrote,
+/// so that the hotlist refresh recognizes them.
+pub fn target_version(now: DateTime<Utc>) -> i64 {
+    ms(now)
+}
+
 impl Store {
     /// Creates or replaces a target (validated first).
     pub async fn upsert_target(
@@ -52,7 +59,7 @@ impl Store {
             .filter(|(i, t)| last[t.target_id.as_str()] == *i)
             .map(|(_, t)| t)
             .collect();
-        let now = ms(now);
+        let now = target_version(now);
         let mut tx = self.begin_write().await?;
         let mut written = 0;
         for chunk in db::chunks(rows.len()) {
