@@ -122,10 +122,11 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 TICKS_PER_S=$(getconf CLK_TCK)
 
 # CPU seconds (user + system) in a saved `times` output (`times` in a $(...) subshell would see
-# only that subshell's children): of finished children (line 2), or of the shell and its
-# finished children (lines 1 and 2).
-children_cpu() { awk 'NR==2{split($1,u,/[ms]/); split($2,s,/[ms]/); print u[1]*60+u[2]+s[1]*60+s[2]}' "$1"; }
-shell_cpu() { awk 'NR<=2{split($1,u,/[ms]/); split($2,s,/[ms]/); t+=u[1]*60+u[2]+s[1]*60+s[2]} END{print t}' "$1"; }
+# only that subshell's children), from line FIRST to line 2: 2 for the finished children, 1 for
+# the shell and its finished children.
+times_cpu() { # file first-line
+    awk -v first="$2" 'NR>=first && NR<=2{split($1,u,/[ms]/); split($2,s,/[ms]/); t+=u[1]*60+u[2]+s[1]*60+s[2]} END{print t}' "$1"
+}
 
 sim() { # name args... → $WORK/name.json; CPU seconds meanwhile of the service ($WORK/name.cpu,
         # and name.cpu-dispatch from when the generator had loaded its targets), of the
@@ -145,7 +146,7 @@ sim() { # name args... → $WORK/name.json; CPU seconds meanwhile of the service
         # follows is the sightings' share alone. The watcher's own CPU is taken off the
         # generator's below.
         (
-            trap 'times >"$WORK/$name.watcher-times"; shell_cpu "$WORK/$name.watcher-times" >"$WORK/$name.watcher-cpu"' EXIT
+            trap 'times >"$WORK/$name.watcher-times"; times_cpu "$WORK/$name.watcher-times" 1 >"$WORK/$name.watcher-cpu"' EXIT
             until grep -q '^loaded' "$WORK/$name.sim.log" 2>/dev/null; do
                 kill -0 "$gen" 2>/dev/null || exit 0
                 sleep 0.05
@@ -158,7 +159,7 @@ sim() { # name args... → $WORK/name.json; CPU seconds meanwhile of the service
     [ -n "$watcher" ] && { wait "$watcher" || true; }
     # The generator's CPU: with the watcher, the only children to finish meanwhile.
     times >"$WORK/times.after"
-    echo "$(children_cpu "$WORK/times.after") - $(children_cpu "$WORK/times.before") - $(cat "$WORK/$name.watcher-cpu")" |
+    echo "$(times_cpu "$WORK/times.after" 2) - $(times_cpu "$WORK/times.before" 2) - $(cat "$WORK/$name.watcher-cpu")" |
         bc -l >"$WORK/$name.gen-cpu"
     if ! jq -e . "$WORK/$name.json" >/dev/null 2>&1; then
         echo "simulate $name failed:" >&2; cat "$WORK/$name.sim.log" >&2; exit 1
@@ -277,16 +278,16 @@ TD=$(j d 'if .e2e_secs > 0 then (.tasks.received / .e2e_secs)|floor else 0 end')
 # The service's CPU per task over the whole (d) run, the HTTP import of its targets included:
 # steadier than tasks/s on a machine whose speed varies, for comparing builds.
 CPU_D=$(cat "$WORK/d.cpu" 2>/dev/null || echo 0)
-CPU_D_US=$(echo "scale=0; $CPU_D * 1000000 / $(j d '[.tasks.received, 1] | max') " | bc -l 2>/dev/null || echo "?")
-# What the rest of the machine spends per task, in (d) and in the relay run: the dedicated
-# broker (not measured with --embedded or --system-mosquitto) and the generator (HTTP import
-# of the targets included; in the relay run, the stand-in too). At 20,000 tasks/s these alone
-# need the cores printed below, of the machine's $(nproc).
+# CPU per task of each process, in (d) and in the relay run: the service (over the run, and
+# once its targets were loaded), the dedicated broker (not measured with --embedded or
+# --system-mosquitto) and the generator (HTTP import of the targets included; in the relay
+# run, the stand-in too).
 per_task_us() { # run file-suffix count → µs per task of that process, or "?"
     [ -s "$WORK/$1.$2" ] || { echo "?"; return; }
     echo "scale=0; $(cat "$WORK/$1.$2") * 1000000 / $3" | bc -l
 }
 TASKS_D=$(j d '[.tasks.received, 1] | max'); TASKS_R=$(j r '[.sent, 1] | max')
+CPU_D_US=$(per_task_us d cpu "$TASKS_D")
 BROKER_D_US=$(per_task_us d broker-cpu "$TASKS_D"); GEN_D_US=$(per_task_us d gen-cpu "$TASKS_D")
 BROKER_R_US=$(per_task_us r broker-cpu "$TASKS_R"); GEN_R_US=$(per_task_us r gen-cpu "$TASKS_R")
 SVC_D_US=$(per_task_us d cpu-dispatch "$TASKS_D")
