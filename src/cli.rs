@@ -190,11 +190,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             database_url,
             data,
         }) => runtime()?.block_on(import_targets(file, database_url, data)),
-        Command::Simulate(args) => Ok(if runtime()?.block_on(crate::simulate::run(args))? {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }),
+        Command::Simulate(args) => Ok(
+            if generator_runtime(args.threads)?.block_on(crate::simulate::run(args))? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            },
+        ),
     }
 }
 
@@ -202,6 +204,21 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+/// The load generator's runtime: `simulate --threads` (0 = one worker per core, 1 = the
+/// current thread only).
+fn generator_runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+    };
+    Ok(builder.enable_all().build()?)
 }
 
 /// Validates every line first; imports only if all are valid, so a bad file changes nothing.

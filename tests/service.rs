@@ -1077,5 +1077,52 @@ async fn the_load_generator_checks_hold_against_the_service_and_its_baselines() 
                 backend.name()
             );
         }
+        // The binary as benches/e2e.sh runs (d): every sighting a new task, closed loop, the
+        // generator on its one-thread runtime (`--threads 1`).
+        let args = [
+            "simulate",
+            "--mqtt-url",
+            &mqtt,
+            "--topic-prefix",
+            &h.prefix,
+            "--http",
+            &h.http,
+            "--unique-hits",
+            "--hit-ratio",
+            "1",
+            "--fuzzy-ratio",
+            "0",
+            "--targets",
+            "500",
+            "--count",
+            "500",
+            "--seed",
+            "7",
+            "--window",
+            "50",
+            "--threads",
+            "1",
+            "--json",
+        ]
+        .map(String::from);
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_leadrelay"))
+                .args(args)
+                .output()
+                .expect("the binary runs")
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "[{}] {stderr}", backend.name());
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["ok"], true, "[{}] {report}", backend.name());
+        // The 500 sightings and the run's closing sentinel, each a new task.
+        assert_eq!(
+            report["tasks"]["received"],
+            501,
+            "[{}] {report}",
+            backend.name()
+        );
     }
 }

@@ -452,6 +452,7 @@ mod tests {
             settle: "1s".into(),
             window: 0,
             json: false,
+            threads: 0,
         };
         let mut a = Workload::new(&args, "r".into()).unwrap();
         let mut b = Workload::new(&args, "r".into()).unwrap();
