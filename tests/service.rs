@@ -1029,7 +1029,8 @@ struct SimulateCommand {
 /// The load generator against the real service and broker: on a small run with every kind of
 /// input, each of its checks holds (every hit one task or update, duplicates nothing,
 /// malformed one dead letter each, nothing extra). Then its two baselines through the same
-/// broker: the plain one, and the relay standing in for leadrelay.
+/// broker: the plain one, and the relay standing in for leadrelay. Last, the binary itself as
+/// `benches/e2e.sh` runs it for (d), on its one-thread runtime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_load_generator_checks_hold_against_the_service_and_its_baselines() {
     use clap::Parser;
