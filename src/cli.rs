@@ -191,7 +191,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data,
         }) => runtime()?.block_on(import_targets(file, database_url, data)),
         Command::Simulate(args) => Ok(
-            if generator_runtime(args.threads)?.block_on(crate::simulate::run(args))? {
+            if runtime_with_threads(args.threads)?.block_on(crate::simulate::run(args))? {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -201,14 +201,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    runtime_with_threads(0)
 }
 
-/// The load generator's runtime: `simulate --threads` (0 = one worker per core, 1 = the
-/// current thread only).
-fn generator_runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+/// A runtime of `threads` workers: 0 = one per core, 1 = the current thread only (what
+/// `simulate --threads` chooses).
+fn runtime_with_threads(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut builder = match threads {
         0 => tokio::runtime::Builder::new_multi_thread(),
         1 => tokio::runtime::Builder::new_current_thread(),
