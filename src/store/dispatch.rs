@@ -200,8 +200,18 @@ impl Store {
         }
         let mut keys: Vec<(&str, &str)> = first_of.keys().copied().collect();
         keys.sort_unstable();
+        // The history rows' sighting JSON does not depend on the database, so this thread
+        // builds it while the database's thread inserts the event ids.
+        let (processed, sighting_json) =
+            tokio::join!(insert_processed(&mut tx, &keys, now_ms), async {
+                batch
+                    .iter()
+                    .map(|m| codec::to_json(&m.sighting))
+                    .collect::<Result<Vec<_>, _>>()
+            },);
+        let mut sighting_json = sighting_json?;
         let mut fresh = vec![false; batch.len()];
-        for (source, event_id) in insert_processed(&mut tx, &keys, now_ms).await? {
+        for (source, event_id) in processed? {
             if let Some(&i) = first_of.get(&(source.as_str(), event_id.as_str())) {
                 fresh[i] = true;
             }
@@ -288,8 +298,22 @@ impl Store {
         }
 
         // 5. Insert the new tasks; where another replica's open task won, update that one.
+        // Likewise the new tasks' messages, while the database inserts their rows.
         let mut inserted = vec![true; created.len()];
-        if insert_tasks(&mut tx, &created, &cases_json, now_ms).await? < created.len() as u64 {
+        let (inserted_rows, created_messages) = tokio::join!(
+            insert_tasks(&mut tx, &created, &cases_json, now_ms),
+            async {
+                created
+                    .iter()
+                    .map(|task| {
+                        let name = targets[task.target_id.as_str()].name.as_deref();
+                        created_messages(task, name, topics, now).map(Some)
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()
+            },
+        );
+        let mut created_messages = created_messages?;
+        if inserted_rows? < created.len() as u64 {
             // Rare: ask which targets' open tasks are not ours.
             let ids: Vec<&str> = created.iter().map(|t| t.target_id.as_str()).collect();
             let mut accounted = 0;
@@ -318,7 +342,8 @@ impl Store {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut events = Vec::with_capacity(batch.len());
         let mut messages = Vec::with_capacity(batch.len() * 2);
-        for (m, plan) in batch.iter().zip(&plans) {
+        for (i, (m, plan)) in batch.iter().zip(&plans).enumerate() {
+            let sighting = Some(std::mem::take(&mut sighting_json[i]));
             match plan {
                 Plan::Duplicate => outcomes.push(MatchOutcome::Duplicate),
                 Plan::Inactive => outcomes.push(MatchOutcome::TargetInactive),
@@ -327,7 +352,6 @@ impl Store {
                 }),
                 Plan::Create(k) if inserted[*k] => {
                     let task = &created[*k];
-                    let target = &targets[m.target_id.as_str()];
                     events.push(NewEvent {
                         task_id: Cow::Borrowed(&task.task_id),
                         at: now_ms,
@@ -335,17 +359,14 @@ impl Store {
                         status: TaskStatus::Dispatched,
                         actor: None,
                         note: None,
-                        sighting: Some(codec::to_json(&m.sighting)?),
+                        sighting,
                         court_id: Some(Cow::Borrowed(&task.assisting_court_id)),
                     });
-                    messages.push(NewMessage::json(
-                        topics.tasks(&task.assisting_court_id),
-                        task,
-                    )?);
-                    if task.requesting_court_id != task.assisting_court_id {
-                        let alert = sighted_alert(task, target.name.as_deref(), now);
-                        messages.push(NewMessage::json(topics.alerts(&alert.court_id), &alert)?);
-                    }
+                    let (task_message, alert) = created_messages[*k]
+                        .take()
+                        .expect("each new task is planned once");
+                    messages.push(task_message);
+                    messages.extend(alert);
                     outcomes.push(MatchOutcome::Created(task.clone()));
                 }
                 Plan::Create(_) | Plan::Update => {
@@ -361,7 +382,7 @@ impl Store {
                                 status: task.status,
                                 actor: None,
                                 note: None,
-                                sighting: Some(codec::to_json(&m.sighting)?),
+                                sighting,
                                 court_id: Some(Cow::Owned(task.assisting_court_id.clone())),
                             });
                             let update = TaskUpdate {
@@ -397,7 +418,7 @@ impl Store {
                                 status: task.status,
                                 actor: None,
                                 note: Some(note),
-                                sighting: Some(codec::to_json(&m.sighting)?),
+                                sighting,
                                 court_id: Some(Cow::Owned(task.assisting_court_id.clone())),
                             });
                             messages.extend(reassigned_messages(
@@ -600,6 +621,24 @@ pub(crate) fn subject(
         (_, _, Some(n)) if !n.is_empty() => format!("Person {n} ({target_id})"),
         _ => format!("Person {target_id}"),
     }
+}
+
+/// A new task's messages: the Task to its assisting court and, when the requesting court is
+/// another, the `target_sighted` Alert to that one.
+fn created_messages(
+    task: &Task,
+    name: Option<&str>,
+    topics: &Topics,
+    now: DateTime<Utc>,
+) -> Result<(NewMessage, Option<NewMessage>), StoreError> {
+    let task_message = NewMessage::json(topics.tasks(&task.assisting_court_id), task)?;
+    let alert = (task.requesting_court_id != task.assisting_court_id)
+        .then(|| {
+            let alert = sighted_alert(task, name, now);
+            NewMessage::json(topics.alerts(&alert.court_id), &alert)
+        })
+        .transpose()?;
+    Ok((task_message, alert))
 }
 
 fn sighted_alert(task: &Task, name: Option<&str>, now: DateTime<Utc>) -> Alert {
