@@ -49,7 +49,7 @@ fn options(broker: &BrokerAddr, client_id: &str, clean_session: bool) -> MqttOpt
     // Nagle's algorithm stays on (rumqttc's default): rumqttc writes every packet on its own,
     // and TCP_NODELAY turned each into a segment. At 100% hits that cost 15% more service
     // CPU (5.6–5.8 s against 4.8–5.0 s for 60,000 tasks, three pairs), and it did not lower
-    // latency at 200 or 2,000 msg/s (benches/README.md, fourth session).
+    // latency at 200 or 2,000 msg/s (benches/HISTORY.md, fourth session).
     o
 }
 
@@ -302,7 +302,7 @@ const ORPHAN_AGE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 /// How long acknowledged ids gather before one write removes them from the outbox. Each
 /// removal is a write transaction with its own fsync on the one writer connection, so they
 /// are kept few and large (every 30 s instead did not change the p99 sighting→task latency
-/// measured in benches/README.md, so a second costs nothing visible). A crash republishes at
+/// measured in benches/HISTORY.md, so a second costs nothing visible). A crash republishes at
 /// most this much (consumers dedupe by id).
 const REMOVE_SENT_GATHER: Duration = Duration::from_secs(1);
 /// Most messages handed to the client and not yet acknowledged.

@@ -7,7 +7,7 @@
 //! ([`frame`]) and `frames` says how many. A group commit of 2,000 new tasks writes one row
 //! instead of 4,000 (a Task and an Alert each); measured with `cargo bench --bench store`,
 //! those rows were a third of the commit's time, and it was the rows, not their bytes
-//! (benches/README.md). A message's id is its row's id times [`MAX_FRAMES`] plus its place in
+//! (benches/HISTORY.md). A message's id is its row's id times [`MAX_FRAMES`] plus its place in
 //! the row, so ids still order messages as they were written and are never reused.
 //!
 //! The broker acknowledges messages one by one: [`Store::remove_sent`] marks a row's
