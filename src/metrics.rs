@@ -55,6 +55,8 @@ pub const SLA_BREACHES: &str = "leadrelay_sla_breaches_total";
 pub const ESCALATIONS: &str = "leadrelay_escalations_total";
 /// Latency of one step of the flow, by `stage`.
 pub const STAGE: &str = "leadrelay_stage_seconds";
+/// Time a group commit spent in each of its steps, by `step`.
+pub const COMMIT_STEP: &str = "leadrelay_commit_step_seconds";
 /// Rows per group commit.
 pub const BATCH_SIZE: &str = "leadrelay_batch_size";
 /// Open tasks held by a `court`.
@@ -116,6 +118,59 @@ impl Stage {
     }
 }
 
+/// The steps of a group commit (`Store::record_matches`), in the order it runs them. Each
+/// commit records how long it spent in each, so where the durable path's time goes shows
+/// in `/metrics` without a special build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitStep {
+    /// Waiting for the one writer connection and taking the write lock.
+    Begin,
+    /// Recording the event ids, which tells the new sightings from redeliveries.
+    EventIds,
+    /// Reading the targets' rows: status, validity, cases.
+    Targets,
+    /// Reading their open tasks and recent `not_found` closures.
+    OpenTasks,
+    /// Deciding per sighting: new task, update, or nothing.
+    Plan,
+    /// Inserting the new tasks (their messages are built meanwhile).
+    Tasks,
+    /// Building and inserting the history rows.
+    History,
+    /// Moving reassigned tasks and writing the outbox row.
+    Outbox,
+    /// `COMMIT`: the WAL write and its fsync on SQLite.
+    Commit,
+}
+
+impl CommitStep {
+    pub const ALL: [CommitStep; 9] = [
+        CommitStep::Begin,
+        CommitStep::EventIds,
+        CommitStep::Targets,
+        CommitStep::OpenTasks,
+        CommitStep::Plan,
+        CommitStep::Tasks,
+        CommitStep::History,
+        CommitStep::Outbox,
+        CommitStep::Commit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommitStep::Begin => "begin",
+            CommitStep::EventIds => "event_ids",
+            CommitStep::Targets => "targets",
+            CommitStep::OpenTasks => "open_tasks",
+            CommitStep::Plan => "plan",
+            CommitStep::Tasks => "tasks",
+            CommitStep::History => "history",
+            CommitStep::Outbox => "outbox",
+            CommitStep::Commit => "commit",
+        }
+    }
+}
+
 /// Handles of the histograms recorded for every sighting or task, taken once the recorder is
 /// installed: `histogram!` looks its series up in the recorder's registry on every call
 /// (hashing the name and labels), three to six times per sighting.
@@ -146,6 +201,7 @@ fn install_once() -> Result<PrometheusHandle, MetricsError> {
         DISPATCH_TO_ACK,
         DISPATCH_TO_RESOLUTION,
         STAGE,
+        COMMIT_STEP,
     ] {
         builder = builder
             .set_buckets_for_metric(Matcher::Full(name.to_owned()), &SECONDS_BUCKETS)
@@ -262,6 +318,11 @@ fn describe() {
         STAGE,
         Unit::Seconds,
         "Latency of one step of the flow, by stage."
+    );
+    describe_histogram!(
+        COMMIT_STEP,
+        Unit::Seconds,
+        "Time one group commit spent in one of its steps, by step."
     );
     describe_histogram!(BATCH_SIZE, Unit::Count, "Rows written per group commit.");
     describe_gauge!(
@@ -387,6 +448,12 @@ pub fn stage(stage: Stage, d: Duration) {
     }
 }
 
+/// Recorded once per group commit and step, not per sighting, so the registry lookup of
+/// `histogram!` costs nothing that shows.
+pub fn commit_step(step: CommitStep, d: Duration) {
+    histogram!(COMMIT_STEP, "step" => step.as_str()).record(d.as_secs_f64());
+}
+
 pub fn batch_size(n: usize) {
     histogram!(BATCH_SIZE).record(n as f64);
 }
@@ -429,6 +496,7 @@ mod tests {
         ingest_to_dispatch(Duration::from_micros(700));
         sighting_to_dispatch(-3.0);
         stage(Stage::Decode, Duration::from_micros(3));
+        commit_step(CommitStep::Tasks, Duration::from_micros(250));
         batch_size(17);
         set_open_tasks("cixi", 2);
         set_mqtt_connected(true);
@@ -448,6 +516,8 @@ mod tests {
             "leadrelay_ingest_to_dispatch_seconds_bucket{le=\"0.0005\"} 0",
             "leadrelay_sighting_to_dispatch_seconds_bucket{le=\"0.0001\"} 1",
             "leadrelay_stage_seconds_bucket{stage=\"decode\",le=\"0.0001\"} 1",
+            "leadrelay_commit_step_seconds_bucket{step=\"tasks\",le=\"0.0005\"} 1",
+            "leadrelay_commit_step_seconds_bucket{step=\"tasks\",le=\"0.0001\"} 0",
             "leadrelay_batch_size_bucket{le=\"20\"} 1",
             "leadrelay_open_tasks{court=\"cixi\"} 2",
             "leadrelay_mqtt_connected 1",
@@ -463,5 +533,7 @@ mod tests {
     fn labels_are_distinct() {
         let stages: std::collections::HashSet<_> = Stage::ALL.map(Stage::as_str).into();
         assert_eq!(stages.len(), Stage::ALL.len());
+        let steps: std::collections::HashSet<_> = CommitStep::ALL.map(CommitStep::as_str).into();
+        assert_eq!(steps.len(), CommitStep::ALL.len());
     }
 }

@@ -67,6 +67,16 @@ async fn headline_story_yuyao_car_seen_in_cixi() {
             metrics.contains("leadrelay_ingest_to_dispatch_seconds_bucket"),
             "{metrics}"
         );
+        // The task's group commit timed each of its steps.
+        for step in ["begin", "event_ids", "tasks", "commit"] {
+            assert!(
+                metric(
+                    &metrics,
+                    &format!("leadrelay_commit_step_seconds_count{{step=\"{step}\"}}")
+                ) >= 1.0,
+                "{step}: {metrics}"
+            );
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -19,6 +20,7 @@ use super::db::{self, Tx};
 use super::outbox::{self, NewMessage};
 use super::{Deadlines, MatchOutcome, MatchedSighting, Policy, Store, StoreError, TaskEventKind};
 use crate::datum::great_circle_km;
+use crate::metrics::{self, CommitStep};
 use crate::model::{Case, Routing, TargetStatus, TaskKind};
 use crate::person_id::PersonId;
 use crate::plate::Plate;
@@ -189,7 +191,9 @@ impl Store {
         }
         let now = codec::to_ms_precision(now);
         let now_ms = ms(now);
+        let mut clock = StepClock::start();
         let mut tx = self.begin_write().await?;
+        clock.lap(CommitStep::Begin);
 
         // 1. Event ids: the rows not inserted are duplicates (also within the batch).
         let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(batch.len());
@@ -217,6 +221,7 @@ impl Store {
             }
         }
         let is_new = |i: usize| fresh[i];
+        clock.lap(CommitStep::EventIds);
 
         // 2. The targets of the new sightings.
         let mut target_ids: Vec<&str> = batch
@@ -228,6 +233,7 @@ impl Store {
         target_ids.sort_unstable();
         target_ids.dedup();
         let targets = load_targets(&mut tx, &target_ids, now_ms).await?;
+        clock.lap(CommitStep::Targets);
 
         // 3. Their open tasks; for those without one, a `not_found` closure within the
         // cooldown.
@@ -257,6 +263,7 @@ impl Store {
             now_ms - policy.not_found_cooldown.num_milliseconds(),
         )
         .await?;
+        clock.lap(CommitStep::OpenTasks);
 
         // 4. Plan each item in order: the first sighting of a target without an open task
         // creates one, later ones update it.
@@ -296,6 +303,8 @@ impl Store {
             plans.push(Plan::Create(created.len()));
             created.push(task);
         }
+
+        clock.lap(CommitStep::Plan);
 
         // 5. Insert the new tasks; where another replica's open task won, update that one.
         // Likewise the new tasks' messages, while the database inserts their rows.
@@ -337,6 +346,8 @@ impl Store {
                 ));
             }
         }
+
+        clock.lap(CommitStep::Tasks);
 
         // 6. Outcomes, history and messages, in batch order.
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -439,6 +450,7 @@ impl Store {
         }
         insert_events(&mut tx, &events).await?;
         drop(events);
+        clock.lap(CommitStep::History);
 
         // 7. The tasks that moved, and the border candidates that changed, in task id order
         // (so concurrent batches lock rows in one order).
@@ -492,8 +504,26 @@ impl Store {
         }
 
         let written = outbox::write(&mut tx, messages, now).await?;
+        clock.lap(CommitStep::Outbox);
         tx.commit().await?;
+        clock.lap(CommitStep::Commit);
         Ok((outcomes, written))
+    }
+}
+
+/// Times the steps of one group commit into `leadrelay_commit_step_seconds`.
+struct StepClock(Instant);
+
+impl StepClock {
+    fn start() -> StepClock {
+        StepClock(Instant::now())
+    }
+
+    /// Records the time since the previous lap (or the start) as `step`'s.
+    fn lap(&mut self, step: CommitStep) {
+        let now = Instant::now();
+        metrics::commit_step(step, now - self.0);
+        self.0 = now;
     }
 }
 
