@@ -309,7 +309,7 @@ impl Store {
         // 5. Insert the new tasks; where another replica's open task won, update that one.
         // Likewise the new tasks' messages, while the database inserts their rows.
         let mut inserted = vec![true; created.len()];
-        let (inserted_rows, created_messages) = tokio::join!(
+        let (inserted_rows, new_task_messages) = tokio::join!(
             insert_tasks(&mut tx, &created, &cases_json, now_ms),
             async {
                 created
@@ -321,7 +321,7 @@ impl Store {
                     .collect::<Result<Vec<_>, StoreError>>()
             },
         );
-        let mut created_messages = created_messages?;
+        let mut new_task_messages = new_task_messages?;
         if inserted_rows? < created.len() as u64 {
             // Rare: ask which targets' open tasks are not ours.
             let ids: Vec<&str> = created.iter().map(|t| t.target_id.as_str()).collect();
@@ -373,7 +373,7 @@ impl Store {
                         sighting,
                         court_id: Some(Cow::Borrowed(&task.assisting_court_id)),
                     });
-                    let (task_message, alert) = created_messages[*k]
+                    let (task_message, alert) = new_task_messages[*k]
                         .take()
                         .expect("each new task is planned once");
                     messages.push(task_message);
