@@ -6,11 +6,13 @@
 //! (DESIGN.md decision 12). `/metrics` renders the [`PrometheusHandle`] that [`install`]
 //! returns; the exporter's own HTTP listener is not used.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{
-    Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
     histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -171,14 +173,32 @@ impl CommitStep {
     }
 }
 
-/// Handles of the histograms recorded for every sighting or task, taken once the recorder is
-/// installed: `histogram!` looks its series up in the recorder's registry on every call
-/// (hashing the name and labels), three to six times per sighting.
+/// Handles of the series recorded for every sighting or task, taken once the recorder is
+/// installed: `histogram!` and `counter!` look their series up in the recorder's registry on
+/// every call (hashing the name and labels, and copying labels not written as literals), three
+/// to six times per sighting.
 struct Hot {
     /// Indexed by `Stage as usize`, in the order of [`Stage::ALL`].
     stages: [Histogram; 5],
     ingest_to_dispatch: Histogram,
     sighting_to_dispatch: Histogram,
+    /// Indexed by [`kind_index`].
+    received: [Counter; 2],
+    /// Indexed by [`kind_index`], then by `fuzzy as usize`.
+    matched: [[Counter; 2]; 2],
+}
+
+const KINDS: [TargetKind; 2] = [TargetKind::Vehicle, TargetKind::Person];
+
+fn kind_index(kind: TargetKind) -> usize {
+    match kind {
+        TargetKind::Vehicle => 0,
+        TargetKind::Person => 1,
+    }
+}
+
+fn fuzzy_label(fuzzy: bool) -> &'static str {
+    if fuzzy { "true" } else { "false" }
 }
 
 static HOT: OnceLock<Hot> = OnceLock::new();
@@ -218,6 +238,12 @@ fn install_once() -> Result<PrometheusHandle, MetricsError> {
         stages: Stage::ALL.map(|stage| histogram!(STAGE, "stage" => stage.as_str())),
         ingest_to_dispatch: histogram!(INGEST_TO_DISPATCH),
         sighting_to_dispatch: histogram!(SIGHTING_TO_DISPATCH),
+        received: KINDS.map(|kind| counter!(SIGHTINGS_RECEIVED, "kind" => kind_label(kind))),
+        matched: KINDS.map(|kind| {
+            [false, true].map(|fuzzy| {
+                counter!(SIGHTINGS_MATCHED, "kind" => kind_label(kind), "fuzzy" => fuzzy_label(fuzzy))
+            })
+        }),
     });
     let upkeep = handle.clone();
     // If the thread cannot start, renders still drain the histograms; only idle memory grows.
@@ -353,6 +379,14 @@ fn kind_label(kind: TargetKind) -> &'static str {
     }
 }
 
+fn routing_index(routing: Routing) -> usize {
+    match routing {
+        Routing::OwnJurisdiction => 0,
+        Routing::InJurisdiction => 1,
+        Routing::NearestCourt => 2,
+    }
+}
+
 fn routing_label(routing: Routing) -> &'static str {
     match routing {
         Routing::OwnJurisdiction => "own_jurisdiction",
@@ -362,7 +396,10 @@ fn routing_label(routing: Routing) -> &'static str {
 }
 
 pub fn sighting_received(kind: TargetKind) {
-    counter!(SIGHTINGS_RECEIVED, "kind" => kind_label(kind)).increment(1);
+    match HOT.get() {
+        Some(hot) => hot.received[kind_index(kind)].increment(1),
+        None => counter!(SIGHTINGS_RECEIVED, "kind" => kind_label(kind)).increment(1),
+    }
 }
 
 pub fn sighting_rejected(reason: RejectReason) {
@@ -370,8 +407,13 @@ pub fn sighting_rejected(reason: RejectReason) {
 }
 
 pub fn sighting_matched(kind: TargetKind, fuzzy: bool) {
-    let fuzzy = if fuzzy { "true" } else { "false" };
-    counter!(SIGHTINGS_MATCHED, "kind" => kind_label(kind), "fuzzy" => fuzzy).increment(1);
+    match HOT.get() {
+        Some(hot) => hot.matched[kind_index(kind)][usize::from(fuzzy)].increment(1),
+        None => {
+            counter!(SIGHTINGS_MATCHED, "kind" => kind_label(kind), "fuzzy" => fuzzy_label(fuzzy))
+                .increment(1)
+        }
+    }
 }
 
 pub fn duplicate() {
@@ -379,9 +421,30 @@ pub fn duplicate() {
 }
 
 /// `court` is a court id (lower-case ASCII from the jurisdiction data), never free text.
+///
+/// Once per new task, so the handles are kept per thread (court id → one per routing): a
+/// `counter!` with the court's id would copy it and look the series up every time.
 pub fn task_dispatched(court: &str, routing: Routing) {
-    counter!(TASKS_DISPATCHED, "court" => court.to_owned(), "routing" => routing_label(routing))
-        .increment(1);
+    thread_local! {
+        static DISPATCHED: RefCell<HashMap<String, [Option<Counter>; 3]>> =
+            RefCell::new(HashMap::new());
+    }
+    let fresh = || {
+        let routing = routing_label(routing);
+        counter!(TASKS_DISPATCHED, "court" => court.to_owned(), "routing" => routing)
+    };
+    if HOT.get().is_none() {
+        return fresh().increment(1);
+    }
+    DISPATCHED.with_borrow_mut(|courts| {
+        let handles = match courts.get_mut(court) {
+            Some(handles) => handles,
+            None => courts.entry(court.to_owned()).or_default(),
+        };
+        handles[routing_index(routing)]
+            .get_or_insert_with(fresh)
+            .increment(1);
+    });
 }
 
 pub fn task_update() {
@@ -524,6 +587,27 @@ mod tests {
             "# HELP leadrelay_sightings_received_total Sightings received",
             "# HELP leadrelay_stage_seconds Latency of one step",
             "# TYPE leadrelay_stage_seconds histogram",
+        ] {
+            assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+        }
+    }
+
+    /// The per-thread handles of `task_dispatched` add to the one series per court and routing.
+    #[test]
+    fn dispatched_counts_add_up_across_threads() {
+        let handle = install().unwrap();
+        let court = "counting-test-court"; // no other test uses it: the recorder is shared
+        for _ in 0..3 {
+            task_dispatched(court, Routing::InJurisdiction);
+        }
+        task_dispatched(court, Routing::NearestCourt);
+        std::thread::spawn(move || task_dispatched(court, Routing::InJurisdiction))
+            .join()
+            .unwrap();
+        let out = handle.render();
+        for needle in [
+            "leadrelay_tasks_dispatched_total{court=\"counting-test-court\",routing=\"in_jurisdiction\"} 4",
+            "leadrelay_tasks_dispatched_total{court=\"counting-test-court\",routing=\"nearest_court\"} 1",
         ] {
             assert!(out.contains(needle), "missing {needle:?} in\n{out}");
         }

@@ -379,13 +379,22 @@ async fn publisher_loop(
     // Acked ids are removed from the outbox by a helper task, off the poll loop.
     let (sent_tx, sent_rx) = mpsc::unbounded_channel::<i64>();
     let remover = tokio::spawn(remove_sent_loop(store.clone(), sent_rx));
+    // One future for the whole loop: made anew in every select it would register and
+    // deregister a waiter (two locks) on every turn.
+    let cancelled = stop.cancelled();
+    tokio::pin!(cancelled);
     'connection: loop {
         let (client, mut eventloop) = AsyncClient::new(opts.clone(), WINDOW * 2);
         tracking.requeue_all();
         let mut connected = false;
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        let mut turns = 0u32;
         loop {
-            if drain_until.is_none() && stop.is_cancelled() {
+            // `is_cancelled` takes a lock, and this loop turns a few times per message: the
+            // select below notices the stop when it has nothing else to do, and this check
+            // every 64th turn when it is never idle (`biased` would starve that branch).
+            turns = turns.wrapping_add(1);
+            if drain_until.is_none() && turns % 64 == 0 && stop.is_cancelled() {
                 drain_until = Some(tokio::time::Instant::now() + DRAIN_DEADLINE);
             }
             if !rx_open && tracking.is_idle() {
@@ -468,7 +477,9 @@ async fn publisher_loop(
                     let cutoff = Utc::now() - ORPHAN_AGE;
                     requeue_from_store(&store, &mut tracking, Some(cutoff)).await;
                 }
-                _ = stop.cancelled(), if drain_until.is_none() => {}
+                _ = &mut cancelled, if drain_until.is_none() => {
+                    drain_until = Some(tokio::time::Instant::now() + DRAIN_DEADLINE);
+                }
                 _ = tokio::time::sleep(Duration::from_millis(100)), if drain_until.is_some() => {}
             }
         }
