@@ -9,10 +9,10 @@
 //! single-row update (see [`Policy`](super::Policy)).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use rustc_hash::FxHashMap;
 use uuid::Uuid;
 
 use super::codec::{self, ms, task_columns};
@@ -196,7 +196,8 @@ impl Store {
         clock.lap(CommitStep::Begin);
 
         // 1. Event ids: the rows not inserted are duplicates (also within the batch).
-        let mut first_of: HashMap<(&str, &str), usize> = HashMap::with_capacity(batch.len());
+        let mut first_of: FxHashMap<(&str, &str), usize> =
+            FxHashMap::with_capacity_and_hasher(batch.len(), Default::default());
         for (i, m) in batch.iter().enumerate() {
             first_of
                 .entry((m.sighting.source.as_str(), m.sighting.event_id.as_str()))
@@ -247,7 +248,7 @@ impl Store {
             .into_iter()
             .map(OpenState::new)
             .collect();
-        let mut open: HashMap<String, usize> = states
+        let mut open: FxHashMap<String, usize> = states
             .iter()
             .enumerate()
             .map(|(k, s)| (s.task.target_id.clone(), k))
@@ -720,8 +721,8 @@ pub(crate) async fn load_targets(
     tx: &mut Tx,
     ids: &[&str],
     now: i64,
-) -> Result<HashMap<String, TargetRow>, StoreError> {
-    let mut out = HashMap::with_capacity(ids.len());
+) -> Result<FxHashMap<String, TargetRow>, StoreError> {
+    let mut out = FxHashMap::with_capacity_and_hasher(ids.len(), Default::default());
     let tail = tx.dialect().pick("", "FOR SHARE");
     for chunk in db::chunks(ids.len()) {
         let sql = db::in_list_sql(tx.dialect(), TARGETS_LOAD_HEAD, chunk.len(), tail);
@@ -777,9 +778,9 @@ async fn cooling_down(
     tx: &mut Tx,
     target_ids: &[&str],
     after: i64,
-) -> Result<HashMap<String, String>, StoreError> {
+) -> Result<FxHashMap<String, String>, StoreError> {
     // target id -> (resolved_at, task id, not_found?) of its latest closure in the window.
-    let mut latest: HashMap<String, (i64, String, bool)> = HashMap::new();
+    let mut latest: FxHashMap<String, (i64, String, bool)> = FxHashMap::default();
     for chunk in db::chunks(target_ids.len()) {
         let sql = db::Sql::new(tx.dialect(), RECENTLY_CLOSED_HEAD)
             .param()
