@@ -17,7 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS};
+use rumqttc::{
+    AsyncClient, Disconnect, Event, EventLoop, MqttOptions, Outgoing, Packet, PubAck, PubRec,
+    Publish, QoS, Request,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -147,22 +150,11 @@ async fn ingest_loop(
 ) {
     let mut epoch: u64 = 0;
     let mut backoff = Duration::from_millis(100);
-    // Acks and dead letters in order, waiting for room in the client's request channel.
+    // Acks, dead letters and the disconnect, in order, waiting for a connection to write to.
     let mut queued: VecDeque<IngestRequest> = VecDeque::new();
     loop {
-        while let Some(next) = queued.front() {
-            let sent = match next {
-                IngestRequest::Ack { publish, epoch: e } if *e == epoch => client.try_ack(publish),
-                IngestRequest::Ack { .. } => Ok(()), // a previous connection's: drop it
-                IngestRequest::DeadLetter { topic, payload } => {
-                    client.try_publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone())
-                }
-                IngestRequest::Disconnect => client.try_disconnect(),
-            };
-            if sent.is_err() {
-                break; // the request channel is full; the next poll drains it
-            }
-            queued.pop_front();
+        if !queued.is_empty() {
+            write_queued(&mut eventloop, &mut queued, epoch).await;
         }
         let event = tokio::select! {
             biased;
@@ -225,6 +217,71 @@ async fn ingest_loop(
     }
     connected.store(false, Ordering::Release);
 }
+
+/// Writes the queued acks, dead letters and disconnect into the ingest connection, in order,
+/// and flushes them once; acks of an earlier connection are dropped. Nothing is written while
+/// there is no connection, and a dead letter (with all behind it) waits while no packet id is
+/// free for it.
+///
+/// Why not `AsyncClient::try_ack`: rumqttc 0.25's event loop flushes after every request it
+/// takes from the client (one `writev` per ack: rumqtt issue #810), which was a quarter of
+/// the tokio threads' CPU at 70,000 sightings/s. The packets are made by the event loop's own
+/// state (`MqttState::handle_outgoing_packet`, which assigns the dead letters' packet ids and
+/// keeps them for retransmission), so its bookkeeping is what `try_ack` would have made it.
+/// A write that fails stops here: the event loop then reports the broken connection, and what
+/// was not written belongs to a connection that is gone (the broker redelivers those messages
+/// unacked; a dead letter stays in rumqttc's state and is sent again on the next connection).
+async fn write_queued(eventloop: &mut EventLoop, queued: &mut VecDeque<IngestRequest>, epoch: u64) {
+    let Some(network) = eventloop.network.as_mut() else {
+        return; // not connected: the next ConnAck starts a new epoch
+    };
+    let state = &mut eventloop.state;
+    let max_inflight = eventloop.mqtt_options.inflight();
+    let mut written = false;
+    while let Some(next) = queued.pop_front() {
+        // A dead letter needs a free packet id and must not meet a publish already parked
+        // on a packet id collision (rumqttc keeps one): else it waits, and what follows it.
+        if matches!(next, IngestRequest::DeadLetter { .. })
+            && (state.collision.is_some() || state.inflight() + 1 >= max_inflight)
+        {
+            queued.push_front(next);
+            break;
+        }
+        let request = match next {
+            IngestRequest::Ack { epoch: e, .. } if e != epoch => continue, // a previous connection's
+            IngestRequest::Ack { publish, .. } => match publish.qos {
+                QoS::AtMostOnce => continue,
+                QoS::AtLeastOnce => Request::PubAck(PubAck::new(publish.pkid)),
+                QoS::ExactlyOnce => Request::PubRec(PubRec::new(publish.pkid)),
+            },
+            IngestRequest::DeadLetter { topic, payload } => {
+                Request::Publish(Publish::new(topic, QoS::AtLeastOnce, payload))
+            }
+            IngestRequest::Disconnect => Request::Disconnect(Disconnect),
+        };
+        match state.handle_outgoing_packet(request) {
+            // None: a dead letter whose packet id is still in flight; rumqttc sends it once
+            // the broker acks that id.
+            Ok(None) => {}
+            Ok(Some(packet)) => {
+                if network.write(packet).await.is_err() {
+                    return;
+                }
+                written = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not queue a packet on the ingest connection");
+                return;
+            }
+        }
+    }
+    if written {
+        let _ = tokio::time::timeout(INGEST_FLUSH_TIMEOUT, network.flush()).await;
+    }
+}
+
+/// How long one flush of queued acks may wait for the socket (as rumqttc's own flushes).
+const INGEST_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the publisher should record when a message is acknowledged by the broker.
 #[derive(Debug, Clone, Default)]

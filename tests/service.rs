@@ -290,6 +290,44 @@ async fn every_bad_input_class_is_dead_lettered_and_changes_nothing() {
     }
 }
 
+/// A burst of bad input: the ingest connection writes its dead letters between the acks of
+/// the same batches, many per flush. Each is dead-lettered exactly once, and a good sighting
+/// after them still becomes its task. (600 stays under Mosquitto's default queue of 1,000
+/// messages per client, so the broker drops none.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_bad_input_gives_one_dead_letter_each() {
+    const BAD: usize = 600;
+    for backend in backends() {
+        let h = Harness::start(&backend).await;
+        h.put_target(headline_target()).await;
+        for i in 0..BAD {
+            let bad = vehicle_sighting(&format!("burst-{i}"), "cam", "B12345", CIXI.0, CIXI.1);
+            h.publish("sightings/cam", bad.to_string()).await;
+        }
+        h.sighting(
+            "cam",
+            vehicle_sighting("burst-good", "cam", "浙B12345", CIXI.0, CIXI.1),
+        )
+        .await;
+        h.wait_for("dispatch/cixi/tasks", 1, WAIT).await;
+        let letters = h.wait_for("deadletter/sightings", BAD, WAIT).await;
+        let ids: std::collections::HashSet<String> = letters
+            .iter()
+            .map(|l| {
+                let original: Value = serde_json::from_str(l.body["payload"].as_str().unwrap())
+                    .expect("the original payload, as text");
+                original["event_id"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(
+            (letters.len(), ids.len()),
+            (BAD, BAD),
+            "[{}] one dead letter per bad sighting",
+            backend.name()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_reports_move_the_task_and_refusals_change_nothing() {
     for backend in backends() {
