@@ -9,7 +9,7 @@ use clap::Parser;
 /// glibc's allocator spent a quarter of the service's CPU on them under load (perf), mimalloc
 /// a small fraction. Built with mimalloc's `override` feature, it is also the `malloc` of the
 /// C code in the process: SQLite's own allocations had stayed with glibc, whose malloc and
-/// arena locks took about a tenth of the SQLite thread's samples in a durable-task run.
+/// free took about a tenth of the SQLite thread's samples in a durable-task run.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
