@@ -65,6 +65,12 @@ elif [ "$SYSTEM_MOSQUITTO" = 1 ]; then
     fi
     BROKER="Mosquitto $( (mosquitto -h 2>/dev/null || true) | awk 'NR==1{print $3}') on 127.0.0.1:1883 (its own config)"
 else
+    # Another broker on the port would take the run's traffic, with other settings, and its
+    # CPU would go unmeasured.
+    if port_open 18831; then
+        echo "e2e.sh: 127.0.0.1:18831 is taken (an earlier run's Mosquitto?); stop it first" >&2
+        exit 2
+    fi
     cat >"$WORK/mosquitto.conf" <<CONF
 listener 18831 127.0.0.1
 allow_anonymous true
@@ -76,6 +82,10 @@ CONF
     mosquitto -c "$WORK/mosquitto.conf" >/dev/null 2>&1 &
     BROKER_PID=$!
     for _ in $(seq 50); do port_open 18831 && break; sleep 0.1; done
+    if ! kill -0 "$BROKER_PID" 2>/dev/null || ! port_open 18831; then
+        echo "e2e.sh: the dedicated Mosquitto did not start; see $WORK/mosquitto.log" >&2
+        exit 1
+    fi
     MQTT=mqtt://127.0.0.1:18831
     BROKER="Mosquitto $( (mosquitto -h 2>/dev/null || true) | awk 'NR==1{print $3}') on 127.0.0.1:18831 (max_inflight_messages 10000, max_queued_messages 1000000)"
 fi
