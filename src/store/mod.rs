@@ -323,8 +323,12 @@ impl Store {
             // drops a connection's cache whenever another connection has written) and may be
             // large: past a few thousand tasks the default 2 MiB re-read index pages on every
             // group commit. Writers serialize on SQLite anyway.
+            // No ping before each use (sqlx's default): a SQLite connection is a thread of
+            // this process, not a socket that can go stale, and the ping was one more round
+            // trip to that thread at the start of every group commit.
             let write_pool = SqlitePoolOptions::new()
                 .max_connections(1)
+                .test_before_acquire(false)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(options.clone().pragma("cache_size", "-65536"))
                 .await?;
@@ -333,6 +337,7 @@ impl Store {
             // A few connections for reads beside the writer.
             let pool = SqlitePoolOptions::new()
                 .max_connections(3)
+                .test_before_acquire(false)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(options)
                 .await?;
