@@ -270,8 +270,9 @@ async fn write_queued(eventloop: &mut EventLoop, queued: &mut VecDeque<IngestReq
                 written = true;
             }
             Err(e) => {
+                // The packets already written still go out with the flush below.
                 tracing::warn!(error = %e, "could not queue a packet on the ingest connection");
-                return;
+                break;
             }
         }
     }
