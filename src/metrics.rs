@@ -129,15 +129,15 @@ pub enum CommitStep {
     Begin,
     /// Recording the event ids, which tells the new sightings from redeliveries.
     EventIds,
-    /// Reading the targets' rows: status, validity, cases.
+    /// Reading the targets' rows (status, validity, cases) with their open tasks and recent
+    /// `not_found` closures.
     Targets,
-    /// Reading their open tasks and recent `not_found` closures.
-    OpenTasks,
     /// Deciding per sighting: new task, update, or nothing.
     Plan,
     /// Inserting the new tasks (their messages are built meanwhile).
     Tasks,
-    /// Building and inserting the history rows.
+    /// Building and inserting the history rows. On SQLite a batch of a few sightings inserts
+    /// its tasks, history and outbox row here, as one list of statements.
     History,
     /// Moving reassigned tasks and writing the outbox row.
     Outbox,
@@ -146,11 +146,10 @@ pub enum CommitStep {
 }
 
 impl CommitStep {
-    pub const ALL: [CommitStep; 9] = [
+    pub const ALL: [CommitStep; 8] = [
         CommitStep::Begin,
         CommitStep::EventIds,
         CommitStep::Targets,
-        CommitStep::OpenTasks,
         CommitStep::Plan,
         CommitStep::Tasks,
         CommitStep::History,
@@ -163,7 +162,6 @@ impl CommitStep {
             CommitStep::Begin => "begin",
             CommitStep::EventIds => "event_ids",
             CommitStep::Targets => "targets",
-            CommitStep::OpenTasks => "open_tasks",
             CommitStep::Plan => "plan",
             CommitStep::Tasks => "tasks",
             CommitStep::History => "history",

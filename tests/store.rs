@@ -521,6 +521,65 @@ async fn a_redelivered_event_has_no_effect() {
     }
 }
 
+/// A small batch and a large one (on SQLite the small one's rows go to the database as one
+/// list of statements, the large one's statement by statement) record the same things.
+#[tokio::test]
+async fn small_and_large_batches_record_the_same() {
+    for db in databases().await {
+        let store = db.connect().await;
+        for n in [2usize, 3, 12, 40] {
+            let targets: Vec<Target> = (0..n)
+                .map(|i| vehicle(&format!("T-{n}-{i}"), &format!("浙B{n:02}{i:03}")))
+                .collect();
+            store.upsert_targets(&targets, t0()).await.unwrap();
+            // Every target once (the first in its own court, so without an alert), the first
+            // again from another camera (an update), and the second redelivered.
+            let mut batch: Vec<MatchedSighting> = targets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let court = if i == 0 { "yuyao" } else { "cixi" };
+                    matched(t, "cam-1", &format!("e{n}-{i}"), court)
+                })
+                .collect();
+            batch.push(matched(&targets[0], "cam-2", &format!("e{n}-0"), "yuyao"));
+            batch.push(batch[1].clone());
+            let (outcomes, messages) = record(&store, &batch, t0()).await;
+            let label = format!("{} batch of {}", db.label, batch.len());
+
+            let tasks: Vec<&Task> = outcomes[..n].iter().map(created).collect();
+            assert_eq!(
+                outcomes[n],
+                MatchOutcome::Updated {
+                    task_id: tasks[0].task_id.clone(),
+                    assisting_court_id: "yuyao".into()
+                },
+                "{label}"
+            );
+            assert_eq!(outcomes[n + 1], MatchOutcome::Duplicate, "{label}");
+            // A Task each, an Alert for each but the first, the update.
+            assert_eq!(messages.len(), n + (n - 1) + 1, "{label}");
+            let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "{label}: ids in order");
+            for task in &tasks {
+                let history = store.task_history(&task.task_id).await.unwrap();
+                let expected: &[TaskEventKind] = if task.task_id == tasks[0].task_id {
+                    &[TaskEventKind::Created, TaskEventKind::Sighting]
+                } else {
+                    &[TaskEventKind::Created]
+                };
+                let kinds: Vec<TaskEventKind> = history.iter().map(|e| e.kind).collect();
+                assert_eq!(kinds, expected, "{label}");
+                assert_eq!(
+                    store.get_task(&task.task_id).await.unwrap().as_ref(),
+                    Some(*task),
+                    "{label}"
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn inactive_targets_get_no_tasks() {
     for db in databases().await {

@@ -203,6 +203,21 @@ impl Pool {
 }
 
 impl Tx {
+    /// SQLite only: runs a list of statements in one hand-off to the connection's thread;
+    /// returns the rows they affected in all and the rowid the last insert gave.
+    pub(crate) async fn execute_sqlite_list(
+        &mut self,
+        q: Query,
+    ) -> Result<(u64, i64), sqlx::Error> {
+        match (self, q) {
+            (Tx::Sqlite(tx), Query::Sqlite(q)) => {
+                let done = q.execute(&mut **tx).await?;
+                Ok((done.rows_affected(), done.last_insert_rowid()))
+            }
+            _ => Err(mismatch()),
+        }
+    }
+
     /// Runs a multi-row `INSERT` of `rows` rows into a table keyed by an identity column `id`
     /// and returns the new ids in `VALUES` order. On PostgreSQL the statement must end in
     /// `RETURNING id` (SQLite gives the last id of the insert itself).

@@ -2,11 +2,16 @@
 //! and the outbox, for a whole batch in one transaction.
 //!
 //! The batch costs a fixed handful of multi-row statements whatever its length: insert the
-//! event ids (the conflicts are the duplicates), read the targets, read their open tasks (and,
-//! for targets without one, their recent closures: the `not_found` cooldown), insert the new
-//! tasks, insert the history rows, insert the outbox rows. Nothing just written is read back.
-//! Only a task whose border candidate changes or that moves to another court costs one more
-//! single-row update (see [`Policy`](super::Policy)).
+//! event ids (the conflicts are the duplicates), read the targets with their open tasks and
+//! (for targets without one) their latest closure, for the `not_found` cooldown, in one
+//! statement; insert the new tasks, the history rows, the outbox row. Nothing just written
+//! is read back. Only a task whose border candidate changes or that moves to another court
+//! costs one more single-row update (see [`Policy`](super::Policy)).
+//!
+//! Each statement is a hand-off to the database (on SQLite, to the connection's thread), and
+//! at a latency-bound load of one or two sightings per batch those hand-offs, not the rows,
+//! are most of a commit beside its fsync. So on SQLite a small batch sends its three inserts
+//! as one list of statements ([`write_at_once`]).
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -16,7 +21,7 @@ use rustc_hash::FxHashMap;
 use uuid::Uuid;
 
 use super::codec::{self, ms, task_columns};
-use super::db::{self, Tx};
+use super::db::{self, Dialect, Tx};
 use super::outbox::{self, NewMessage};
 use super::{Deadlines, MatchOutcome, MatchedSighting, Policy, Store, StoreError, TaskEventKind};
 use crate::datum::great_circle_km;
@@ -53,8 +58,23 @@ const OPEN_TASKS_HEAD: &str = concat!(
 );
 
 /// Tasks closed after `$1` of the targets in the list that follows (the cooldown check).
-const RECENTLY_CLOSED_HEAD: &str = "SELECT target_id, task_id, status, resolved_at FROM tasks \
-     WHERE resolved_at IS NOT NULL AND resolved_at > ";
+/// The targets by id, each with its open task (if any) and, as `cooldown_task_id`, its most
+/// recently closed task after `$1` when that one closed as `not_found`: what planning a batch
+/// reads, in one statement (one round trip to the database instead of three). The target's
+/// columns are renamed so the open task's keep the names [`codec::task_from_row`] reads.
+const DISPATCH_READ_HEAD: &str = "SELECT t.target_id AS t_target_id, t.plate AS t_plate, \
+     t.person_id AS t_person_id, t.name AS t_name, t.status AS t_status, t.cases AS t_cases, \
+     t.valid_until AS t_valid_until, o.*, \
+     (SELECT CASE WHEN c.status = 'not_found' THEN c.task_id END FROM tasks c \
+     WHERE c.target_id = t.target_id AND c.resolved_at IS NOT NULL AND c.resolved_at > ";
+const DISPATCH_READ_JOIN: &str = concat!(
+    " ORDER BY c.resolved_at DESC, c.task_id DESC LIMIT 1) AS cooldown_task_id \
+     FROM targets t LEFT JOIN (SELECT ",
+    task_columns!(),
+    ", candidate_court_id, candidate_since FROM tasks WHERE ",
+    open_status!(),
+    ") o ON o.target_id = t.target_id WHERE t.target_id IN "
+);
 
 const TASK_INSERT_HEAD: &str = "INSERT INTO tasks (task_id, target_id, kind, status, \
      requesting_court_id, assisting_court_id, routing, distance_km, plate, person_id, cases, \
@@ -69,6 +89,10 @@ const TASK_INSERT_TAIL: &str = concat!(
 const EVENT_INSERT_HEAD: &str = "INSERT INTO task_events (task_id, occurred_at, kind, status, \
      actor, note, sighting, court_id)";
 const EVENT_INSERT_COLS: usize = 8;
+
+/// Largest batch whose rows [`write_at_once`] writes: its statement lists (one per count of
+/// tasks and of history rows) must fit the statement cache beside the others.
+const AT_ONCE_MAX_BATCH: usize = 8;
 
 /// Moves an open task to another court. Conditional on the holder and status read, so a
 /// concurrent status report or reassignment makes it a [`StoreError::Conflict`] (the batch is
@@ -224,7 +248,8 @@ impl Store {
         let is_new = |i: usize| fresh[i];
         clock.lap(CommitStep::EventIds);
 
-        // 2. The targets of the new sightings.
+        // 2. The targets of the new sightings, their open tasks and, for those without one,
+        // a `not_found` closure within the cooldown.
         let mut target_ids: Vec<&str> = batch
             .iter()
             .enumerate()
@@ -233,38 +258,24 @@ impl Store {
             .collect();
         target_ids.sort_unstable();
         target_ids.dedup();
-        let targets = load_targets(&mut tx, &target_ids, now_ms).await?;
-        clock.lap(CommitStep::Targets);
-
-        // 3. Their open tasks; for those without one, a `not_found` closure within the
-        // cooldown.
-        let active: Vec<&str> = target_ids
-            .iter()
-            .copied()
-            .filter(|id| targets.get(*id).is_some_and(|t| t.matchable))
-            .collect();
-        let mut states: Vec<OpenState> = load_open_tasks(&mut tx, &active)
-            .await?
-            .into_iter()
-            .map(OpenState::new)
-            .collect();
+        let DispatchRead {
+            targets,
+            open_tasks,
+            cooling,
+        } = read_for_dispatch(
+            &mut tx,
+            &target_ids,
+            now_ms,
+            now_ms - policy.not_found_cooldown.num_milliseconds(),
+        )
+        .await?;
+        let mut states: Vec<OpenState> = open_tasks.into_iter().map(OpenState::new).collect();
         let mut open: FxHashMap<String, usize> = states
             .iter()
             .enumerate()
             .map(|(k, s)| (s.task.target_id.clone(), k))
             .collect();
-        let without_task: Vec<&str> = active
-            .iter()
-            .copied()
-            .filter(|id| !open.contains_key(*id))
-            .collect();
-        let cooling = cooling_down(
-            &mut tx,
-            &without_task,
-            now_ms - policy.not_found_cooldown.num_milliseconds(),
-        )
-        .await?;
-        clock.lap(CommitStep::OpenTasks);
+        clock.lap(CommitStep::Targets);
 
         // 4. Plan each item in order: the first sighting of a target without an open task
         // creates one, later ones update it.
@@ -308,49 +319,58 @@ impl Store {
         clock.lap(CommitStep::Plan);
 
         // 5. Insert the new tasks; where another replica's open task won, update that one.
-        // Likewise the new tasks' messages, while the database inserts their rows.
+        // Likewise the new tasks' messages, while the database inserts their rows. On SQLite
+        // a small batch (what a latency-bound load makes) writes its rows at the end instead,
+        // in one hand-off to the database's thread (see [`write_at_once`]).
+        let at_once = tx.dialect() == Dialect::Sqlite && batch.len() <= AT_ONCE_MAX_BATCH;
         let mut inserted = vec![true; created.len()];
-        let (inserted_rows, new_task_messages) = tokio::join!(
-            insert_tasks(&mut tx, &created, &cases_json, now_ms),
-            async {
-                created
-                    .iter()
-                    .map(|task| {
-                        let name = targets[task.target_id.as_str()].name.as_deref();
-                        created_messages(task, name, topics, now).map(Some)
-                    })
-                    .collect::<Result<Vec<_>, StoreError>>()
-            },
-        );
-        let mut new_task_messages = new_task_messages?;
-        if inserted_rows? < created.len() as u64 {
-            // Rare: ask which targets' open tasks are not ours.
-            let ids: Vec<&str> = created.iter().map(|t| t.target_id.as_str()).collect();
-            let mut accounted = 0;
-            for winner in load_open_tasks(&mut tx, &ids).await? {
-                let Some(k) = created
-                    .iter()
-                    .position(|t| t.target_id == winner.task.target_id)
-                else {
-                    continue;
-                };
-                accounted += 1;
-                if created[k].task_id != winner.task.task_id {
-                    inserted[k] = false;
-                    states[created_state[k]] = OpenState::new(winner);
+        let build_messages = || {
+            created
+                .iter()
+                .map(|task| {
+                    let name = targets[task.target_id.as_str()].name.as_deref();
+                    created_messages(task, name, topics, now).map(Some)
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        };
+        let mut new_task_messages = if at_once {
+            build_messages()?
+        } else {
+            let (inserted_rows, new_task_messages) = tokio::join!(
+                insert_tasks(&mut tx, &created, &cases_json, now_ms),
+                async { build_messages() },
+            );
+            if inserted_rows? < created.len() as u64 {
+                // Rare: ask which targets' open tasks are not ours.
+                let ids: Vec<&str> = created.iter().map(|t| t.target_id.as_str()).collect();
+                let mut accounted = 0;
+                for winner in load_open_tasks(&mut tx, &ids).await? {
+                    let Some(k) = created
+                        .iter()
+                        .position(|t| t.target_id == winner.task.target_id)
+                    else {
+                        continue;
+                    };
+                    accounted += 1;
+                    if created[k].task_id != winner.task.task_id {
+                        inserted[k] = false;
+                        states[created_state[k]] = OpenState::new(winner);
+                    }
+                }
+                if accounted != created.len() {
+                    // The winner's task closed before this batch could update it.
+                    return Err(StoreError::Conflict(
+                        "a concurrent replica's task for the same target changed meanwhile".into(),
+                    ));
                 }
             }
-            if accounted != created.len() {
-                // The winner's task closed before this batch could update it.
-                return Err(StoreError::Conflict(
-                    "a concurrent replica's task for the same target changed meanwhile".into(),
-                ));
-            }
-        }
+            new_task_messages?
+        };
 
         clock.lap(CommitStep::Tasks);
 
-        // 6. Outcomes, history and messages, in batch order.
+        // 6. Outcomes, history and messages, in batch order; then the rows, and (7.) the tasks
+        // that moved and the border candidates that changed.
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut events = Vec::with_capacity(batch.len());
         let mut messages = Vec::with_capacity(batch.len() * 2);
@@ -449,67 +469,83 @@ impl Store {
                 }
             }
         }
-        insert_events(&mut tx, &events).await?;
-        drop(events);
-        clock.lap(CommitStep::History);
-
-        // 7. The tasks that moved, and the border candidates that changed, in task id order
-        // (so concurrent batches lock rows in one order).
-        let mut touched: Vec<&OpenState> = states
-            .iter()
-            .filter(|s| s.reassigned || s.candidate_changed)
-            .collect();
-        touched.sort_unstable_by(|a, b| a.task.task_id.cmp(&b.task.task_id));
-        for state in touched {
-            let (cand_court, cand_since) = match &state.candidate {
-                Some((c, since)) => (Some(c.as_str()), Some(*since)),
-                None => (None, None),
-            };
-            if state.reassigned {
-                let t = &state.task;
-                let q = tx
-                    .query(TASK_REASSIGN)
-                    .bind(t.assisting_court_id.as_str())
-                    .bind(codec::name(&t.routing))
-                    .bind(t.distance_km)
-                    .bind(t.status.as_str())
-                    .bind(t.sighting.as_ref().map(codec::to_json).transpose()?)
-                    .bind(t.read_plate.as_ref().map(|p| p.as_str().to_string()))
-                    .bind(t.fuzzy)
-                    .bind(i32::from(t.substitutions))
-                    .bind(ms(t.dispatched_at))
-                    .bind(ms(t.ack_by))
-                    .bind(ms(t.resolve_by))
-                    .bind(cand_court)
-                    .bind(cand_since)
-                    .bind(now_ms)
-                    .bind(t.task_id.as_str())
-                    .bind(state.read_court.as_str())
-                    .bind(state.read_status.as_str());
-                if tx.execute(q).await? == 0 {
-                    return Err(StoreError::Conflict(format!(
-                        "task {} changed while a sighting moved it",
-                        t.task_id
-                    )));
-                }
+        let written = if at_once {
+            let written = if events.is_empty() && messages.is_empty() {
+                Vec::new()
             } else {
-                let q = tx
-                    .query(TASK_SET_CANDIDATE)
-                    .bind(cand_court)
-                    .bind(cand_since)
-                    .bind(now_ms)
-                    .bind(state.task.task_id.as_str())
-                    .bind(state.read_court.as_str());
-                tx.execute(q).await?;
-            }
-        }
-
-        let written = outbox::write(&mut tx, messages, now).await?;
+                write_at_once(&mut tx, &created, &cases_json, &events, messages, now).await?
+            };
+            drop(events);
+            clock.lap(CommitStep::History);
+            update_touched(&mut tx, &states, now_ms).await?;
+            written
+        } else {
+            insert_events(&mut tx, &events).await?;
+            drop(events);
+            clock.lap(CommitStep::History);
+            update_touched(&mut tx, &states, now_ms).await?;
+            outbox::write(&mut tx, messages, now).await?
+        };
         clock.lap(CommitStep::Outbox);
         tx.commit().await?;
         clock.lap(CommitStep::Commit);
         Ok((outcomes, written))
     }
+}
+
+/// Writes the tasks that moved and the border candidates that changed, in task id order (so
+/// concurrent batches lock rows in one order).
+async fn update_touched(tx: &mut Tx, states: &[OpenState], now_ms: i64) -> Result<(), StoreError> {
+    let mut touched: Vec<&OpenState> = states
+        .iter()
+        .filter(|s| s.reassigned || s.candidate_changed)
+        .collect();
+    touched.sort_unstable_by(|a, b| a.task.task_id.cmp(&b.task.task_id));
+    for state in touched {
+        let (cand_court, cand_since) = match &state.candidate {
+            Some((c, since)) => (Some(c.as_str()), Some(*since)),
+            None => (None, None),
+        };
+        if state.reassigned {
+            let t = &state.task;
+            let q = tx
+                .query(TASK_REASSIGN)
+                .bind(t.assisting_court_id.as_str())
+                .bind(codec::name(&t.routing))
+                .bind(t.distance_km)
+                .bind(t.status.as_str())
+                .bind(t.sighting.as_ref().map(codec::to_json).transpose()?)
+                .bind(t.read_plate.as_ref().map(|p| p.as_str().to_string()))
+                .bind(t.fuzzy)
+                .bind(i32::from(t.substitutions))
+                .bind(ms(t.dispatched_at))
+                .bind(ms(t.ack_by))
+                .bind(ms(t.resolve_by))
+                .bind(cand_court)
+                .bind(cand_since)
+                .bind(now_ms)
+                .bind(t.task_id.as_str())
+                .bind(state.read_court.as_str())
+                .bind(state.read_status.as_str());
+            if tx.execute(q).await? == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "task {} changed while a sighting moved it",
+                    t.task_id
+                )));
+            }
+        } else {
+            let q = tx
+                .query(TASK_SET_CANDIDATE)
+                .bind(cand_court)
+                .bind(cand_since)
+                .bind(now_ms)
+                .bind(state.task.task_id.as_str())
+                .bind(state.read_court.as_str());
+            tx.execute(q).await?;
+        }
+    }
+
+    Ok(())
 }
 
 /// Times the steps of one group commit into `leadrelay_commit_step_seconds`.
@@ -714,6 +750,99 @@ async fn insert_processed(
     Ok(fresh)
 }
 
+/// What [`read_for_dispatch`] found.
+struct DispatchRead {
+    targets: FxHashMap<String, TargetRow>,
+    /// The open tasks of the matchable targets.
+    open_tasks: Vec<OpenTask>,
+    /// Matchable targets without an open task whose latest closure is a `not_found` within
+    /// the cooldown: target id -> that task's id.
+    cooling: FxHashMap<String, String>,
+}
+
+/// Reads the targets by id with their open tasks and recent `not_found` closures (those after
+/// `closed_after`, epoch ms), in one statement per chunk. On PostgreSQL the target rows are
+/// share-locked until commit, as in [`load_targets`].
+async fn read_for_dispatch(
+    tx: &mut Tx,
+    ids: &[&str],
+    now: i64,
+    closed_after: i64,
+) -> Result<DispatchRead, StoreError> {
+    let mut read = DispatchRead {
+        targets: FxHashMap::with_capacity_and_hasher(ids.len(), Default::default()),
+        open_tasks: Vec::new(),
+        cooling: FxHashMap::default(),
+    };
+    let tail = tx.dialect().pick("", " FOR SHARE OF t");
+    for chunk in db::chunks(ids.len()) {
+        let sql = db::Sql::new(tx.dialect(), DISPATCH_READ_HEAD)
+            .param()
+            .push(DISPATCH_READ_JOIN)
+            .tuple(chunk.len())
+            .push(tail)
+            .finish();
+        let mut q = tx.query_generated(sql).bind(closed_after);
+        for id in &ids[chunk] {
+            q = q.bind(*id);
+        }
+        for row in tx.fetch_all(q).await? {
+            let target_id: String = row.get("t_target_id")?;
+            let target = target_from_row(&row, &PREFIXED_TARGET_COLUMNS, now)?;
+            if target.matchable {
+                let open_task_id: Option<String> = row.get("task_id")?;
+                if open_task_id.is_some() {
+                    let court: Option<String> = row.get("candidate_court_id")?;
+                    let since: Option<i64> = row.get("candidate_since")?;
+                    read.open_tasks.push(OpenTask {
+                        task: codec::task_from_row(&row)?,
+                        candidate: court.zip(since),
+                    });
+                } else if let Some(task_id) = row.get::<Option<String>>("cooldown_task_id")? {
+                    read.cooling.insert(target_id.clone(), task_id);
+                }
+            }
+            read.targets.insert(target_id, target);
+        }
+    }
+    Ok(read)
+}
+
+/// Names of a target's columns in a result row: plate, person id, name, status, cases,
+/// valid until.
+type TargetColumns = [&'static str; 6];
+const TARGET_COLUMNS: TargetColumns = [
+    "plate",
+    "person_id",
+    "name",
+    "status",
+    "cases",
+    "valid_until",
+];
+const PREFIXED_TARGET_COLUMNS: TargetColumns = [
+    "t_plate",
+    "t_person_id",
+    "t_name",
+    "t_status",
+    "t_cases",
+    "t_valid_until",
+];
+
+fn target_from_row(row: &db::Row, cols: &TargetColumns, now: i64) -> Result<TargetRow, StoreError> {
+    let [plate, person_id, name, status, cases, valid_until] = *cols;
+    let status: TargetStatus = codec::parse_name(row.get(status)?, "target status")?;
+    let valid_until: Option<i64> = row.get(valid_until)?;
+    let cases_json: String = row.get(cases)?;
+    Ok(TargetRow {
+        plate: codec::plate(row.get(plate)?)?,
+        person_id: codec::person_id(row.get(person_id)?)?,
+        name: row.get(name)?,
+        cases: codec::from_json(&cases_json, "target cases")?,
+        cases_json,
+        matchable: status == TargetStatus::Active && valid_until.is_none_or(|u| now < u),
+    })
+}
+
 /// Reads the targets by id. On PostgreSQL the rows are share-locked until commit, so a
 /// concurrent withdrawal either happens before (and is seen) or waits for this batch (and
 /// then cancels the tasks it created).
@@ -731,17 +860,7 @@ pub(crate) async fn load_targets(
             q = q.bind(*id);
         }
         for row in tx.fetch_all(q).await? {
-            let status: TargetStatus = codec::parse_name(row.get("status")?, "target status")?;
-            let valid_until: Option<i64> = row.get("valid_until")?;
-            let cases_json: String = row.get("cases")?;
-            let target = TargetRow {
-                plate: codec::plate(row.get("plate")?)?,
-                person_id: codec::person_id(row.get("person_id")?)?,
-                name: row.get("name")?,
-                cases: codec::from_json(&cases_json, "target cases")?,
-                cases_json,
-                matchable: status == TargetStatus::Active && valid_until.is_none_or(|u| now < u),
-            };
+            let target = target_from_row(&row, &TARGET_COLUMNS, now)?;
             out.insert(row.get("target_id")?, target);
         }
     }
@@ -772,45 +891,6 @@ pub(crate) async fn load_open_tasks(
     Ok(out)
 }
 
-/// Of these targets (none with an open task), those whose most recently closed task closed
-/// after `after` (epoch ms) as `not_found`: target id -> that task's id.
-async fn cooling_down(
-    tx: &mut Tx,
-    target_ids: &[&str],
-    after: i64,
-) -> Result<FxHashMap<String, String>, StoreError> {
-    // target id -> (resolved_at, task id, not_found?) of its latest closure in the window.
-    let mut latest: FxHashMap<String, (i64, String, bool)> = FxHashMap::default();
-    for chunk in db::chunks(target_ids.len()) {
-        let sql = db::Sql::new(tx.dialect(), RECENTLY_CLOSED_HEAD)
-            .param()
-            .push(" AND target_id IN ")
-            .tuple(chunk.len())
-            .finish();
-        let mut q = tx.query_generated(sql).bind(after);
-        for id in &target_ids[chunk] {
-            q = q.bind(*id);
-        }
-        for row in tx.fetch_all(q).await? {
-            let target_id: String = row.get("target_id")?;
-            let task_id: String = row.get("task_id")?;
-            let resolved_at: i64 = row.get("resolved_at")?;
-            let not_found = codec::status(row.get("status")?)? == TaskStatus::NotFound;
-            let entry = latest
-                .entry(target_id)
-                .or_insert_with(|| (resolved_at, task_id.clone(), not_found));
-            if (resolved_at, task_id.as_str()) > (entry.0, entry.1.as_str()) {
-                *entry = (resolved_at, task_id, not_found);
-            }
-        }
-    }
-    Ok(latest
-        .into_iter()
-        .filter(|(_, (_, _, not_found))| *not_found)
-        .map(|(target, (_, task_id, _))| (target, task_id))
-        .collect())
-}
-
 /// Inserts the tasks (in target id order, so replicas cannot deadlock on the unique index);
 /// returns how many were inserted. The others lost the race for their target's one open task.
 pub(crate) async fn insert_tasks(
@@ -832,27 +912,7 @@ pub(crate) async fn insert_tasks(
         );
         let mut q = tx.query_generated(sql);
         for &i in &order[chunk] {
-            let t = &tasks[i];
-            q = q
-                .bind(t.task_id.as_str())
-                .bind(t.target_id.as_str())
-                .bind(codec::name(&t.kind))
-                .bind(t.status.as_str())
-                .bind(t.requesting_court_id.as_str())
-                .bind(t.assisting_court_id.as_str())
-                .bind(codec::name(&t.routing))
-                .bind(t.distance_km)
-                .bind(t.plate.as_ref().map(|p| p.as_str().to_string()))
-                .bind(t.person_id.as_ref().map(|p| p.as_str().to_string()))
-                .bind(cases_json[i].as_ref())
-                .bind(t.sighting.as_ref().map(codec::to_json).transpose()?)
-                .bind(t.read_plate.as_ref().map(|p| p.as_str().to_string()))
-                .bind(t.fuzzy)
-                .bind(i32::from(t.substitutions))
-                .bind(ms(t.dispatched_at))
-                .bind(ms(t.ack_by))
-                .bind(ms(t.resolve_by))
-                .bind(now);
+            q = bind_task(q, &tasks[i], &cases_json[i], now)?;
         }
         inserted += tx.execute(q).await?;
     }
@@ -871,17 +931,98 @@ pub(crate) async fn insert_events(tx: &mut Tx, events: &[NewEvent<'_>]) -> Resul
         );
         let mut q = tx.query_generated(sql);
         for e in &events[chunk] {
-            q = q
-                .bind(e.task_id.as_ref())
-                .bind(e.at)
-                .bind(codec::name(&e.kind))
-                .bind(e.status.as_str())
-                .bind(e.actor)
-                .bind(e.note.as_deref())
-                .bind(e.sighting.as_deref())
-                .bind(e.court_id.as_deref());
+            q = bind_event(q, e);
         }
         tx.execute(q).await?;
     }
     Ok(())
+}
+
+/// Binds a task's values in the column order of [`TASK_INSERT_HEAD`].
+fn bind_task(q: db::Query, t: &Task, cases_json: &str, now: i64) -> Result<db::Query, StoreError> {
+    Ok(q.bind(t.task_id.as_str())
+        .bind(t.target_id.as_str())
+        .bind(codec::name(&t.kind))
+        .bind(t.status.as_str())
+        .bind(t.requesting_court_id.as_str())
+        .bind(t.assisting_court_id.as_str())
+        .bind(codec::name(&t.routing))
+        .bind(t.distance_km)
+        .bind(t.plate.as_ref().map(|p| p.as_str().to_string()))
+        .bind(t.person_id.as_ref().map(|p| p.as_str().to_string()))
+        .bind(cases_json)
+        .bind(t.sighting.as_ref().map(codec::to_json).transpose()?)
+        .bind(t.read_plate.as_ref().map(|p| p.as_str().to_string()))
+        .bind(t.fuzzy)
+        .bind(i32::from(t.substitutions))
+        .bind(ms(t.dispatched_at))
+        .bind(ms(t.ack_by))
+        .bind(ms(t.resolve_by))
+        .bind(now))
+}
+
+/// Binds a history row's values in the column order of [`EVENT_INSERT_HEAD`].
+fn bind_event(q: db::Query, e: &NewEvent<'_>) -> db::Query {
+    q.bind(e.task_id.as_ref())
+        .bind(e.at)
+        .bind(codec::name(&e.kind))
+        .bind(e.status.as_str())
+        .bind(e.actor)
+        .bind(e.note.as_deref())
+        .bind(e.sighting.as_deref())
+        .bind(e.court_id.as_deref())
+}
+
+/// SQLite: writes a small batch's new tasks, history rows and outbox row as one list of
+/// statements, one hand-off to the connection's thread instead of three; returns the
+/// messages with their ids.
+///
+/// No task insert can lose the race for its target here: every SQLite write goes through
+/// the one writer connection, and this transaction read the targets' open tasks under the
+/// write lock it has held since `BEGIN IMMEDIATE`. The row count still checks it.
+async fn write_at_once(
+    tx: &mut Tx,
+    created: &[Task],
+    cases_json: &[Cow<'_, str>],
+    events: &[NewEvent<'_>],
+    messages: Vec<NewMessage>,
+    now: DateTime<Utc>,
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    let now_ms = ms(now);
+    let dialect = tx.dialect();
+    let mut sql = db::Sql::new(dialect, "");
+    // Target id order, as in [`insert_tasks`].
+    let mut order: Vec<usize> = (0..created.len()).collect();
+    order.sort_unstable_by(|&a, &b| created[a].target_id.cmp(&created[b].target_id));
+    for chunk in db::chunks(created.len()) {
+        sql.push(TASK_INSERT_HEAD)
+            .values(TASK_INSERT_COLS, chunk.len())
+            .push(" ")
+            .push(TASK_INSERT_TAIL)
+            .push("; ");
+    }
+    for chunk in db::chunks(events.len()) {
+        sql.push(EVENT_INSERT_HEAD)
+            .values(EVENT_INSERT_COLS, chunk.len())
+            .push("; ");
+    }
+    // Last, so the list's last insert rowid is the outbox row's id.
+    sql.push(outbox::OUTBOX_INSERT_HEAD)
+        .values(outbox::OUTBOX_INSERT_COLS, 1);
+    let mut q = tx.query_generated(sql.finish());
+    for &i in &order {
+        q = bind_task(q, &created[i], &cases_json[i], now_ms)?;
+    }
+    for e in events {
+        q = bind_event(q, e);
+    }
+    q = outbox::bind_row(q, &messages, now_ms);
+    let (rows, row_id) = tx.execute_sqlite_list(q).await?;
+    let expected = created.len() + events.len() + 1;
+    if rows != expected as u64 {
+        return Err(StoreError::Conflict(format!(
+            "a batch's rows were {rows} written of {expected}: a task lost its target's open-task race"
+        )));
+    }
+    Ok(outbox::with_ids(row_id, messages, now).collect())
 }

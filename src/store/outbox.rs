@@ -67,21 +67,42 @@ pub(crate) async fn write(
     let mut messages = messages.into_iter().peekable();
     while messages.peek().is_some() {
         let row: Vec<NewMessage> = messages.by_ref().take(MAX_FRAMES as usize).collect();
-        let q = tx
-            .query(sql)
-            .bind("")
-            .bind(frame(&row))
-            .bind(created)
-            .bind(row.len() as i64);
+        let q = bind_row(tx.query(sql), &row, created);
         let row_id = tx.insert_ids(q, 1).await?[0];
-        out.extend(row.into_iter().zip(0..).map(|(m, place)| OutboxMessage {
+        out.extend(with_ids(row_id, row, now));
+    }
+    Ok(out)
+}
+
+/// Binds one row's values (topic, payload, created_at, frames) to `q`, in the column order
+/// of [`OUTBOX_INSERT_HEAD`].
+pub(crate) fn bind_row(q: db::Query, messages: &[NewMessage], created: i64) -> db::Query {
+    q.bind("")
+        .bind(frame(messages))
+        .bind(created)
+        .bind(messages.len() as i64)
+}
+
+/// The columns [`bind_row`] binds, for a statement built elsewhere.
+pub(crate) const OUTBOX_INSERT_HEAD: &str =
+    "INSERT INTO outbox (topic, payload, created_at, frames)";
+pub(crate) const OUTBOX_INSERT_COLS: usize = 4;
+
+/// The messages of the row `row_id`, with their ids.
+pub(crate) fn with_ids(
+    row_id: i64,
+    messages: Vec<NewMessage>,
+    now: DateTime<Utc>,
+) -> impl Iterator<Item = OutboxMessage> {
+    messages
+        .into_iter()
+        .zip(0..)
+        .map(move |(m, place)| OutboxMessage {
             id: row_id * MAX_FRAMES + place,
             topic: m.topic,
             payload: m.payload,
             created_at: now,
-        }));
-    }
-    Ok(out)
+        })
 }
 
 /// The messages one after another, each as its topic's length (u32, little-endian), the
