@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics;
+use crate::metrics::{self, Stage};
 use crate::model::Routing;
 use crate::store::Store;
 use crate::task::OutboxMessage;
@@ -293,6 +293,9 @@ pub struct OutboundMeta {
     pub observed_at: Option<DateTime<Utc>>,
     /// Set for a new task: the assisting court and routing, for the dispatch counter.
     pub new_task: Option<(String, Routing)>,
+    /// When the committed message was handed to the publisher (set by [`Publisher::send`]),
+    /// for the `publish` stage: hand-over to the broker's PUBACK.
+    pub handed_at: Option<Instant>,
 }
 
 /// A committed outbox message on its way to the broker.
@@ -316,8 +319,12 @@ impl Publisher {
         messages: Vec<OutboxMessage>,
         mut meta: impl FnMut(&OutboxMessage) -> OutboundMeta,
     ) {
+        let handed_at = Some(Instant::now());
         for message in messages {
-            let meta = meta(&message);
+            let meta = OutboundMeta {
+                handed_at,
+                ..meta(&message)
+            };
             if self.tx.send(Outbound { message, meta }).await.is_err() {
                 return;
             }
@@ -566,6 +573,9 @@ async fn requeue_from_store(
 }
 
 fn record_delivery(meta: &OutboundMeta) {
+    if let Some(handed) = meta.handed_at {
+        metrics::stage(Stage::Publish, handed.elapsed());
+    }
     if let Some((court, routing)) = &meta.new_task {
         metrics::task_dispatched(court, *routing);
         if let Some(received) = meta.received_at {

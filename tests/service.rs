@@ -67,8 +67,17 @@ async fn headline_story_yuyao_car_seen_in_cixi() {
             metrics.contains("leadrelay_ingest_to_dispatch_seconds_bucket"),
             "{metrics}"
         );
+        // The broker's PUBACK of the task timed the publish stage (it may come just after
+        // the subscriber has the message).
+        wait_for_metric(
+            &h,
+            "leadrelay_stage_seconds_count{stage=\"publish\"}",
+            WAIT,
+            |n| n >= 1.0,
+        )
+        .await;
         // The task's group commit timed each of its steps.
-        for step in ["begin", "event_ids", "tasks", "commit"] {
+        for step in leadrelay::metrics::CommitStep::ALL.map(|s| s.as_str()) {
             assert!(
                 metric(
                     &metrics,
