@@ -57,18 +57,21 @@ const OPEN_TASKS_HEAD: &str = concat!(
     " AND target_id IN"
 );
 
-/// Tasks closed after `$1` of the targets in the list that follows (the cooldown check).
 /// The targets by id, each with its open task (if any) and, as `cooldown_task_id`, its most
 /// recently closed task after `$1` when that one closed as `not_found`: what planning a batch
 /// reads, in one statement (one round trip to the database instead of three). The target's
 /// columns are renamed so the open task's keep the names [`codec::task_from_row`] reads.
+/// The latest closure is the first in `tasks_target_resolved`'s order, so SQLite reads one
+/// index entry and sorts nothing (a tie-break on `task_id` cost a sorter per target); two
+/// closures of one target in the same millisecond would need a task created and closed
+/// within it.
 const DISPATCH_READ_HEAD: &str = "SELECT t.target_id AS t_target_id, t.plate AS t_plate, \
      t.person_id AS t_person_id, t.name AS t_name, t.status AS t_status, t.cases AS t_cases, \
      t.valid_until AS t_valid_until, o.*, \
      (SELECT CASE WHEN c.status = 'not_found' THEN c.task_id END FROM tasks c \
      WHERE c.target_id = t.target_id AND c.resolved_at IS NOT NULL AND c.resolved_at > ";
 const DISPATCH_READ_JOIN: &str = concat!(
-    " ORDER BY c.resolved_at DESC, c.task_id DESC LIMIT 1) AS cooldown_task_id \
+    " ORDER BY c.resolved_at DESC LIMIT 1) AS cooldown_task_id \
      FROM targets t LEFT JOIN (SELECT ",
     task_columns!(),
     ", candidate_court_id, candidate_since FROM tasks WHERE ",
