@@ -408,7 +408,7 @@ impl Pipeline {
                         received_at: Some(batch.received[i]),
                         observed_at: Some(m.sighting.observed_at),
                         new_task: Some((task.assisting_court_id.clone(), task.routing)),
-                        handed_at: None,
+                        ..OutboundMeta::default()
                     };
                     log_task(task, &m.sighting);
                     next_created = created.next();

@@ -473,7 +473,7 @@ impl Store {
             }
         }
         let written = if at_once {
-            let written = if events.is_empty() && messages.is_empty() {
+            let written = if created.is_empty() && events.is_empty() && messages.is_empty() {
                 Vec::new()
             } else {
                 write_at_once(&mut tx, &created, &cases_json, &events, messages, now).await?
@@ -1010,8 +1010,11 @@ async fn write_at_once(
             .push("; ");
     }
     // Last, so the list's last insert rowid is the outbox row's id.
-    sql.push(outbox::OUTBOX_INSERT_HEAD)
-        .values(outbox::OUTBOX_INSERT_COLS, 1);
+    let with_outbox = !messages.is_empty();
+    if with_outbox {
+        sql.push(outbox::OUTBOX_INSERT_HEAD)
+            .values(outbox::OUTBOX_INSERT_COLS, 1);
+    }
     let mut q = tx.query_generated(sql.finish());
     for &i in &order {
         q = bind_task(q, &created[i], &cases_json[i], now_ms)?;
@@ -1019,13 +1022,18 @@ async fn write_at_once(
     for e in events {
         q = bind_event(q, e);
     }
-    q = outbox::bind_row(q, &messages, now_ms);
+    if with_outbox {
+        q = outbox::bind_row(q, &messages, now_ms);
+    }
     let (rows, row_id) = tx.execute_sqlite_list(q).await?;
-    let expected = created.len() + events.len() + 1;
+    let expected = created.len() + events.len() + usize::from(with_outbox);
     if rows != expected as u64 {
         return Err(StoreError::Conflict(format!(
             "a batch's rows were {rows} written of {expected}: a task lost its target's open-task race"
         )));
+    }
+    if !with_outbox {
+        return Ok(Vec::new());
     }
     Ok(outbox::with_ids(row_id, messages, now).collect())
 }
