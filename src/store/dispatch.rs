@@ -516,14 +516,8 @@ async fn update_touched(tx: &mut Tx, states: &[OpenState], now_ms: i64) -> Resul
                 .bind(t.assisting_court_id.as_str())
                 .bind(codec::name(&t.routing))
                 .bind(t.distance_km)
-                .bind(t.status.as_str())
-                .bind(t.sighting.as_ref().map(codec::to_json).transpose()?)
-                .bind(t.read_plate.as_ref().map(|p| p.as_str().to_string()))
-                .bind(t.fuzzy)
-                .bind(i32::from(t.substitutions))
-                .bind(ms(t.dispatched_at))
-                .bind(ms(t.ack_by))
-                .bind(ms(t.resolve_by))
+                .bind(t.status.as_str());
+            let q = bind_dispatch(q, t)?
                 .bind(cand_court)
                 .bind(cand_since)
                 .bind(now_ms)
@@ -943,7 +937,8 @@ pub(crate) async fn insert_events(tx: &mut Tx, events: &[NewEvent<'_>]) -> Resul
 
 /// Binds a task's values in the column order of [`TASK_INSERT_HEAD`].
 fn bind_task(q: db::Query, t: &Task, cases_json: &str, now: i64) -> Result<db::Query, StoreError> {
-    Ok(q.bind(t.task_id.as_str())
+    let q = q
+        .bind(t.task_id.as_str())
         .bind(t.target_id.as_str())
         .bind(codec::name(&t.kind))
         .bind(t.status.as_str())
@@ -953,15 +948,21 @@ fn bind_task(q: db::Query, t: &Task, cases_json: &str, now: i64) -> Result<db::Q
         .bind(t.distance_km)
         .bind(t.plate.as_ref().map(|p| p.as_str().to_string()))
         .bind(t.person_id.as_ref().map(|p| p.as_str().to_string()))
-        .bind(cases_json)
-        .bind(t.sighting.as_ref().map(codec::to_json).transpose()?)
+        .bind(cases_json);
+    Ok(bind_dispatch(q, t)?.bind(now))
+}
+
+/// Binds what a dispatch sets, in the column order both [`TASK_INSERT_HEAD`] and
+/// [`TASK_REASSIGN`] use: the sighting, the plate as read, the fuzzy match, the dispatch time
+/// and the deadlines.
+fn bind_dispatch(q: db::Query, t: &Task) -> Result<db::Query, StoreError> {
+    Ok(q.bind(t.sighting.as_ref().map(codec::to_json).transpose()?)
         .bind(t.read_plate.as_ref().map(|p| p.as_str().to_string()))
         .bind(t.fuzzy)
         .bind(i32::from(t.substitutions))
         .bind(ms(t.dispatched_at))
         .bind(ms(t.ack_by))
-        .bind(ms(t.resolve_by))
-        .bind(now))
+        .bind(ms(t.resolve_by)))
 }
 
 /// Binds a history row's values in the column order of [`EVENT_INSERT_HEAD`].
