@@ -280,7 +280,7 @@ impl Store {
             .collect();
         clock.lap(CommitStep::Targets);
 
-        // 4. Plan each item in order: the first sighting of a target without an open task
+        // 3. Plan each item in order: the first sighting of a target without an open task
         // creates one, later ones update it.
         let mut created: Vec<Task> = Vec::new();
         let mut created_state: Vec<usize> = Vec::new();
@@ -321,7 +321,7 @@ impl Store {
 
         clock.lap(CommitStep::Plan);
 
-        // 5. Insert the new tasks; where another replica's open task won, update that one.
+        // 4. Insert the new tasks; where another replica's open task won, update that one.
         // Likewise the new tasks' messages, while the database inserts their rows. On SQLite
         // a small batch (what a latency-bound load makes) writes its rows at the end instead,
         // in one hand-off to the database's thread (see [`write_at_once`]).
@@ -372,7 +372,7 @@ impl Store {
 
         clock.lap(CommitStep::Tasks);
 
-        // 6. Outcomes, history and messages, in batch order; then the rows, and (7.) the tasks
+        // 5. Outcomes, history and messages, in batch order; then the rows, and (6.) the tasks
         // that moved and the border candidates that changed.
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut events = Vec::with_capacity(batch.len());
