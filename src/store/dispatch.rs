@@ -472,23 +472,20 @@ impl Store {
                 }
             }
         }
-        let written = if at_once {
-            let written = if created.is_empty() && events.is_empty() && messages.is_empty() {
-                Vec::new()
-            } else {
-                write_at_once(&mut tx, &created, &cases_json, &events, messages, now).await?
-            };
-            drop(events);
-            clock.lap(CommitStep::History);
-            update_touched(&mut tx, &states, now_ms).await?;
-            written
+        // On SQLite a small batch's outbox row goes with its other rows; otherwise the
+        // messages are written last.
+        let (mut written, to_write) = if at_once {
+            let written =
+                write_at_once(&mut tx, &created, &cases_json, &events, messages, now).await?;
+            (written, Vec::new())
         } else {
             insert_events(&mut tx, &events).await?;
-            drop(events);
-            clock.lap(CommitStep::History);
-            update_touched(&mut tx, &states, now_ms).await?;
-            outbox::write(&mut tx, messages, now).await?
+            (Vec::new(), messages)
         };
+        drop(events);
+        clock.lap(CommitStep::History);
+        update_touched(&mut tx, &states, now_ms).await?;
+        written.extend(outbox::write(&mut tx, to_write, now).await?);
         clock.lap(CommitStep::Outbox);
         tx.commit().await?;
         clock.lap(CommitStep::Commit);
@@ -787,8 +784,7 @@ async fn read_for_dispatch(
             let target_id: String = row.get("t_target_id")?;
             let target = target_from_row(&row, &PREFIXED_TARGET_COLUMNS, now)?;
             if target.matchable {
-                let open_task_id: Option<String> = row.get("task_id")?;
-                if open_task_id.is_some() {
+                if row.get::<Option<&str>>("task_id")?.is_some() {
                     let court: Option<String> = row.get("candidate_court_id")?;
                     let since: Option<i64> = row.get("candidate_since")?;
                     read.open_tasks.push(OpenTask {
@@ -992,9 +988,11 @@ async fn write_at_once(
     messages: Vec<NewMessage>,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
+    if created.is_empty() && events.is_empty() && messages.is_empty() {
+        return Ok(Vec::new());
+    }
     let now_ms = ms(now);
-    let dialect = tx.dialect();
-    let mut sql = db::Sql::new(dialect, "");
+    let mut sql = db::Sql::new(tx.dialect(), "");
     // Target id order, as in [`insert_tasks`].
     let mut order: Vec<usize> = (0..created.len()).collect();
     order.sort_unstable_by(|&a, &b| created[a].target_id.cmp(&created[b].target_id));
