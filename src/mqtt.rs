@@ -277,12 +277,12 @@ async fn write_queued(eventloop: &mut EventLoop, queued: &mut VecDeque<IngestReq
         }
     }
     if written {
-        let _ = tokio::time::timeout(INGEST_FLUSH_TIMEOUT, network.flush()).await;
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, network.flush()).await;
     }
 }
 
-/// How long one flush of queued acks may wait for the socket (as rumqttc's own flushes).
-const INGEST_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one flush of queued packets may wait for the socket (as rumqttc's own flushes).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the publisher should record when a message is acknowledged by the broker.
 #[derive(Debug, Clone, Default)]
@@ -370,7 +370,8 @@ const ORPHAN_AGE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 /// measured in benches/HISTORY.md, so a second costs nothing visible). A crash republishes at
 /// most this much (consumers dedupe by id).
 const REMOVE_SENT_GATHER: Duration = Duration::from_secs(1);
-/// Most messages handed to the client and not yet acknowledged.
+/// Most messages taken from the channel and not yet written (the backlog); those written
+/// and not yet acknowledged are bounded by rumqttc's in-flight limit.
 const WINDOW: usize = 2_000;
 
 struct Tracking {
@@ -449,7 +450,9 @@ async fn publisher_loop(
     let cancelled = stop.cancelled();
     tokio::pin!(cancelled);
     'connection: loop {
-        let (client, mut eventloop) = AsyncClient::new(opts.clone(), WINDOW * 2);
+        // Publishes go straight into the connection ([`write_backlog`]); the client only keeps
+        // the event loop's request channel open (it ends the loop when every client is gone).
+        let (_client, mut eventloop) = AsyncClient::new(opts.clone(), 16);
         tracking.requeue_all();
         let mut connected = false;
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
@@ -473,24 +476,8 @@ async fn publisher_loop(
                 );
                 break 'connection;
             }
-            // Hand backlog to the client while the window has room.
-            while connected && tracking.handed.len() + tracking.inflight.len() < WINDOW {
-                let Some(next) = tracking.backlog.pop_front() else {
-                    break;
-                };
-                let m = &next.message;
-                match client.try_publish(
-                    m.topic.clone(),
-                    QoS::AtLeastOnce,
-                    false,
-                    m.payload.clone(),
-                ) {
-                    Ok(()) => tracking.handed.push_back(next),
-                    Err(_) => {
-                        tracking.backlog.push_front(next);
-                        break;
-                    }
-                }
+            if connected && !tracking.backlog.is_empty() {
+                write_backlog(&mut eventloop, &mut tracking).await;
             }
             let window_has_room = tracking.backlog.len() < WINDOW;
             tokio::select! {
@@ -527,7 +514,15 @@ async fn publisher_loop(
                     }
                 },
                 received = rx.recv(), if rx_open && window_has_room => match received {
-                    Some(outbound) => tracking.push(outbound),
+                    Some(outbound) => {
+                        // Everything already waiting, so the next turn writes it with one flush.
+                        tracking.push(outbound);
+                        while tracking.backlog.len() < WINDOW
+                            && let Ok(outbound) = rx.try_recv()
+                        {
+                            tracking.push(outbound);
+                        }
+                    }
                     None => rx_open = false,
                 },
                 _ = sweep.tick(), if connected => {
@@ -551,6 +546,56 @@ async fn publisher_loop(
     }
     drop(sent_tx);
     let _ = remover.await;
+}
+
+/// Writes backlog messages into the publisher's connection as QoS 1 publishes, while
+/// rumqttc's flow control has room (in-flight publishes below the limit, no packet id
+/// collision pending), and flushes them once. Each goes to `handed`, in order: the event loop
+/// reports its packet id (`Outgoing::Publish`) in the same order.
+///
+/// Why not `AsyncClient::try_publish`: rumqttc 0.25's event loop flushes after every request
+/// it takes from the client (one `writev` per message, rumqtt issue #810), and takes one per
+/// poll, with a timer and an allocation each: a third of the tokio threads' CPU in the
+/// 100%-hit benchmark, where every task is two publishes. As for the ingest acks
+/// ([`write_queued`]), the packets are made by the event loop's own state, so its bookkeeping
+/// (packet ids, in-flight count, retransmission on collision) is what the client would have
+/// made it. A failed write stops here; the event loop then reports the broken connection and
+/// everything handed or in flight goes back to the backlog.
+async fn write_backlog(eventloop: &mut EventLoop, tracking: &mut Tracking) {
+    let Some(network) = eventloop.network.as_mut() else {
+        return;
+    };
+    let state = &mut eventloop.state;
+    let max_inflight = eventloop.mqtt_options.inflight();
+    let mut written = false;
+    while state.collision.is_none() && state.inflight() < max_inflight {
+        let Some(next) = tracking.backlog.pop_front() else {
+            break;
+        };
+        let m = &next.message;
+        let publish = Publish::new(m.topic.clone(), QoS::AtLeastOnce, m.payload.clone());
+        match state.handle_outgoing_packet(Request::Publish(publish)) {
+            Ok(packet) => {
+                // None: its packet id is still in flight (a collision); rumqttc sends it when
+                // the broker acks that id, and reports its packet id then.
+                tracking.handed.push_back(next);
+                if let Some(packet) = packet {
+                    if network.write(packet).await.is_err() {
+                        return;
+                    }
+                    written = true;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not queue a publish");
+                tracking.backlog.push_front(next);
+                break;
+            }
+        }
+    }
+    if written {
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, network.flush()).await;
+    }
 }
 
 /// Adds unsent outbox rows (optionally only those created before `older_than`).
