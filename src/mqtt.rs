@@ -476,7 +476,9 @@ async fn publisher_loop(
                 );
                 break 'connection;
             }
-            if connected && !tracking.backlog.is_empty() {
+            // Events already read (PUBACKs come many per read) are taken first, so the room they
+            // free is filled with one write and one flush, not one per acknowledgement.
+            if connected && !tracking.backlog.is_empty() && eventloop.state.events.is_empty() {
                 write_backlog(&mut eventloop, &mut tracking).await;
             }
             let window_has_room = tracking.backlog.len() < WINDOW;
