@@ -377,7 +377,8 @@ const WINDOW: usize = 2_000;
 struct Tracking {
     /// Ids queued locally, waiting for window space.
     backlog: VecDeque<Outbound>,
-    /// Ids handed to the client, in order, not yet written (no packet id yet).
+    /// Written (or parked by rumqttc on a packet id collision), in order, waiting for the
+    /// event loop to report their packet ids.
     handed: VecDeque<Outbound>,
     /// Packet id → message written and awaiting PUBACK.
     inflight: HashMap<u16, Outbound>,

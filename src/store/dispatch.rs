@@ -892,8 +892,7 @@ pub(crate) async fn insert_tasks(
     cases_json: &[Cow<'_, str>],
     now: i64,
 ) -> Result<u64, StoreError> {
-    let mut order: Vec<usize> = (0..tasks.len()).collect();
-    order.sort_unstable_by(|&a, &b| tasks[a].target_id.cmp(&tasks[b].target_id));
+    let order = target_id_order(tasks);
     let mut inserted = 0;
     for chunk in db::chunks(order.len()) {
         let sql = db::values_sql(
@@ -929,6 +928,14 @@ pub(crate) async fn insert_events(tx: &mut Tx, events: &[NewEvent<'_>]) -> Resul
         tx.execute(q).await?;
     }
     Ok(())
+}
+
+/// The tasks' indexes in target id order: the order tasks are inserted in, so replicas
+/// cannot deadlock on the unique index of open tasks.
+fn target_id_order(tasks: &[Task]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..tasks.len()).collect();
+    order.sort_unstable_by(|&a, &b| tasks[a].target_id.cmp(&tasks[b].target_id));
+    order
 }
 
 /// Binds a task's values in the column order of [`TASK_INSERT_HEAD`].
@@ -993,9 +1000,7 @@ async fn write_at_once(
     }
     let now_ms = ms(now);
     let mut sql = db::Sql::new(tx.dialect(), "");
-    // Target id order, as in [`insert_tasks`].
-    let mut order: Vec<usize> = (0..created.len()).collect();
-    order.sort_unstable_by(|&a, &b| created[a].target_id.cmp(&created[b].target_id));
+    let order = target_id_order(created);
     for chunk in db::chunks(created.len()) {
         sql.push(TASK_INSERT_HEAD)
             .values(TASK_INSERT_COLS, chunk.len())

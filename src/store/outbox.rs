@@ -26,9 +26,18 @@ use crate::task::OutboxMessage;
 
 /// Most messages in one row; also the factor between a row's id and its messages' ids.
 const MAX_FRAMES: i64 = 1 << 16;
+/// The outbox insert's head: the columns [`bind_row`] binds, in its order.
+macro_rules! outbox_insert_head {
+    () => {
+        "INSERT INTO outbox (topic, payload, created_at, frames)"
+    };
+}
 const OUTBOX_INSERT: (&str, &str) = (
-    "INSERT INTO outbox (topic, payload, created_at, frames) VALUES ($1, $2, $3, $4)",
-    "INSERT INTO outbox (topic, payload, created_at, frames) VALUES ($1, $2, $3, $4) RETURNING id",
+    concat!(outbox_insert_head!(), " VALUES ($1, $2, $3, $4)"),
+    concat!(
+        outbox_insert_head!(),
+        " VALUES ($1, $2, $3, $4) RETURNING id"
+    ),
 );
 const OUTBOX_ACKED_HEAD: &str = "SELECT id, frames, acked FROM outbox WHERE id IN";
 /// Rows read per statement by [`Store::pending_outbox`]: a row may hold thousands of messages.
@@ -84,8 +93,7 @@ pub(crate) fn bind_row(q: db::Query, messages: &[NewMessage], created: i64) -> d
 }
 
 /// The columns [`bind_row`] binds, for a statement built elsewhere.
-pub(crate) const OUTBOX_INSERT_HEAD: &str =
-    "INSERT INTO outbox (topic, payload, created_at, frames)";
+pub(crate) const OUTBOX_INSERT_HEAD: &str = outbox_insert_head!();
 pub(crate) const OUTBOX_INSERT_COLS: usize = 4;
 
 /// The messages of the row `row_id`, with their ids.
