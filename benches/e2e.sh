@@ -286,8 +286,8 @@ BAD_B=$(j b '.tasks.missing + .tasks.duplicated + .tasks.unexpected')
 BAD_C=$(j c '.tasks.missing + .tasks.duplicated + .tasks.unexpected + .updates.missing + .updates.duplicated + .dead_letters.missing')
 P99_C=$(j c '.latency.p99_ms*100|floor/100')
 # What limits (c)'s tail: the group commits that took long (each delays every task behind
-# it; a commit waits for the disk's fsync) and the mean from handing a message to the
-# publisher to the broker's PUBACK (the broker's own delay under load).
+# it; a commit waits for the disk's fsync), and the mean from handing a message to the
+# publisher to the broker's PUBACK (how long a publish takes to settle on the loaded cores).
 slow_commits() { # metrics file → one line for (c)'s row
     awk '
         /^leadrelay_stage_seconds_bucket\{stage="persist",le="/ {
