@@ -124,9 +124,10 @@ impl Store {
 
     /// `(target_id, updated_at)` of the targets changed after `since_ms`, in no particular
     /// order (sorting them cost a sorter over every row, and after a bulk import the refresh
-    /// reads tens of thousands). Replicas refresh their hotlists from the largest `updated_at` seen (asking again
-    /// with a small overlap, since commits may land out of timestamp order), and fetch whole
-    /// targets ([`Store::targets_with_ids`]) only for versions they have not applied yet.
+    /// reads tens of thousands). Replicas refresh their hotlists from about the largest
+    /// `updated_at` seen (going back a little while commits may still land out of timestamp
+    /// order), and fetch whole targets ([`Store::targets_with_ids`]) only for versions they
+    /// have not applied yet.
     pub async fn target_versions_since(
         &self,
         since_ms: i64,
