@@ -5,6 +5,7 @@
 //! cargo bench --bench scale -- hotlist 10000000   # build time, VmHWM, lookup ns (single, batched)
 //! cargo bench --bench scale -- hotlist-curve      # 10³/10⁵/10⁷ timed in turns in one process
 //! cargo bench --bench scale -- national           # China counties + 10⁷ hotlist vs Ningbo
+//! cargo bench --bench scale -- tlb                # what a load costs when its page is not in the TLB
 //! cargo bench --bench scale -- postgis-sql DIR    # the same polygons and points, as SQL
 //! ```
 //!
@@ -403,6 +404,62 @@ fn postgis_sql(dir: &Path) {
     );
 }
 
+/// Lines per chain of [`tlb`]: as many as the distinct reads of the cycled hotlist sets.
+const TLB_LINES: usize = 4096;
+
+/// Why a lone hit at 10⁷ costs more than at 10³ on this machine, in numbers: a chain of
+/// dependent loads over [`TLB_LINES`] cache lines (256 KiB, which stay in L2), laid out three
+/// ways in one 256 MiB buffer of the service's allocator (on 2 MiB pages where the kernel
+/// grants them, see `anon_huge_mib`): `few_pages`, 16 lines to each 4 KiB page; `own_page`,
+/// each line on a 4 KiB page of its own, all inside 16 MiB; `spread`, anywhere in the 256 MiB
+/// (one line to each 64 KiB, as a 10⁷ index's slots are read). Only the number of pages differs between the first two,
+/// so `own_page − few_pages` is what a load pays when its translation is not in the TLB; on a
+/// VM whose host maps guest memory with 4 KiB pages the guest's 2 MiB pages do not save it.
+fn tlb() {
+    const LINE: usize = 64;
+    const WORDS: usize = (256 << 20) / size_of::<usize>();
+    let mut buffer = vec![1usize; WORDS];
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state as usize
+    };
+    // Byte offsets of the chain's lines by index, each line distinct.
+    let layouts: [&dyn Fn(usize, usize) -> usize; 3] = [
+        &|i, r| i * 4 * LINE + (r % 4) * LINE,
+        &|i, r| i * 4096 + (r % 64) * LINE,
+        &|i, r| i * (64 << 10) + (r % 1024) * LINE,
+    ];
+    let [few_pages, own_page, spread] = layouts.map(|offset| {
+        let mut lines: Vec<usize> = (0..TLB_LINES)
+            .map(|i| offset(i, next()) / size_of::<usize>())
+            .collect();
+        for i in (1..lines.len()).rev() {
+            lines.swap(i, next() % (i + 1));
+        }
+        for (k, &at) in lines.iter().enumerate() {
+            buffer[at] = lines[(k + 1) % lines.len()];
+        }
+        let steps = 4_000_000u32;
+        let mut fastest = f64::INFINITY;
+        for _ in 0..REPS {
+            let (mut at, started) = (lines[0], Instant::now());
+            for _ in 0..steps {
+                at = black_box(buffer[at]);
+            }
+            fastest = fastest.min(started.elapsed().as_nanos() as f64 / f64::from(steps));
+        }
+        fastest
+    });
+    println!(
+        "tlb lines={TLB_LINES} few_pages_ns={few_pages:.2} own_page_ns={own_page:.2} spread_ns={spread:.2} page_walk_ns={:.2} anon_huge_mib={}",
+        own_page - few_pages,
+        anon_huge_mib()
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; ignore flags.
     let args: Vec<String> = std::env::args()
@@ -418,10 +475,11 @@ fn main() {
         ["hotlist", n] => hotlist(n.parse().expect("a size")),
         ["hotlist-curve"] => hotlist_curve(),
         ["national"] => national(),
+        ["tlb"] => tlb(),
         ["postgis-sql", dir] => postgis_sql(Path::new(dir)),
         _ => {
             eprintln!(
-                "usage: scale hotlist N | hotlist-curve | national | postgis-sql DIR (run by benches/e2e.sh)"
+                "usage: scale hotlist N | hotlist-curve | national | tlb | postgis-sql DIR (run by benches/e2e.sh)"
             );
         }
     }
