@@ -16,7 +16,8 @@
 # (c) leadrelay at half of (b)'s rate → p99 publish→task latency;
 # (d) 100% hits, each a different target → durable tasks/s;
 # (e) PostGIS ST_Contains on the same polygons and points vs in-process locate;
-# (f) hotlist at 10³/10⁵/10⁷ and the national county set with a 10⁷ hotlist.
+# (f) hotlist at 10³/10⁵/10⁷, the national county set with a 10⁷ hotlist, and what a load
+#     pays when its page is not in the TLB (scale -- tlb).
 # Prints one table at the end (also left in $WORK/table.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
