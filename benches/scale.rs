@@ -411,10 +411,11 @@ const TLB_LINES: usize = 4096;
 /// dependent loads over [`TLB_LINES`] cache lines (256 KiB, which stay in L2), laid out three
 /// ways in one 256 MiB buffer of the service's allocator (on 2 MiB pages where the kernel
 /// grants them, see `anon_huge_mib`): `few_pages`, 16 lines to each 4 KiB page; `own_page`,
-/// each line on a 4 KiB page of its own, all inside 16 MiB; `spread`, anywhere in the 256 MiB
-/// (one line to each 64 KiB, as a 10⁷ index's slots are read). Only the number of pages differs between the first two,
-/// so `own_page − few_pages` is what a load pays when its translation is not in the TLB; on a
-/// VM whose host maps guest memory with 4 KiB pages the guest's 2 MiB pages do not save it.
+/// each line on a 4 KiB page of its own, all inside 16 MiB; `spread`, one line to each 64 KiB
+/// of the 256 MiB, as a 10⁷ index's slots are read. Only the number of pages differs between
+/// the first two, so `own_page − few_pages` is what a load pays when its translation is not in
+/// the TLB; on a VM whose host maps guest memory with 4 KiB pages, the guest's 2 MiB pages do
+/// not save it.
 fn tlb() {
     const LINE: usize = 64;
     const WORDS: usize = (256 << 20) / size_of::<usize>();
