@@ -361,7 +361,7 @@ else
 echo "| e | PostGIS baseline | $PG_NOTE | | | ≥ 100× | not measured |"
 fi
 TLB="a dependent load whose 4 KiB page is not in the TLB: +$(kv tlb page_walk_ns) ns (4096 lines on 256 pages $(kv tlb few_pages_ns) ns, on 4096 pages $(kv tlb own_page_ns) ns, over 256 MiB $(kv tlb spread_ns) ns; $(kv tlb anon_huge_mib) MiB on huge pages)"
-echo "| f | hotlist exact hit 10³ / 10⁵ / 10⁷ | $H3 / $(kv hotlist-100000 exact_hit_ns) / $H7 ns; a hit makes two such loads, one after the other; $TLB | 10³ | $(ratio "$H7" "$H3") | ≤ 1.5 | $(verdict "$H7 / $H3 <= 1.5") |"
+echo "| f | hotlist exact hit 10³ / 10⁵ / 10⁷ | $H3 / $(kv hotlist-100000 exact_hit_ns) / $H7 ns; $TLB; a hit at 10⁷ makes two such loads, one after the other | 10³ | $(ratio "$H7" "$H3") | ≤ 1.5 | $(verdict "$H7 / $H3 <= 1.5") |"
 B3=$(kv hotlist-1000 batch_exact_hit_ns); B7=$(kv hotlist-10000000 batch_exact_hit_ns)
 BCURVE=$(kv hotlist-curve batch_exact_hit)
 echo "| f | hotlist exact hit, batched as the pipeline reads (per read) 10³ / 10⁵ / 10⁷ | $B3 / $(kv hotlist-100000 batch_exact_hit_ns) / $B7 ns; sizes timed in turns in one process: 10⁷/10³ = $BCURVE | 10³ | $(ratio "$B7" "$B3") / $BCURVE | ≤ 1.5 | $(verdict "$BCURVE <= 1.5") |"

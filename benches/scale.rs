@@ -271,6 +271,14 @@ fn hotlist_curve() {
     );
 }
 
+/// The next number of a deterministic xorshift64 sequence (`state` must not be zero).
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
 /// 4096 points on land (inside some area), deterministic.
 fn points_on_land(index: &JurisdictionIndex) -> Vec<(f64, f64)> {
     let b = index
@@ -286,12 +294,7 @@ fn points_on_land(index: &JurisdictionIndex) -> Vec<(f64, f64)> {
         })
         .expect("areas");
     let mut state = 0x853C_49E6_748F_EA9Bu64;
-    let mut unit = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut unit = || (xorshift(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
     let mut out = Vec::with_capacity(4096);
     while out.len() < 4096 {
         let lon = b.min().x + (b.max().x - b.min().x) * unit();
@@ -421,12 +424,7 @@ fn tlb() {
     const WORDS: usize = (256 << 20) / size_of::<usize>();
     let mut buffer = vec![1usize; WORDS];
     let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state as usize
-    };
+    let mut next = move || xorshift(&mut state) as usize;
     // Byte offsets of the chain's lines by index, each line distinct.
     let layouts: [&dyn Fn(usize, usize) -> usize; 3] = [
         &|i, r| i * 4 * LINE + (r % 4) * LINE,
