@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use chrono::{DateTime, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
-use leadrelay::decode::{DecodeLimits, decode_sighting};
+use leadrelay::contract::decode::{DecodeLimits, decode_sighting};
 
 const VEHICLE: &str = r#"{"event_id":"cixi-cam-0042-20241203-000123","kind":"vehicle","plate":"浙B·12345","person_id":null,"lat":30.1703,"lon":121.2661,"datum":"wgs84","observed_at":"2024-12-03T10:15:00+08:00","source":"cixi-cam-0042","confidence":0.93}"#;
 const VEHICLE_GCJ02: &str = r#"{"event_id":"cixi-cam-0042-20241203-000124","kind":"vehicle","plate":"浙B12345","lat":30.1680,"lon":121.2708,"datum":"gcj02","observed_at":"2024-12-03T10:15:00+08:00","source":"cixi-cam-0042","confidence":0.93}"#;

@@ -11,8 +11,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use leadrelay::hotlist::{Hotlist, MatchConfig};
-use leadrelay::plate::Plate;
+use leadrelay::contract::plate::Plate;
+use leadrelay::matching::hotlist::{Hotlist, MatchConfig};
 
 const SIZES: [usize; 3] = [1_000, 100_000, 10_000_000];
 const READS: usize = 1024;
@@ -79,7 +79,7 @@ fn summary(n: u64) -> Summary {
 /// A one-character OCR slip in the tail (`0`→`O`, `8`→`B`, ...) at the first confusable
 /// position, as the load generator makes them.
 fn misread(plate: &Plate) -> Option<Plate> {
-    leadrelay::simulate::misread_at(plate, |_| 0)
+    leadrelay::tools::simulate::misread_at(plate, |_| 0)
 }
 
 /// VmRSS and VmHWM of this process, in MiB.

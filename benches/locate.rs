@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use geo::{BoundingRect, Contains, Point};
-use leadrelay::geodata::{GeoData, Source};
-use leadrelay::locate::JurisdictionIndex;
+use leadrelay::geo::geodata::{GeoData, Source};
+use leadrelay::geo::locate::JurisdictionIndex;
 
 /// Deterministic points spread over a bounding box (a simple LCG; no rand dependency).
 fn points_in(min: (f64, f64), max: (f64, f64), n: usize) -> Vec<(f64, f64)> {

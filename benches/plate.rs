@@ -4,8 +4,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use leadrelay::person_id::PersonId;
-use leadrelay::plate::Plate;
+use leadrelay::contract::person_id::PersonId;
+use leadrelay::contract::plate::Plate;
 
 /// SplitMix64: a seeded PRNG, so every run parses the same inputs.
 struct Rng(u64);

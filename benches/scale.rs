@@ -23,10 +23,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use geo::BoundingRect;
-use leadrelay::geodata::{GeoData, Source};
-use leadrelay::hotlist::{Hotlist, MatchConfig};
-use leadrelay::locate::JurisdictionIndex;
-use leadrelay::plate::Plate;
+use leadrelay::contract::plate::Plate;
+use leadrelay::geo::geodata::{GeoData, Source};
+use leadrelay::geo::locate::JurisdictionIndex;
+use leadrelay::matching::hotlist::{Hotlist, MatchConfig};
 
 /// Issued plate characters: no I, no O.
 const ALNUM: &[u8] = b"0123456789ABCDEFGHJKLMNPQRSTUVWXYZ";
@@ -139,7 +139,7 @@ fn time_batched(list: &Hotlist<Summary>, reads: &[Plate]) -> f64 {
 /// A one-character OCR slip in the tail (`0`→`O`, `8`→`B`, ...) at the first confusable
 /// position, as the load generator makes them.
 fn misread(plate: &Plate) -> Option<Plate> {
-    leadrelay::simulate::misread_at(plate, |_| 0)
+    leadrelay::tools::simulate::misread_at(plate, |_| 0)
 }
 
 /// `count` flagged plates spread over the whole list (scrambled order, cache misses included).

@@ -19,11 +19,14 @@
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use leadrelay::datum::Datum;
-use leadrelay::model::{Case, Routing, Sighting, Target, TargetKind, TargetStatus, TaskKind};
-use leadrelay::route::RouteDecision;
-use leadrelay::store::{Deadlines, MatchedSighting, Policy, Store, isolated_postgres_url};
-use leadrelay::task::{OutboxMessage, Topics};
+use leadrelay::contract::model::{
+    Case, Routing, Sighting, Target, TargetKind, TargetStatus, TaskKind,
+};
+use leadrelay::contract::task::{OutboxMessage, Topics};
+use leadrelay::dispatch::policy::{Deadlines, MatchedSighting, Policy};
+use leadrelay::dispatch::route::RouteDecision;
+use leadrelay::geo::datum::Datum;
+use leadrelay::store::{Store, isolated_postgres_url};
 use sqlx::Connection as _;
 
 /// New tasks per group commit: the service's default `--max-batch`.

@@ -18,56 +18,34 @@
 //!
 //! # Layout
 //!
-//! Pure steps (no I/O):
-//! - [`datum`] — WGS-84 ⇄ GCJ-02 ⇄ BD-09, great-circle distance.
-//! - [`plate`] — PRC plate normalisation, OCR-confusable classes, compact keys.
-//! - [`person_id`] — resident identity numbers (ISO 7064 MOD 11-2).
-//! - [`hotlist`] — sharded copy-on-write index of flagged plates and persons, fuzzy lookup.
-//! - [`decode`] — raw MQTT payload → validated [`model::Sighting`], or a dead-letter reason.
-//! - [`targets`] — the live hotlist snapshot and matching a sighting against it.
-//! - [`locate`] — which court's area holds a point (grid + R-tree over real polygons).
-//! - [`route`] — requesting court, assisting court, routing, distance.
-//! - [`workflow`] — the task state machine.
+//! Each folder is one layer; a module imports only from the layers listed before it.
 //!
-//! Data and contract:
-//! - [`geodata`] — loading and validating jurisdictions (GeoJSON) and courts (CSV).
-//! - [`check`] — `check-data`: cross-checks such as overlapping jurisdictions.
-//! - [`model`], [`task`] — the contract's payloads and topic names; [`timestamp`] — how
-//!   their timestamps are written.
-//!
-//! I/O:
-//! - [`store`] — SQLite / PostgreSQL persistence, outbox, rules enforced in the database.
-//! - [`mqtt`] — ingest (manual acks, persistent session) and the outbox publisher.
-//! - [`pipeline`] — batches, group commit, in-order acks.
-//! - [`http`] — the axum API. [`metrics`] — every Prometheus metric, in one place.
-//! - [`broker`] — the embedded MQTT broker. [`service`] — wiring and graceful shutdown.
-//! - [`config`], [`cli`], [`demo`] — settings, commands, the self-contained demo.
-//! - [`simulate`] — the load generator and its check of what comes back (issue 5's benches).
+//! - [`geo`] — datums, jurisdictions and courts as loaded and checked, point location (pure).
+//! - [`contract`] — the payloads, topics and timestamps outside systems rely on; decoding of
+//!   sightings, plates and identity numbers (pure).
+//! - [`dispatch`] — routing, the task state machine (pure).
+//! - [`matching`] — the hotlist of flagged targets and matching a sighting against it (pure).
+//! - [`metrics`] — every Prometheus metric, described once.
+//! - [`store`] — SQLite / PostgreSQL persistence, the outbox, rules enforced in the database.
+//! - [`mqtt`] — ingest (manual acks, persistent session), the outbox publisher, the embedded
+//!   broker.
+//! - [`app`] — the application context and the actions every entry point calls.
+//! - [`flow`] — the ingest pipeline (batches, group commit, in-order acks) and the timers.
+//! - [`api`] — the axum HTTP API.
+//! - [`service`] — settings, wiring and graceful shutdown.
+//! - [`tools`] — the self-contained demo and the load generator.
+//! - [`cli`] — the commands of the binary.
 
-pub mod broker;
-pub mod check;
+pub mod api;
+pub mod app;
 pub mod cli;
-pub mod config;
-pub mod datum;
-pub mod decode;
-pub mod demo;
-pub mod geodata;
-pub mod hotlist;
-pub mod http;
-pub mod locate;
+pub mod contract;
+pub mod dispatch;
+pub mod flow;
+pub mod geo;
+pub mod matching;
 pub mod metrics;
-pub mod model;
 pub mod mqtt;
-pub mod person_id;
-pub mod pipeline;
-pub mod plate;
-pub mod route;
 pub mod service;
-pub mod simulate;
-pub mod status;
 pub mod store;
-pub mod targets;
-pub mod task;
-pub mod timers;
-pub mod timestamp;
-pub mod workflow;
+pub mod tools;

@@ -17,9 +17,9 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::decode::RejectReason;
-use crate::model::{Routing, TargetKind};
-use crate::task::TaskStatus;
+use crate::contract::decode::RejectReason;
+use crate::contract::model::{Routing, TargetKind};
+use crate::contract::task::TaskStatus;
 
 /// Sightings taken off the wire, by `kind`.
 pub const SIGHTINGS_RECEIVED: &str = "leadrelay_sightings_received_total";

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use leadrelay::config::{BrokerChoice, parse_mqtt_url};
+use leadrelay::service::config::{BrokerChoice, parse_mqtt_url};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -437,10 +437,11 @@ async fn status_reports_move_the_task_and_refusals_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_committed_but_not_published_is_published_once_after_restart() {
-    use leadrelay::geodata::GeoData;
-    use leadrelay::locate::JurisdictionIndex;
-    use leadrelay::store::{Deadlines, MatchedSighting, Store};
-    use leadrelay::task::Topics;
+    use leadrelay::contract::task::Topics;
+    use leadrelay::dispatch::policy::{Deadlines, MatchedSighting};
+    use leadrelay::geo::geodata::GeoData;
+    use leadrelay::geo::locate::JurisdictionIndex;
+    use leadrelay::store::Store;
     for backend in backends() {
         let mut h = Harness::start(&backend).await;
         h.put_target(headline_target()).await;
@@ -450,15 +451,15 @@ async fn a_task_committed_but_not_published_is_published_once_after_restart() {
         let store = Store::connect(&h.config.database_url).await.unwrap();
         let index = JurisdictionIndex::new(Arc::new(GeoData::shipped())).unwrap();
         let target = store.get_target("T-2024-0001").await.unwrap().unwrap();
-        let sighting: leadrelay::model::Sighting = serde_json::from_value(json!({
+        let sighting: leadrelay::contract::model::Sighting = serde_json::from_value(json!({
             "event_id": "crash-1", "kind": "vehicle", "plate": "浙B12345", "lat": CIXI.0, "lon": CIXI.1,
             "datum": "wgs84", "observed_at": chrono::Utc::now(), "source": "cam"
         }))
         .unwrap();
         let location = index.locate(sighting.lon, sighting.lat);
-        let route = leadrelay::route::decide(
+        let route = leadrelay::dispatch::route::decide(
             &target,
-            leadrelay::model::TaskKind::VehicleSeizure,
+            leadrelay::contract::model::TaskKind::VehicleSeizure,
             &index,
             &location,
             sighting.lon,
@@ -812,11 +813,11 @@ async fn behind_proxy(backend: &Backend) -> (Harness, Proxy) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = base_config(backend, dir.path()).await;
     let upstream = match &config.broker {
-        leadrelay::config::BrokerChoice::Embedded(_) => {
-            let broker = leadrelay::broker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+        leadrelay::service::config::BrokerChoice::Embedded(_) => {
+            let broker = leadrelay::mqtt::broker::start("127.0.0.1:0".parse().unwrap()).unwrap();
             broker.addr
         }
-        leadrelay::config::BrokerChoice::External { host, port } => {
+        leadrelay::service::config::BrokerChoice::External { host, port } => {
             tokio::net::lookup_host((host.as_str(), *port))
                 .await
                 .unwrap()
@@ -825,7 +826,7 @@ async fn behind_proxy(backend: &Backend) -> (Harness, Proxy) {
         }
     };
     let proxy = Proxy::start(upstream).await;
-    config.broker = leadrelay::config::BrokerChoice::External {
+    config.broker = leadrelay::service::config::BrokerChoice::External {
         host: "127.0.0.1".into(),
         port: proxy.addr.port(),
     };
@@ -1080,7 +1081,7 @@ async fn two_replicas_share_the_stream_and_one_database() {
 #[derive(clap::Parser)]
 struct SimulateCommand {
     #[command(flatten)]
-    args: leadrelay::simulate::SimulateArgs,
+    args: leadrelay::tools::simulate::SimulateArgs,
 }
 
 /// The load generator against the real service and broker: on a small run with every kind of
@@ -1110,7 +1111,7 @@ async fn the_load_generator_checks_hold_against_the_service_and_its_baselines() 
                 "--json",
             ];
             let command = SimulateCommand::parse_from(common.iter().chain(extra));
-            leadrelay::simulate::run(command.args)
+            leadrelay::tools::simulate::run(command.args)
         };
         let service = [
             "--http",

@@ -5,17 +5,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use leadrelay::datum::Datum;
-use leadrelay::model::{
+use leadrelay::contract::model::{
     Case, KnownLocation, Routing, Sighting, Target, TargetKind, TargetStatus, TaskKind,
 };
-use leadrelay::route::RouteDecision;
-use leadrelay::store::{
-    Deadlines, Dialect, Escalation, EscalationKind, MatchOutcome, MatchedSighting, Policy,
-    SearchOutcome, StatusOutcome, Store, StoreError, TaskEventKind, isolated_postgres_url,
-};
-use leadrelay::task::{
+use leadrelay::contract::task::{
     Alert, AlertKind, OutboxMessage, StatusReport, Task, TaskStatus, TaskUpdate, Topics, UpdateKind,
+};
+use leadrelay::dispatch::policy::{Deadlines, MatchedSighting, Policy};
+use leadrelay::dispatch::route::RouteDecision;
+use leadrelay::geo::datum::Datum;
+use leadrelay::store::{
+    Dialect, Escalation, EscalationKind, MatchOutcome, SearchOutcome, StatusOutcome, Store,
+    StoreError, TaskEventKind, isolated_postgres_url,
 };
 
 /// A database to test against; the temporary directory lives as long as it.

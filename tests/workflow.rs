@@ -24,8 +24,8 @@ async fn first_task(h: &Harness, court: &str) -> Value {
 
 /// Two points ~300 m either side of the Yuyao–Cixi line (WGS-84), found with the library.
 fn border_points() -> ((f64, f64), (f64, f64)) {
-    use leadrelay::geodata::GeoData;
-    use leadrelay::locate::JurisdictionIndex;
+    use leadrelay::geo::geodata::GeoData;
+    use leadrelay::geo::locate::JurisdictionIndex;
     let ix = JurisdictionIndex::new(Arc::new(GeoData::shipped())).unwrap();
     let court = |lat: f64, lon: f64| {
         ix.containing_court(lon, lat)

@@ -7,10 +7,10 @@ use serde::de::DeserializeOwned;
 
 use super::db::Row;
 use super::{StoreError, TaskEvent, TaskEventKind};
-use crate::model::Target;
-use crate::person_id::PersonId;
-use crate::plate::Plate;
-use crate::task::{SightingRef, Task, TaskStatus};
+use crate::contract::model::Target;
+use crate::contract::person_id::PersonId;
+use crate::contract::plate::Plate;
+use crate::contract::task::{SightingRef, Task, TaskStatus};
 
 /// Milliseconds since the epoch, the stored form of every time.
 pub(crate) fn ms(t: DateTime<Utc>) -> i64 {

@@ -23,15 +23,16 @@ use uuid::Uuid;
 use super::codec::{self, ms, task_columns};
 use super::db::{self, Dialect, Tx};
 use super::outbox::{self, NewMessage};
-use super::{Deadlines, MatchOutcome, MatchedSighting, Policy, Store, StoreError, TaskEventKind};
-use crate::datum::great_circle_km;
-use crate::metrics::{self, CommitStep};
-use crate::model::{Case, Routing, TargetStatus, TaskKind};
-use crate::person_id::PersonId;
-use crate::plate::Plate;
-use crate::task::{
+use super::{MatchOutcome, Store, StoreError, TaskEventKind};
+use crate::contract::model::{Case, Routing, TargetStatus, TaskKind};
+use crate::contract::person_id::PersonId;
+use crate::contract::plate::Plate;
+use crate::contract::task::{
     Alert, AlertKind, OutboxMessage, SightingRef, Task, TaskStatus, TaskUpdate, Topics, UpdateKind,
 };
+use crate::dispatch::policy::{Deadlines, MatchedSighting, Policy};
+use crate::geo::datum::great_circle_km;
+use crate::metrics::{self, CommitStep};
 
 /// The SQL condition of an open task; identical to the partial unique index's predicate so
 /// both dialects use that index.

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use super::codec::{self, ms};
 use super::db::{self, Tx};
 use super::{Store, StoreError};
-use crate::task::OutboxMessage;
+use crate::contract::task::OutboxMessage;
 
 /// Most messages in one row; also the factor between a row's id and its messages' ids.
 const MAX_FRAMES: i64 = 1 << 16;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::codec::{self, ms, target_columns};
 use super::db::{self, Tx};
 use super::{Store, StoreError};
-use crate::model::Target;
+use crate::contract::model::Target;
 
 const TARGET_INSERT_HEAD: &str = "INSERT INTO targets (target_id, kind, plate, person_id, name, \
      status, lead_court_id, cases, known_locations, valid_until, created_at, updated_at)";
@@ -20,7 +20,7 @@ const TARGET_INSERT_TAIL: &str = "ON CONFLICT (target_id) DO UPDATE SET kind = e
      updated_at = excluded.updated_at";
 
 /// The version (`updated_at`, epoch ms) an upsert made at `now` gives its targets: what a
-/// caller passes to [`crate::targets::LiveTargets::apply_versioned`] for the targets it wrote,
+/// caller passes to [`crate::matching::targets::LiveTargets::apply_versioned`] for the targets it wrote,
 /// so that the hotlist refresh recognizes them.
 pub fn target_version(now: DateTime<Utc>) -> i64 {
     ms(now)
@@ -175,7 +175,7 @@ impl Store {
 pub(crate) async fn set_target_status(
     tx: &mut Tx,
     target_id: &str,
-    status: crate::model::TargetStatus,
+    status: crate::contract::model::TargetStatus,
     now: i64,
 ) -> Result<bool, StoreError> {
     let q = tx

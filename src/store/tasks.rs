@@ -9,11 +9,11 @@ use super::dispatch::{NewEvent, insert_events, open_status, subject};
 use super::outbox::{self, NewMessage};
 use super::targets::set_target_status;
 use super::{StatusOutcome, Store, StoreError, TaskEvent, TaskEventKind};
-use crate::model::TargetStatus;
-use crate::task::{
+use crate::contract::model::TargetStatus;
+use crate::contract::task::{
     Alert, AlertKind, OutboxMessage, StatusReport, Task, TaskStatus, TaskUpdate, Topics, UpdateKind,
 };
-use crate::workflow::check_transition;
+use crate::dispatch::workflow::check_transition;
 
 pub(crate) const TASK_BY_ID: &str =
     concat!("SELECT ", task_columns!(), " FROM tasks WHERE task_id = $1");

@@ -19,12 +19,11 @@ use super::outbox::{self, NewMessage};
 use super::tasks::{
     OPEN_TASKS_OF_TARGET, OPEN_TASKS_OF_TARGET_FOR_UPDATE, TASK_BY_ID, TASK_BY_ID_FOR_UPDATE,
 };
-use super::{
-    Deadlines, Escalation, EscalationKind, SearchOutcome, Store, StoreError, TaskEventKind,
-};
-use crate::model::{Case, Routing};
-use crate::route::RouteDecision;
-use crate::task::{Alert, AlertKind, OutboxMessage, Task, TaskStatus, Topics};
+use super::{Escalation, EscalationKind, SearchOutcome, Store, StoreError, TaskEventKind};
+use crate::contract::model::{Case, Routing};
+use crate::contract::task::{Alert, AlertKind, OutboxMessage, Task, TaskStatus, Topics};
+use crate::dispatch::policy::Deadlines;
+use crate::dispatch::route::RouteDecision;
 
 /// Claims the acknowledgement escalations due at `$1`; each row once, whichever replica runs
 /// first (on PostgreSQL a concurrent claimer waits for the row and then finds it claimed).

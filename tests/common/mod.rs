@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use leadrelay::config::{BrokerChoice, Config, ServeArgs, parse_mqtt_url};
+use leadrelay::service::config::{BrokerChoice, Config, ServeArgs, parse_mqtt_url};
 use leadrelay::service::{self, Running};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};

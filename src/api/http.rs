@@ -1,0 +1,541 @@
+//! The HTTP API (axum): targets, tasks, status reports, courts, health and metrics.
+//!
+//! Errors are JSON `{"error": "<reason>", "detail": "..."}` with a 4xx status for the
+//! client's mistakes; internal errors are logged in full and answered with a generic 500.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use chrono::Utc;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::status::{self, StatusContext};
+use crate::contract::model::TaskKind;
+use crate::contract::model::{Target, TargetStatus};
+use crate::contract::task::{StatusReport, TaskStatus};
+use crate::geo::locate::JurisdictionIndex;
+use crate::matching::targets::Link;
+use crate::mqtt::{IngestClient, OutboundMeta};
+use crate::store::{SearchOutcome, StatusOutcome, StoreError, target_version};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store, live targets, index, topics, publisher and deadlines the handlers share
+    /// with the pipeline.
+    pub ctx: StatusContext,
+    /// For readiness: is the broker connected.
+    pub ingest: IngestClient,
+    pub metrics: PrometheusHandle,
+}
+
+/// The router, apart from serving, so tests and the service build it the same way.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/courts", get(courts))
+        .route("/api/v1/targets", get(list_targets))
+        .route("/api/v1/targets:batch", post(put_targets_batch))
+        .route(
+            "/api/v1/targets/{target_id}",
+            put(put_target).get(get_target).delete(withdraw_target),
+        )
+        .route("/api/v1/tasks", get(list_tasks))
+        .route("/api/v1/tasks/{task_id}", get(get_task))
+        .route("/api/v1/tasks/{task_id}/status", post(post_status))
+        .route("/api/v1/locate-requests", post(locate_request))
+        .with_state(state)
+}
+
+/// An answer other than success.
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest(String),
+    NotFound(String),
+    Conflict(String),
+    Unavailable(String),
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_retryable() {
+            // The database is unreachable, busy or changed underneath: the client may retry.
+            tracing::warn!(error = %e, "database unavailable to an HTTP request");
+            ApiError::Unavailable("the database is unavailable or busy; retry later".into())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error, detail) = match self {
+            ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad_request", d),
+            ApiError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", d),
+            ApiError::Conflict(d) => (StatusCode::CONFLICT, "refused", d),
+            ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", d),
+            ApiError::Internal(d) => {
+                tracing::error!(detail = %d, "internal error answering an HTTP request");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the service log".into(),
+                )
+            }
+        };
+        (status, Json(json!({"error": error, "detail": detail}))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Longest `/readyz` waits for the database before it says "not ready".
+const READY_DATABASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let broker = state.ingest.is_connected();
+    // Bounded below the pool's acquire timeout (5 s): a probe must answer promptly even
+    // when the server does not.
+    let database = matches!(
+        tokio::time::timeout(READY_DATABASE_TIMEOUT, state.ctx.store.ping()).await,
+        Ok(Ok(()))
+    );
+    let body = Json(json!({"broker": broker, "database": database}));
+    if broker && database {
+        (StatusCode::OK, body).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+}
+
+async fn courts(State(state): State<AppState>) -> Json<Value> {
+    let data = state.ctx.index.data();
+    let courts: Vec<Value> = data
+        .courts
+        .iter()
+        .map(|c| {
+            let area = data.jurisdictions.iter().find(|j| j.court_id == c.court_id);
+            let bbox = area.and_then(|j| geo::BoundingRect::bounding_rect(&j.area));
+            json!({
+                "court_id": c.court_id,
+                "court_name": c.court_name,
+                "adcode": c.adcode,
+                "command_center": {"lat": c.command_center.y, "lon": c.command_center.x, "datum": "wgs84"},
+                "supervisor_court_id": c.supervisor_court_id,
+                "participating": c.participating,
+                "jurisdiction": area.map(|j| json!({
+                    "name": j.name,
+                    "bbox": bbox.map(|b| [b.min().x, b.min().y, b.max().x, b.max().y]),
+                })),
+            })
+        })
+        .collect();
+    Json(json!({"courts": courts}))
+}
+
+/// Parses and validates a target, including that its courts exist.
+fn parse_target(value: Value, index: &JurisdictionIndex) -> Result<Target, String> {
+    let target: Target =
+        serde_json::from_value(value).map_err(|e| format!("not a valid Target: {e}"))?;
+    target.validate().map_err(|e| e.to_string())?;
+    target
+        .check_courts(index.data())
+        .map_err(|e| e.to_string())?;
+    Ok(target)
+}
+
+fn parse_json(body: &Bytes) -> ApiResult<Value> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))
+}
+
+async fn put_target(
+    State(state): State<AppState>,
+    Path(target_id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let mut value = parse_json(&body)?;
+    match value.get("target_id") {
+        None => value["target_id"] = Value::String(target_id.clone()),
+        Some(Value::String(id)) if *id == target_id => {}
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "target_id in the body ({other}) differs from the path ({target_id:?})"
+            )));
+        }
+    }
+    let target = parse_target(value, &state.ctx.index).map_err(ApiError::BadRequest)?;
+    let existed = state.ctx.store.get_target(&target_id).await?.is_some();
+    let now = Utc::now();
+    state.ctx.store.upsert_target(&target, now).await?;
+    // Versioned: the housekeeping refresh then skips this edit instead of reading it back.
+    let links = state
+        .ctx
+        .targets
+        .apply_versioned([(Some(target_version(now)), target.clone())]);
+    propose_consolidation(&state.ctx, &state.ctx.index, links).await?;
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(target)).into_response())
+}
+
+async fn put_targets_batch(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
+    let Value::Array(items) = parse_json(&body)? else {
+        return Err(ApiError::BadRequest(
+            "body must be a JSON array of targets".into(),
+        ));
+    };
+    let mut targets = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        targets.push(
+            parse_target(item, &state.ctx.index)
+                .map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?,
+        );
+    }
+    let now = Utc::now();
+    let count = state.ctx.store.upsert_targets(&targets, now).await?;
+    let version = Some(target_version(now));
+    let links = state
+        .ctx
+        .targets
+        .apply_versioned(targets.into_iter().map(|t| (version, t)));
+    propose_consolidation(&state.ctx, &state.ctx.index, links).await?;
+    Ok(Json(json!({"upserted": count})))
+}
+
+/// A target, with `expired` and, when it shares its plate or identity number with targets
+/// of other courts, the `linked` cases and courts.
+async fn get_target(
+    State(state): State<AppState>,
+    Path(target_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let target = state
+        .ctx
+        .store
+        .get_target(&target_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no target {target_id:?}")))?;
+    let expired = target.valid_until.is_some_and(|until| until <= Utc::now());
+    let mut value = serde_json::to_value(&target).map_err(|e| ApiError::Internal(e.to_string()))?;
+    value["expired"] = json!(expired);
+    if let Some(link) = state.ctx.targets.link_of_target(&target_id) {
+        value["linked"] =
+            serde_json::to_value(link).map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    Ok(Json(value))
+}
+
+async fn withdraw_target(
+    State(state): State<AppState>,
+    Path(target_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let messages = state
+        .ctx
+        .store
+        .withdraw_target(&target_id, &state.ctx.topics, Utc::now())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no target {target_id:?}")))?;
+    if let Some(target) = state.ctx.store.get_target(&target_id).await? {
+        state.ctx.targets.apply([target]);
+    }
+    let cancelled = messages
+        .iter()
+        .filter(|m| m.topic.ends_with("/updates"))
+        .count();
+    state
+        .ctx
+        .publisher
+        .send(messages, |_| OutboundMeta::default())
+        .await;
+    Ok(Json(
+        json!({"target_id": target_id, "status": TargetStatus::Withdrawn, "cancelled_tasks": cancelled}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct TargetQuery {
+    court_id: Option<String>,
+    /// `lat,lon` (WGS-84).
+    near: Option<String>,
+    radius_km: Option<f64>,
+}
+
+/// Active targets whose known locations lie in a court's area and/or within a radius
+/// (sweep planning), with their cases and amounts.
+async fn list_targets(
+    State(state): State<AppState>,
+    Query(q): Query<TargetQuery>,
+) -> ApiResult<Json<Value>> {
+    let targets = sweep_query(&state, &q)?;
+    Ok(Json(json!({"targets": targets, "count": targets.len()})))
+}
+
+/// The targets a sweep query selects; shared with the `sweep` command.
+fn sweep_query(state: &AppState, q: &TargetQuery) -> ApiResult<Vec<Arc<Target>>> {
+    let near =
+        match &q.near {
+            None => None,
+            Some(text) => {
+                let parsed = text
+                    .split_once(',')
+                    .and_then(|(lat, lon)| {
+                        Some((
+                            lat.trim().parse::<f64>().ok()?,
+                            lon.trim().parse::<f64>().ok()?,
+                        ))
+                    })
+                    .filter(|(lat, lon)| {
+                        (-90.0..=90.0).contains(lat) && (-180.0..=180.0).contains(lon)
+                    });
+                Some(parsed.ok_or_else(|| {
+                    ApiError::BadRequest(format!("near={text:?}: expected lat,lon"))
+                })?)
+            }
+        };
+    let near = match (near, q.radius_km) {
+        (Some((lat, lon)), Some(r)) if r.is_finite() && r > 0.0 => Some((lat, lon, r)),
+        (Some(_), _) => {
+            return Err(ApiError::BadRequest(
+                "near needs a positive radius_km".into(),
+            ));
+        }
+        (None, Some(_)) => return Err(ApiError::BadRequest("radius_km needs near=lat,lon".into())),
+        (None, None) => None,
+    };
+    let court = match &q.court_id {
+        None => None,
+        Some(id) => Some(
+            state
+                .ctx
+                .index
+                .data()
+                .court_position(id)
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown court_id {id:?}")))?,
+        ),
+    };
+    Ok(state
+        .ctx
+        .targets
+        .sweep_index()
+        .in_area(&state.ctx.index, court, near, Utc::now()))
+}
+
+#[derive(Debug, Deserialize)]
+struct TaskQuery {
+    court_id: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_tasks(
+    State(state): State<AppState>,
+    Query(q): Query<TaskQuery>,
+) -> ApiResult<Json<Value>> {
+    let status = match &q.status {
+        None => None,
+        Some(s) => Some(
+            TaskStatus::parse(s)
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown status {s:?}")))?,
+        ),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let tasks = state
+        .ctx
+        .store
+        .list_tasks(q.court_id.as_deref(), status, limit)
+        .await?;
+    Ok(Json(json!({"tasks": tasks, "count": tasks.len()})))
+}
+
+async fn get_task(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let task = state
+        .ctx
+        .store
+        .get_task(&task_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no task {task_id:?}")))?;
+    let history = state.ctx.store.task_history(&task_id).await?;
+    let mut value = serde_json::to_value(&task).map_err(|e| ApiError::Internal(e.to_string()))?;
+    value["history"] =
+        serde_json::to_value(history).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(value))
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusQuery {
+    /// The reporting court; when given (here or as `X-Court-Id`), it must hold the task.
+    court_id: Option<String>,
+}
+
+async fn post_status(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+    Query(q): Query<StatusQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let mut value = parse_json(&body)?;
+    if value.get("task_id").is_none() {
+        value["task_id"] = Value::String(task_id.clone());
+    }
+    let report: StatusReport = serde_json::from_value(value)
+        .map_err(|e| ApiError::BadRequest(format!("not a StatusReport: {e}")))?;
+    if report.task_id != task_id {
+        return Err(ApiError::BadRequest(
+            "task_id in the body differs from the path".into(),
+        ));
+    }
+    let court = q.court_id.or_else(|| {
+        headers
+            .get("x-court-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
+    if state.ctx.store.get_task(&task_id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no task {task_id:?}")));
+    }
+    match status::apply(&state.ctx, &report, court.as_deref()).await? {
+        StatusOutcome::Applied { task, .. } => Ok(Json(
+            serde_json::to_value(task).map_err(|e| ApiError::Internal(e.to_string()))?,
+        )),
+        StatusOutcome::Refused { reason } => Err(ApiError::Conflict(reason)),
+    }
+}
+
+/// Proposes consolidation to the supervising court for links that span several courts;
+/// the store makes sure each link is proposed once, whichever replica sees it first.
+pub async fn propose_consolidation(
+    ctx: &StatusContext,
+    index: &JurisdictionIndex,
+    links: Vec<Link>,
+) -> Result<(), StoreError> {
+    for link in links {
+        let lead = link.lead_court_id.as_deref();
+        let supervisor = lead
+            .or(link.court_ids.first().map(String::as_str))
+            .and_then(|c| index.data().court(c))
+            .and_then(|c| c.supervisor_court_id.as_deref());
+        let messages = ctx
+            .store
+            .propose_consolidation(
+                &link.key.as_text(),
+                &link.target_ids,
+                &link.court_ids,
+                lead,
+                supervisor,
+                &ctx.topics,
+                Utc::now(),
+            )
+            .await?;
+        ctx.publisher
+            .send(messages, |_| OutboundMeta::default())
+            .await;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct LocateRequest {
+    target_id: String,
+}
+
+/// Story 1: a `person_search` task to the court whose area holds the target's domicile
+/// (else its first known location).
+async fn locate_request(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {
+    let request: LocateRequest = serde_json::from_value(parse_json(&body)?)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"target_id\": ...}}: {e}")))?;
+    let stored = state
+        .ctx
+        .store
+        .get_target(&request.target_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no target {:?}", request.target_id)))?;
+    if stored.kind != crate::contract::model::TargetKind::Person {
+        return Err(ApiError::BadRequest(
+            "locate requests are for person targets".into(),
+        ));
+    }
+    if !stored.is_matchable(Utc::now()) {
+        return Err(ApiError::Conflict(format!(
+            "target {:?} is not active",
+            stored.target_id
+        )));
+    }
+    // The merged view (linked targets' cases too), when the target is in the hotlist.
+    let target = stored
+        .person_id
+        .as_ref()
+        .and_then(|id| state.ctx.targets.snapshot().match_person(id).cloned())
+        .map(|t| (*t).clone())
+        .unwrap_or(stored);
+    let place = target
+        .known_locations
+        .iter()
+        .find(|l| l.label == "domicile")
+        .or_else(|| target.known_locations.first())
+        .ok_or_else(|| ApiError::BadRequest("the target has no known location to search".into()))?;
+    let (lon, lat) = crate::geo::datum::to_wgs84(place.datum, place.lon, place.lat);
+    let location = state.ctx.index.locate(lon, lat);
+    let route = crate::dispatch::route::decide(
+        &target,
+        TaskKind::PersonSearch,
+        &state.ctx.index,
+        &location,
+        lon,
+        lat,
+    )
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let outcome = state
+        .ctx
+        .store
+        .create_search_task(
+            &target.target_id,
+            &target.cases,
+            &route,
+            &state.ctx.deadlines,
+            &state.ctx.topics,
+            Utc::now(),
+        )
+        .await?;
+    match outcome {
+        SearchOutcome::Created(task, messages) => {
+            state
+                .ctx
+                .publisher
+                .send_dispatch(messages, &task.assisting_court_id, task.routing)
+                .await;
+            Ok((StatusCode::CREATED, Json(task)).into_response())
+        }
+        SearchOutcome::AlreadyOpen(task) => Ok((StatusCode::OK, Json(task)).into_response()),
+        SearchOutcome::TargetInactive => Err(ApiError::Conflict(format!(
+            "target {:?} is not active",
+            target.target_id
+        ))),
+    }
+}

@@ -1,0 +1,3 @@
+//! The HTTP API: parse, call the application layer, serialise.
+
+pub mod http;

@@ -1,0 +1,144 @@
+//! Applying a command center's status report, and what follows from it.
+//!
+//! The store checks the transition and records it (`workflow` rules, conditional update).
+//! Then: a `rejected` task is re-routed to the next nearest participating court that has not
+//! rejected it, or escalated to the supervising court when none is left; a `seized` target
+//! leaves the hotlist; the closing time is measured. Used by the MQTT pipeline and the HTTP
+//! endpoint alike.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::contract::model::Routing;
+use crate::contract::task::{StatusReport, Task, TaskStatus, Topics};
+use crate::dispatch::policy::Deadlines;
+use crate::dispatch::route::{self, RouteDecision};
+use crate::geo::locate::JurisdictionIndex;
+use crate::matching::targets::LiveTargets;
+use crate::metrics;
+use crate::mqtt::{OutboundMeta, Publisher};
+use crate::store::{StatusOutcome, Store, StoreError};
+
+/// What applying a status report needs.
+#[derive(Clone)]
+pub struct StatusContext {
+    pub store: Store,
+    pub targets: Arc<LiveTargets>,
+    pub index: Arc<JurisdictionIndex>,
+    pub topics: Topics,
+    pub deadlines: Deadlines,
+    pub publisher: Publisher,
+}
+
+/// Applies `report` from `court` (when known) and everything that follows from it.
+pub async fn apply(
+    ctx: &StatusContext,
+    report: &StatusReport,
+    court: Option<&str>,
+) -> Result<StatusOutcome, StoreError> {
+    let now = Utc::now();
+    let outcome = ctx
+        .store
+        .apply_status(report, court, &ctx.topics, now)
+        .await?;
+    let StatusOutcome::Applied {
+        task,
+        previous,
+        messages,
+    } = &outcome
+    else {
+        metrics::status_rejected();
+        return Ok(outcome);
+    };
+    metrics::status_report(report.status);
+    let since_dispatch = (now - task.dispatched_at).num_milliseconds().max(0) as f64 / 1000.0;
+    if *previous == TaskStatus::Dispatched {
+        metrics::dispatch_to_ack(&task.assisting_court_id, since_dispatch);
+    }
+    if !task.status.is_open() {
+        metrics::dispatch_to_resolution(&task.assisting_court_id, task.status, since_dispatch);
+    }
+    ctx.publisher
+        .send(messages.clone(), |_| OutboundMeta::default())
+        .await;
+    match task.status {
+        TaskStatus::Seized => refresh_target(ctx, &task.target_id).await?,
+        TaskStatus::Rejected => reroute(ctx, task).await?,
+        _ => {}
+    }
+    Ok(outcome)
+}
+
+/// Reloads a target whose status the store changed, so the hotlist follows at once.
+async fn refresh_target(ctx: &StatusContext, target_id: &str) -> Result<(), StoreError> {
+    if let Some(target) = ctx.store.get_target(target_id).await? {
+        ctx.targets.apply([target]);
+    }
+    Ok(())
+}
+
+/// Sends a rejected task to the next nearest court that has not rejected it, or escalates.
+async fn reroute(ctx: &StatusContext, task: &Task) -> Result<(), StoreError> {
+    let rejected_by = ctx.store.rejected_by(&task.task_id).await?;
+    // The place to route from: the sighting, else (a locate request) the rejecting court.
+    let (lon, lat) = match &task.sighting {
+        Some(s) => (s.lon, s.lat),
+        None => match ctx.index.data().court(&task.assisting_court_id) {
+            Some(c) => (c.command_center.x, c.command_center.y),
+            None => (0.0, 0.0),
+        },
+    };
+    let now = Utc::now();
+    match route::next_court_after_rejection(&ctx.index, lon, lat, &rejected_by) {
+        Some((court, distance_km)) => {
+            let decision = RouteDecision {
+                kind: task.kind,
+                requesting_court_id: task.requesting_court_id.clone(),
+                assisting_court_id: court.clone(),
+                routing: if court == task.requesting_court_id {
+                    Routing::OwnJurisdiction
+                } else {
+                    Routing::NearestCourt
+                },
+                distance_km,
+                containing_court_id: None,
+            };
+            if let Some((task, messages)) = ctx
+                .store
+                .reroute(&task.task_id, &decision, &ctx.deadlines, &ctx.topics, now)
+                .await?
+            {
+                tracing::info!(task_id = %task.task_id, to = %court, "rejected task re-routed");
+                ctx.publisher
+                    .send_dispatch(messages, &court, task.routing)
+                    .await;
+            }
+        }
+        None => {
+            let supervisor = ctx
+                .index
+                .data()
+                .court(&task.requesting_court_id)
+                .and_then(|c| c.supervisor_court_id.clone());
+            let messages = ctx
+                .store
+                .escalate_task(
+                    &task.task_id,
+                    supervisor.as_deref(),
+                    "rejected by every participating court",
+                    &ctx.topics,
+                    now,
+                )
+                .await?;
+            if let Some(supervisor) = &supervisor {
+                metrics::escalation(supervisor);
+            }
+            tracing::warn!(task_id = %task.task_id, "rejected by every participating court; escalated");
+            ctx.publisher
+                .send(messages, |_| OutboundMeta::default())
+                .await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,314 @@
+//! The messages leadrelay sends and receives about tasks (CONTRACT.md v1): Task, TaskUpdate,
+//! Alert, StatusReport, and the MQTT topic names they travel on.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::contract::model::{Case, Routing, Sighting, TaskKind};
+use crate::contract::person_id::PersonId;
+use crate::contract::plate::Plate;
+
+/// Where a task stands. Open statuses are `dispatched`, `acknowledged`, `en_route`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Dispatched,
+    Acknowledged,
+    EnRoute,
+    Seized,
+    Located,
+    NotFound,
+    Rejected,
+    /// The target was withdrawn while the task was open.
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub const OPEN: [TaskStatus; 3] = [
+        TaskStatus::Dispatched,
+        TaskStatus::Acknowledged,
+        TaskStatus::EnRoute,
+    ];
+
+    pub fn is_open(self) -> bool {
+        Self::OPEN.contains(&self)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Dispatched => "dispatched",
+            TaskStatus::Acknowledged => "acknowledged",
+            TaskStatus::EnRoute => "en_route",
+            TaskStatus::Seized => "seized",
+            TaskStatus::Located => "located",
+            TaskStatus::NotFound => "not_found",
+            TaskStatus::Rejected => "rejected",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskStatus> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+}
+
+impl std::fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The part of a sighting a task carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SightingRef {
+    pub event_id: String,
+    pub source: String,
+    pub lat: f64,
+    pub lon: f64,
+    #[serde(serialize_with = "crate::contract::timestamp::serialize")]
+    pub observed_at: DateTime<Utc>,
+}
+
+impl From<&Sighting> for SightingRef {
+    fn from(s: &Sighting) -> Self {
+        SightingRef {
+            event_id: s.event_id.clone(),
+            source: s.source.clone(),
+            lat: s.lat,
+            lon: s.lon,
+            observed_at: s.observed_at,
+        }
+    }
+}
+
+/// An assistance task for a command center.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub task_id: String,
+    pub kind: TaskKind,
+    pub target_id: String,
+    pub plate: Option<Plate>,
+    pub person_id: Option<PersonId>,
+    pub cases: Vec<Case>,
+    pub requesting_court_id: String,
+    pub assisting_court_id: String,
+    pub routing: Routing,
+    /// `None` for a `person_search` (a locate request without a sighting).
+    pub sighting: Option<SightingRef>,
+    pub distance_km: f64,
+    #[serde(serialize_with = "crate::contract::timestamp::serialize")]
+    pub dispatched_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::contract::timestamp::serialize")]
+    pub ack_by: DateTime<Utc>,
+    #[serde(serialize_with = "crate::contract::timestamp::serialize")]
+    pub resolve_by: DateTime<Utc>,
+    pub status: TaskStatus,
+    /// Extension: the plate as the camera read it, when it differs from the flagged plate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_plate: Option<Plate>,
+    /// Extension: whether the match was fuzzy (OCR confusions), and how many substitutions.
+    #[serde(default)]
+    pub fuzzy: bool,
+    #[serde(default)]
+    pub substitutions: u8,
+}
+
+/// `sighting` (a newer sighting of the task's target) or `status` (a status change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateKind {
+    Sighting,
+    Status,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskUpdate {
+    pub task_id: String,
+    pub update: UpdateKind,
+    pub status: TaskStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sighting: Option<SightingRef>,
+    #[serde(serialize_with = "crate::contract::timestamp::serialize")]
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    TargetSighted,
+    TaskStatus,
+    Escalated,
+    ConsolidationProposed,
+}
+
+/// A message to a requesting court about its target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub alert_id: String,
+    pub kind: AlertKind,
+    pub court_id: String,
+    pub target_id: String,
+    pub task_id: String,
+    pub assisting_court_id: String,
+    pub status: TaskStatus,
+    #[serde(serialize_with = "crate::contract::timestamp::serialize")]
+    pub at: DateTime<Utc>,
+    pub text: String,
+}
+
+impl Alert {
+    /// An alert of `kind` about `task` to its requesting court, stamped with a fresh id.
+    pub fn about(task: &Task, kind: AlertKind, text: String, at: DateTime<Utc>) -> Alert {
+        Alert {
+            alert_id: uuid::Uuid::now_v7().to_string(),
+            kind,
+            court_id: task.requesting_court_id.clone(),
+            target_id: task.target_id.clone(),
+            task_id: task.task_id.clone(),
+            assisting_court_id: task.assisting_court_id.clone(),
+            status: task.status,
+            at,
+            text,
+        }
+    }
+}
+
+/// A command center's report on a task it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub task_id: String,
+    /// One of `acknowledged`, `en_route`, `seized`, `located`, `not_found`, `rejected`.
+    pub status: TaskStatus,
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub by: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Topic names, with the optional configured prefix (e.g. `prod/`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Topics {
+    /// `prefix` may be empty; a non-empty prefix gets a trailing `/` if it lacks one.
+    pub fn new(prefix: &str) -> Topics {
+        let prefix = match prefix {
+            "" => String::new(),
+            p if p.ends_with('/') => p.to_string(),
+            p => format!("{p}/"),
+        };
+        Topics { prefix }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Subscription filter for sightings from every source.
+    pub fn sightings_filter(&self) -> String {
+        format!("{}sightings/+", self.prefix)
+    }
+
+    pub fn sightings(&self, source: &str) -> String {
+        format!("{}sightings/{source}", self.prefix)
+    }
+
+    /// Subscription filter for status reports from every court.
+    pub fn status_filter(&self) -> String {
+        format!("{}dispatch/+/status", self.prefix)
+    }
+
+    pub fn status(&self, court: &str) -> String {
+        format!("{}dispatch/{court}/status", self.prefix)
+    }
+
+    pub fn tasks(&self, court: &str) -> String {
+        format!("{}dispatch/{court}/tasks", self.prefix)
+    }
+
+    pub fn updates(&self, court: &str) -> String {
+        format!("{}dispatch/{court}/updates", self.prefix)
+    }
+
+    pub fn escalations(&self, court: &str) -> String {
+        format!("{}dispatch/{court}/escalations", self.prefix)
+    }
+
+    pub fn alerts(&self, court: &str) -> String {
+        format!("{}alerts/{court}", self.prefix)
+    }
+
+    pub fn deadletter_sightings(&self) -> String {
+        format!("{}deadletter/sightings", self.prefix)
+    }
+
+    pub fn deadletter_status(&self) -> String {
+        format!("{}deadletter/status", self.prefix)
+    }
+
+    /// The court of a `dispatch/{court}/status` topic, if it is one.
+    pub fn status_court<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        let rest = topic
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix("dispatch/")?;
+        let court = rest.strip_suffix("/status")?;
+        (!court.is_empty() && !court.contains('/')).then_some(court)
+    }
+
+    /// The source of a `sightings/{source}` topic, if it is one.
+    pub fn sighting_source<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        let source = topic
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix("sightings/")?;
+        (!source.is_empty() && !source.contains('/')).then_some(source)
+    }
+}
+
+/// A message waiting in the outbox: written in the same transaction as the change it
+/// announces, published until the broker acknowledges it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_with_and_without_prefix() {
+        let t = Topics::new("");
+        assert_eq!(t.tasks("cixi"), "dispatch/cixi/tasks");
+        assert_eq!(t.status_court("dispatch/cixi/status"), Some("cixi"));
+        assert_eq!(t.sighting_source("sightings/cam-1"), Some("cam-1"));
+        let p = Topics::new("prod");
+        assert_eq!(p.alerts("yuyao"), "prod/alerts/yuyao");
+        assert_eq!(p.sightings_filter(), "prod/sightings/+");
+        assert_eq!(p.status_court("dispatch/cixi/status"), None);
+        assert_eq!(p.status_court("prod/dispatch/a/b/status"), None);
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in [
+            TaskStatus::Dispatched,
+            TaskStatus::EnRoute,
+            TaskStatus::NotFound,
+            TaskStatus::Cancelled,
+        ] {
+            assert_eq!(TaskStatus::parse(s.as_str()), Some(s));
+        }
+        assert!(TaskStatus::EnRoute.is_open() && !TaskStatus::Seized.is_open());
+    }
+}

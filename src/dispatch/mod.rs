@@ -1,0 +1,6 @@
+//! The dispatch rules, pure: which court requests and which assists, and how a task's status
+//! may change.
+
+pub mod policy;
+pub mod route;
+pub mod workflow;

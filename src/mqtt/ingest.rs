@@ -1,0 +1,242 @@
+//! Ingest: one persistent session, manual acks carrying the connection epoch.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rumqttc::{
+    AsyncClient, Disconnect, Event, EventLoop, Outgoing, Packet, PubAck, PubRec, Publish, QoS,
+    Request,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::metrics::{self};
+
+use super::{BrokerAddr, FLUSH_TIMEOUT, options};
+
+/// One received message with what the pipeline needs to ack it correctly.
+#[derive(Debug)]
+pub struct Inbound {
+    pub publish: Publish,
+    pub received_at: Instant,
+    /// The connection epoch the message arrived in.
+    pub epoch: u64,
+}
+
+/// What the pipeline asks the ingest connection to send.
+enum IngestRequest {
+    /// Ack this message if it arrived on the current connection.
+    Ack { publish: Publish, epoch: u64 },
+    /// A dead letter (QoS 1, fire and forget: the original is acked right after it).
+    DeadLetter { topic: String, payload: Vec<u8> },
+    /// End the session after everything queued before it.
+    Disconnect,
+}
+
+/// The ingest connection's sending half: acks and dead letters.
+///
+/// They go through a queue that the ingest task itself drains between polls, never straight
+/// into the client's request channel: the pipeline must not block on an event loop that is
+/// itself waiting for the pipeline to take a message (that would deadlock under load).
+#[derive(Clone)]
+pub struct IngestClient {
+    outgoing: mpsc::UnboundedSender<IngestRequest>,
+    connected: Arc<AtomicBool>,
+}
+
+impl IngestClient {
+    /// Acks a message once its effect is durable (dropped if the connection it came on is
+    /// gone: the broker redelivers it on the new one and de-duplication absorbs it).
+    pub async fn ack(&self, inbound: &Inbound) {
+        let _ = self.outgoing.send(IngestRequest::Ack {
+            publish: inbound.publish.clone(),
+            epoch: inbound.epoch,
+        });
+    }
+
+    /// Publishes a dead letter before the original is acked.
+    pub async fn publish(&self, topic: String, payload: Vec<u8>) {
+        let _ = self
+            .outgoing
+            .send(IngestRequest::DeadLetter { topic, payload });
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Ends the session politely, after the acks queued so far (the broker keeps the
+    /// session: clean session is off).
+    pub async fn disconnect(&self) {
+        let _ = self.outgoing.send(IngestRequest::Disconnect);
+    }
+}
+
+/// Starts the ingest connection: subscribes `filters` at QoS 1 on every (re)connect.
+pub fn spawn_ingest(
+    broker: &BrokerAddr,
+    client_id: &str,
+    filters: Vec<String>,
+    tx: mpsc::Sender<Inbound>,
+) -> (IngestClient, JoinHandle<()>) {
+    let mut opts = options(broker, client_id, false);
+    opts.set_manual_acks(true);
+    let (client, eventloop) = AsyncClient::new(opts, 20_000);
+    let (outgoing_tx, outgoing_rx) = mpsc::unbounded_channel();
+    let ingest = IngestClient {
+        outgoing: outgoing_tx,
+        connected: Arc::new(AtomicBool::new(false)),
+    };
+    let handle = tokio::spawn(ingest_loop(
+        eventloop,
+        client,
+        ingest.connected.clone(),
+        outgoing_rx,
+        filters,
+        tx,
+    ));
+    (ingest, handle)
+}
+
+async fn ingest_loop(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    connected: Arc<AtomicBool>,
+    mut outgoing: mpsc::UnboundedReceiver<IngestRequest>,
+    filters: Vec<String>,
+    tx: mpsc::Sender<Inbound>,
+) {
+    let mut epoch: u64 = 0;
+    let mut backoff = Duration::from_millis(100);
+    // Acks, dead letters and the disconnect, in order, waiting for a connection to write to.
+    let mut queued: VecDeque<IngestRequest> = VecDeque::new();
+    loop {
+        if !queued.is_empty() {
+            write_queued(&mut eventloop, &mut queued, epoch).await;
+        }
+        let event = tokio::select! {
+            biased;
+            Some(out) = outgoing.recv() => {
+                queued.push_back(out);
+                while let Ok(out) = outgoing.try_recv() {
+                    queued.push_back(out);
+                }
+                continue;
+            }
+            event = eventloop.poll() => event,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                epoch += 1;
+                connected.store(true, Ordering::Release);
+                metrics::set_mqtt_connected(true);
+                backoff = Duration::from_millis(100);
+                let subs = filters
+                    .iter()
+                    .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                if let Err(e) = client.try_subscribe_many(subs) {
+                    tracing::error!(error = %e, "could not subscribe");
+                }
+                tracing::info!(?filters, "MQTT ingest connected and subscribed");
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let inbound = Inbound {
+                    publish,
+                    received_at: Instant::now(),
+                    epoch,
+                };
+                // Bounded: a slow pipeline applies back-pressure here, it never drops. The
+                // pipeline never waits on this task, so this cannot deadlock.
+                if tx.send(inbound).await.is_err() {
+                    break;
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+            Ok(_) => {}
+            Err(e) => {
+                // Acks for what came on the lost connection must never reach the next one:
+                // there the same packet id can mean another message, and acking it would lose
+                // that message. (rumqttc itself drops the acks still in its channel.) The
+                // broker redelivers the unacked ones; de-duplication absorbs them.
+                epoch += 1;
+                if connected.swap(false, Ordering::AcqRel) {
+                    tracing::warn!(error = %e, "MQTT ingest connection lost; reconnecting");
+                } else {
+                    tracing::debug!(error = %e, "MQTT ingest reconnect failed");
+                }
+                metrics::set_mqtt_connected(false);
+                if tx.is_closed() {
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    connected.store(false, Ordering::Release);
+}
+
+/// Writes the queued acks, dead letters and disconnect into the ingest connection, in order,
+/// and flushes them once; acks of an earlier connection are dropped. Nothing is written while
+/// there is no connection, and a dead letter (with all behind it) waits while no packet id is
+/// free for it.
+///
+/// Why not `AsyncClient::try_ack`: rumqttc 0.25's event loop flushes after every request it
+/// takes from the client (one `writev` per ack: rumqtt issue #810), which was a quarter of
+/// the tokio threads' CPU at 70,000 sightings/s. The packets are made by the event loop's own
+/// state (`MqttState::handle_outgoing_packet`, which assigns the dead letters' packet ids and
+/// keeps them for retransmission), so its bookkeeping is what `try_ack` would have made it.
+/// A write that fails stops here: the event loop then reports the broken connection, and what
+/// was not written belongs to a connection that is gone (the broker redelivers those messages
+/// unacked; a dead letter stays in rumqttc's state and is sent again on the next connection).
+async fn write_queued(eventloop: &mut EventLoop, queued: &mut VecDeque<IngestRequest>, epoch: u64) {
+    let Some(network) = eventloop.network.as_mut() else {
+        return; // not connected: the next ConnAck starts a new epoch
+    };
+    let state = &mut eventloop.state;
+    let max_inflight = eventloop.mqtt_options.inflight();
+    let mut written = false;
+    while let Some(next) = queued.pop_front() {
+        // A dead letter needs a free packet id and must not meet a publish already parked
+        // on a packet id collision (rumqttc keeps one): else it waits, and what follows it.
+        if matches!(next, IngestRequest::DeadLetter { .. })
+            && (state.collision.is_some() || state.inflight() + 1 >= max_inflight)
+        {
+            queued.push_front(next);
+            break;
+        }
+        let request = match next {
+            IngestRequest::Ack { epoch: e, .. } if e != epoch => continue, // a previous connection's
+            IngestRequest::Ack { publish, .. } => match publish.qos {
+                QoS::AtMostOnce => continue,
+                QoS::AtLeastOnce => Request::PubAck(PubAck::new(publish.pkid)),
+                QoS::ExactlyOnce => Request::PubRec(PubRec::new(publish.pkid)),
+            },
+            IngestRequest::DeadLetter { topic, payload } => {
+                Request::Publish(Publish::new(topic, QoS::AtLeastOnce, payload))
+            }
+            IngestRequest::Disconnect => Request::Disconnect(Disconnect),
+        };
+        match state.handle_outgoing_packet(request) {
+            // None: a dead letter whose packet id is still in flight; rumqttc sends it once
+            // the broker acks that id.
+            Ok(None) => {}
+            Ok(Some(packet)) => {
+                if network.write(packet).await.is_err() {
+                    return;
+                }
+                written = true;
+            }
+            Err(e) => {
+                // The packets already written still go out with the flush below.
+                tracing::warn!(error = %e, "could not queue a packet on the ingest connection");
+                break;
+            }
+        }
+    }
+    if written {
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, network.flush()).await;
+    }
+}

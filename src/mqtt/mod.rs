@@ -1,0 +1,52 @@
+//! MQTT in and out (rumqttc).
+//!
+//! * **Ingest** — one persistent session (stable client id, clean session off, manual acks)
+//!   subscribed to sightings and status reports at QoS 1. The poll loop only hands messages
+//!   to a bounded channel; the pipeline acks each one after its effect is durable. Acks carry
+//!   the connection *epoch* they were received in: after a reconnect, the broker redelivers
+//!   what was not acked, and an ack from an older epoch is dropped rather than sent with a
+//!   packet id that now means another message.
+//! * **Publisher** — a second connection that publishes outbox messages at QoS 1 and deletes
+//!   each from the outbox only on the broker's PUBACK. On any connection error it starts a fresh
+//!   connection and re-reads the unsent outbox, so nothing is lost and consumers (who
+//!   de-duplicate by `task_id`) see at-least-once delivery.
+
+pub mod broker;
+mod ingest;
+mod publisher;
+
+pub use ingest::*;
+pub use publisher::*;
+
+use std::time::Duration;
+
+use rumqttc::MqttOptions;
+
+/// Where the broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Largest packet accepted from the broker. Far above the 64 KiB sighting limit on purpose:
+/// an oversized sighting must reach the decoder to be dead-lettered; a client-side limit
+/// would drop the connection and the broker would redeliver it forever.
+const MAX_INCOMING_PACKET: usize = 256 * 1024 * 1024;
+
+pub(crate) fn options(broker: &BrokerAddr, client_id: &str, clean_session: bool) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, broker.host.clone(), broker.port);
+    o.set_keep_alive(Duration::from_secs(20));
+    o.set_clean_session(clean_session);
+    o.set_max_packet_size(MAX_INCOMING_PACKET, 1024 * 1024);
+    o.set_inflight(1000);
+    o.set_request_channel_capacity(20_000);
+    // Nagle's algorithm stays on (rumqttc's default): rumqttc writes every packet on its own,
+    // and TCP_NODELAY turned each into a segment. At 100% hits that cost 15% more service
+    // CPU (5.6–5.8 s against 4.8–5.0 s for 60,000 tasks, three pairs), and it did not lower
+    // latency at 200 or 2,000 msg/s (benches/HISTORY.md, fourth session).
+    o
+}
+
+/// How long one flush of queued packets may wait for the socket (as rumqttc's own flushes).
+pub(crate) const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
