@@ -1,4 +1,4 @@
-//! Decode throughput: the unmatched path's fixed cost (DESIGN.md decision 1).
+//! Decode throughput: the unmatched path's fixed cost (docs/architecture.md).
 //!
 //! Deterministic payloads in the shape of the contract's example: a vehicle (WGS-84 and GCJ-02),
 //! a person, and two refusals — one caught by validation after the typed parse, one that falls

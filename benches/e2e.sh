@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end benchmarks for issue 5, as ratios against baselines run in the same run.
+# End-to-end benchmarks, as ratios against baselines run in the same run.
 #
 #   benches/e2e.sh [--embedded | --system-mosquitto] [--count N] [--unique N] [--skip-criterion]
 #

@@ -99,7 +99,7 @@ fn ningbo(c: &mut Criterion) {
     bench_data(c, "ningbo", GeoData::shipped());
 }
 
-/// The national county set, if `LEADRELAY_CHINA_COUNTIES` or the sibling `../shared/data` holds it.
+/// The optional national county set, from `LEADRELAY_CHINA_COUNTIES` (default `../shared/data`).
 fn national(c: &mut Criterion) {
     let counties = std::env::var("LEADRELAY_CHINA_COUNTIES")
         .unwrap_or_else(|_| "../shared/data/china_counties.geojson.gz".into());

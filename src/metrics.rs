@@ -3,7 +3,7 @@
 //! The service calls the functions below instead of `metrics::counter!` with string names, so
 //! names and label sets cannot drift apart. Labels are bounded, non-personal values only —
 //! kinds, reasons, court ids, routings, statuses, stages — never a plate or an identity number
-//! (DESIGN.md decision 12). `/metrics` renders the [`PrometheusHandle`] that [`install`]
+//! (docs/architecture.md). `/metrics` renders the [`PrometheusHandle`] that [`install`]
 //! returns; the exporter's own HTTP listener is not used.
 
 use std::cell::RefCell;

@@ -855,8 +855,8 @@ async fn wait_for_metric(
     }
 }
 
-/// While the broker is away the outbox gauge shows what waits to be published (it used to be
-/// refreshed on acknowledgements, which stop with the broker), and after it is back, zero.
+/// While the broker is away the outbox gauge shows what waits to be published (housekeeping
+/// reads it, since acknowledgements stop with the broker), and after it is back, zero.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outbox_gauge_shows_the_backlog_during_a_broker_outage() {
     for backend in backends() {

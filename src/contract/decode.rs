@@ -1,7 +1,7 @@
-//! Raw MQTT sighting payloads → validated [`Sighting`]s (CONTRACT.md "Sighting"). Pure: no I/O.
+//! Raw MQTT sighting payloads → validated [`Sighting`]s (docs/contract.md). Pure: no I/O.
 //!
 //! Nearly every sighting matches nothing, so decoding sets the service's throughput
-//! (DESIGN.md decision 1). The happy path is one typed serde parse into a struct that borrows
+//! (docs/architecture.md). The happy path is one typed serde parse into a struct that borrows
 //! its strings from the payload; only when that parse fails is the payload parsed again as a
 //! [`serde_json::Value`] to say precisely what is wrong. Rejections carry a reason (a metric
 //! label and the dead letter's `reason`) and a sentence naming the field. Details never repeat

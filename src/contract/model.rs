@@ -1,4 +1,4 @@
-//! The contract's value types (`CONTRACT.md`, v1): targets and their cases, and the names
+//! The contract's value types (`docs/contract.md`, v1): targets and their cases, and the names
 //! of task kinds and routings. Serde shapes here are the wire format; change them only with
 //! a contract version bump.
 

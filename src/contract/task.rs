@@ -1,4 +1,4 @@
-//! The messages leadrelay sends and receives about tasks (CONTRACT.md v1): Task, TaskUpdate,
+//! The messages leadrelay sends and receives about tasks (docs/contract.md, v1): Task, TaskUpdate,
 //! Alert, StatusReport, and the MQTT topic names they travel on.
 
 use chrono::{DateTime, Utc};

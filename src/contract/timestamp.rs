@@ -3,7 +3,7 @@
 //!
 //! chrono formats a `DateTime` through `Display`, one `write_char` at a time. A new task's
 //! messages carry six timestamps (the Task's three deadlines and its sighting's, the Alert's,
-//! the history row's sighting), and in `cargo bench --bench store` their formatting was most
+//! the history row's sighting), and in `cargo bench --bench store` chrono's formatting is most
 //! of the time spent building those messages. Use it on hot fields with
 //! `#[serde(serialize_with = "crate::contract::timestamp::serialize")]`; reading is chrono's own.
 

@@ -184,7 +184,7 @@ async fn ingest_loop(
 /// free for it.
 ///
 /// Why not `AsyncClient::try_ack`: rumqttc 0.25's event loop flushes after every request it
-/// takes from the client (one `writev` per ack: rumqtt issue #810), which was a quarter of
+/// takes from the client (one `writev` per ack: rumqtt issue #810), which costs a quarter of
 /// the tokio threads' CPU at 70,000 sightings/s. The packets are made by the event loop's own
 /// state (`MqttState::handle_outgoing_packet`, which assigns the dead letters' packet ids and
 /// keeps them for retransmission), so its bookkeeping is what `try_ack` would have made it.

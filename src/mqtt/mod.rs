@@ -42,9 +42,9 @@ pub(crate) fn options(broker: &BrokerAddr, client_id: &str, clean_session: bool)
     o.set_inflight(1000);
     o.set_request_channel_capacity(20_000);
     // Nagle's algorithm stays on (rumqttc's default): rumqttc writes every packet on its own,
-    // and TCP_NODELAY turned each into a segment. At 100% hits that cost 15% more service
-    // CPU (5.6–5.8 s against 4.8–5.0 s for 60,000 tasks, three pairs), and it did not lower
-    // latency at 200 or 2,000 msg/s (benches/HISTORY.md, fourth session).
+    // and TCP_NODELAY turns each into a segment. At 100% hits that costs 15% more service
+    // CPU (5.6–5.8 s against 4.8–5.0 s for 60,000 tasks, three pairs) and does not lower
+    // latency at 200 or 2,000 msg/s (benches/DECISIONS.md).
     o
 }
 

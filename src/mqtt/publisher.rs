@@ -100,8 +100,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 const ORPHAN_AGE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 /// How long acknowledged ids gather before one write removes them from the outbox. Each
 /// removal is a write transaction with its own fsync on the one writer connection, so they
-/// are kept few and large (every 30 s instead did not change the p99 sighting→task latency
-/// measured in benches/HISTORY.md, so a second costs nothing visible). A crash republishes at
+/// are kept few and large (every 30 s instead leaves the p99 sighting→task latency as it is
+/// (benches/DECISIONS.md), so a second costs nothing visible). A crash republishes at
 /// most this much (consumers dedupe by id).
 const REMOVE_SENT_GATHER: Duration = Duration::from_secs(1);
 /// Most messages taken from the channel and not yet written (the backlog); those written

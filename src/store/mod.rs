@@ -3,8 +3,8 @@
 //!
 //! - **Group commit** ([`Store::record_matches`]): a batch of matched sightings is written in
 //!   one transaction with a handful of multi-row statements; the MQTT messages are acked only
-//!   after it commits (DESIGN.md 2, 3).
-//! - **Rules that must hold across replicas live in the database** (DESIGN.md 4): a primary key
+//!   after it commits (docs/architecture.md).
+//! - **Rules that must hold across replicas live in the database**: a primary key
 //!   on `processed_events (source, event_id)`, and the partial unique index "one open task per
 //!   target" on `tasks (target_id) WHERE status IN ('dispatched', 'acknowledged', 'en_route')`.
 //!   Status changes are conditional updates (`... WHERE status = <old>`); escalation timers are
@@ -17,11 +17,11 @@
 //! - **Outbox**: every message is written in the transaction of the change it announces and
 //!   returned to the caller with its id, for immediate publication; [`Store::pending_outbox`]
 //!   finds what a crash left unsent.
-//! - **Two dialects, one code path** (DESIGN.md 9): see `db` for the small layer that lets
+//! - **Two dialects, one code path**: see `db` for the small layer that lets
 //!   each operation be written once; times are stored as epoch milliseconds (UTC) and nested
 //!   values as JSON text, identically in both. Migrations live in `migrations/sqlite` and
 //!   `migrations/postgres` and are applied by [`Store::connect`].
-//! - **Privacy** (DESIGN.md 12): only matched sightings ever reach the store.
+//! - **Privacy**: only matched sightings ever reach the store.
 
 mod codec;
 mod db;
@@ -244,7 +244,7 @@ impl Store {
             // large: past a few thousand tasks the default 2 MiB re-read index pages on every
             // group commit. Writers serialize on SQLite anyway.
             // No ping before each use (sqlx's default): a SQLite connection is a thread of
-            // this process, not a socket that can go stale, and the ping was one more round
+            // this process, not a socket that can go stale, and the ping is one more round
             // trip to that thread at the start of every group commit.
             let write_pool = SqlitePoolOptions::new()
                 .max_connections(1)

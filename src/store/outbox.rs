@@ -5,9 +5,9 @@
 //!
 //! A transaction's messages are one row: `payload` holds them framed one after another
 //! ([`frame`]) and `frames` says how many. A group commit of 2,000 new tasks writes one row
-//! instead of 4,000 (a Task and an Alert each); measured with `cargo bench --bench store`,
-//! those rows were a third of the commit's time, and it was the rows, not their bytes
-//! (benches/HISTORY.md). A message's id is its row's id times [`MAX_FRAMES`] plus its place in
+//! instead of 4,000 (a Task and an Alert each); in `cargo bench --bench store` one row per
+//! message costs a third of the commit's time, and it is the rows, not their bytes
+//! (benches/DECISIONS.md). A message's id is its row's id times [`MAX_FRAMES`] plus its place in
 //! the row, so ids still order messages as they were written and are never reused.
 //!
 //! The broker acknowledges messages one by one: [`Store::remove_sent`] marks a row's

@@ -473,7 +473,7 @@ impl Drop for ServeProcess {
     }
 }
 
-/// The headline target: Wang's car, flagged by Yuyao court (CONTRACT.md's example).
+/// The headline target: Wang's car, flagged by Yuyao court (the example in docs/contract.md).
 pub fn headline_target() -> Value {
     json!({
         "target_id": "T-2024-0001", "kind": "vehicle", "plate": "浙B12345", "name": "王某",

@@ -274,7 +274,7 @@ pub(super) fn analyse(
     for (at, got) in receipts {
         let at = *at;
         // The same task again for a later sighting: it moved to the court where the target
-        // stayed (issue 4's reassignment), not a second task. The same task for the same
+        // stayed (a reassignment after the dwell), not a second task. The same task for the same
         // sighting is a duplicate, counted as such below.
         if let Got::Task { task_id, seq, .. } = got {
             match seen_tasks.get(task_id) {

@@ -130,8 +130,7 @@ pub struct SimulateArgs {
     /// The generator's threads; 0 = one per core. An open-loop run at full speed needs them
     /// to outpace the service. A closed-loop run wants 1: there every µs of the generator's
     /// CPU is taken from the service and the broker on the same machine, and on one thread
-    /// its connections stop waking each other across threads (`benches/HISTORY.md`, eighth
-    /// session).
+    /// its connections stop waking each other across threads (`benches/DECISIONS.md`).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
 }
