@@ -22,13 +22,18 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The source of a file up to its `#[cfg(test)]` module.
+/// The code of a file up to its `#[cfg(test)]` module, without comment lines (a doc link is
+/// not an import).
 fn non_test_source(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
-    match text.find("\n#[cfg(test)]\nmod tests") {
-        Some(end) => text[..end].to_string(),
-        None => text,
-    }
+    let code = match text.find("\n#[cfg(test)]\nmod tests") {
+        Some(end) => &text[..end],
+        None => &text,
+    };
+    code.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Module path of a file relative to `src/`: `store/dispatch.rs` -> ["store", "dispatch"],
@@ -195,4 +200,36 @@ fn files_of_one_folder_import_no_circle() {
             }
         }
     }
+}
+
+/// Every relative link in the repo's Markdown points at a file of the repo.
+#[test]
+fn markdown_links_resolve_inside_the_repo() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs = vec![root.join("README.md"), root.join("benches/README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            docs.push(path);
+        }
+    }
+    let mut broken = Vec::new();
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).unwrap();
+        for (i, _) in text.match_indices("](") {
+            let rest = &text[i + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = rest[..end].split('#').next().unwrap().trim();
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            if !doc.parent().unwrap().join(target).exists() {
+                broken.push(format!(
+                    "{}: {target}",
+                    doc.strip_prefix(root).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
