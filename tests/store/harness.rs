@@ -217,9 +217,7 @@ pub(crate) async fn insert_outbox_row_from_before_0004(db: &TestDb, topic: &str,
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The enforcement workflow: per-court deadlines, cooldown, border jitter, escalation, reroute,
-// consolidation proposals, locate requests.
+// Helpers of the enforcement workflow's tests: command centers, policy, supervisors.
 
 /// Command centers of the tests (lon, lat), roughly where the real ones are.
 pub(crate) const CIXI: (f64, f64) = (121.27, 30.17);
