@@ -4,7 +4,7 @@
 //! broker ─► ingest ─► [bounded channel] ─► pipeline ─► store (group commit) ─► publisher ─► broker
 //!                                              │                  ▲
 //!                                              └── ack ◄──────────┘ (after commit)
-//! HTTP API ─► store / live targets / publisher        target sync: store ─► live targets
+//! HTTP API ─► app actions ─► store / live targets / publisher    housekeeping: store ─► live targets
 //! ```
 //!
 //! Shutdown (SIGTERM, ctrl-c, or the caller's future): stop taking messages, finish the batch
