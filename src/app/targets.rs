@@ -48,8 +48,7 @@ pub async fn upsert_all(app: &App, targets: Vec<Target>) -> Result<u64, StoreErr
     Ok(count)
 }
 
-/// Targets imported in one write each: large enough to be quick, small enough to keep one
-/// transaction's lock short.
+/// Targets an import writes per transaction.
 const IMPORT_CHUNK: usize = 5_000;
 
 /// Writes validated targets straight to the store, for a service that is not running here:
