@@ -13,7 +13,7 @@
 //!        │                                                   commit)   PUBACK)
 //!        └──────────── ack, only after the effect is durable ◄─┘
 //!  command centers ─► dispatch/{court}/status ─► pipeline ─► workflow ─► store ─► publisher
-//!  operators ─► http (/api/v1) ─► store, targets          ops ─► /metrics /healthz /readyz
+//!  operators ─► http (/api/v1) ─► app actions ─► store, targets   ops ─► /metrics /healthz /readyz
 //! ```
 //!
 //! # Layout
@@ -22,7 +22,7 @@
 //!
 //! - [`geo`] — datums, jurisdictions and courts as loaded and checked, point location (pure).
 //! - [`contract`] — the payloads, topics and timestamps outside systems rely on; decoding of
-//!   sightings, plates and identity numbers (pure).
+//!   sightings, plates and identity numbers (pure); the clock every "now" is read from.
 //! - [`dispatch`] — routing, the task state machine (pure).
 //! - [`matching`] — the hotlist of flagged targets and matching a sighting against it (pure).
 //! - [`metrics`] — every Prometheus metric, described once.
@@ -30,7 +30,8 @@
 //! - [`mqtt`] — ingest (manual acks, persistent session), the outbox publisher, the embedded
 //!   broker.
 //! - [`app`] — the application context and the actions every entry point calls.
-//! - [`flow`] — the ingest pipeline (batches, group commit, in-order acks) and the timers.
+//! - [`flow`] — the ingest pipeline (batches, group commit, in-order acks), the deadline timers
+//!   and housekeeping.
 //! - [`api`] — the axum HTTP API.
 //! - [`service`] — settings, wiring and graceful shutdown.
 //! - [`tools`] — the self-contained demo and the load generator.

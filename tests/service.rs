@@ -404,6 +404,8 @@ async fn status_reports_move_the_task_and_refusals_change_nothing() {
         // The target is seized: no more tasks for it.
         let (_, target) = h.get("/api/v1/targets/T-2024-0001").await;
         assert_eq!(target["status"], "seized");
+        // Real time: a housekeeping refresh (a 1 s poll of the database) must not bring the
+        // seized target back.
         tokio::time::sleep(Duration::from_millis(1200)).await;
         h.sighting(
             "cam",
@@ -504,6 +506,7 @@ async fn a_task_committed_but_not_published_is_published_once_after_restart() {
         let deadline = std::time::Instant::now() + WAIT;
         while store.outbox_pending_count().await.unwrap() != 0 {
             assert!(std::time::Instant::now() < deadline, "outbox not drained");
+            // Polling the real publisher's progress.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -522,6 +525,7 @@ async fn a_broker_outage_mid_stream_loses_no_accepted_sighting() {
             if i == N / 3 {
                 proxy.outage(Duration::from_millis(1500)).await;
             }
+            // Spreads the stream over real time, so the outage falls in its middle.
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         every_car_has_one_task_in_cixi(&h, N, Duration::from_secs(30)).await;
@@ -574,6 +578,7 @@ async fn a_database_outage_mid_stream_loses_no_accepted_sighting() {
                         assert!(asked.elapsed() < Duration::from_secs(10));
                         // Then one that is gone.
                         proxy.cut_off();
+                        // A real outage of the database, this long.
                         tokio::spawn(tokio::time::sleep(Duration::from_millis(2000)))
                     }
                     None => {
@@ -585,6 +590,7 @@ async fn a_database_outage_mid_stream_loses_no_accepted_sighting() {
                             .await
                             .unwrap();
                         tokio::spawn(async move {
+                            // The database stays locked for this long of real time.
                             tokio::time::sleep(Duration::from_secs(7)).await;
                             sqlx::raw_sql("ROLLBACK")
                                 .execute(&mut locker)
@@ -595,6 +601,7 @@ async fn a_database_outage_mid_stream_loses_no_accepted_sighting() {
                 });
             }
             car_seen_in_cixi(&h, &format!("d-{i}"), 20_000 + i).await;
+            // Spreads the stream over real time, so sightings keep arriving during the outage.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         outage.expect("the outage started").await.unwrap();
@@ -656,6 +663,7 @@ async fn every_car_has_one_task_in_cixi(h: &Harness, n: usize, within: Duration)
     };
     let deadline = std::time::Instant::now() + within;
     while distinct() < n && std::time::Instant::now() < deadline {
+        // Polling the watcher's record of the broker's messages.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let backend = h.backend.name();
@@ -774,6 +782,7 @@ async fn a_killed_service_loses_nothing_after_restart() {
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while distinct() == 0 && std::time::Instant::now() < deadline {
+            // Polling for the first task of a real child process.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         for i in N / 3..2 * N / 3 {
@@ -787,6 +796,7 @@ async fn a_killed_service_loses_nothing_after_restart() {
         let service = start().await;
         let deadline = std::time::Instant::now() + Duration::from_secs(40);
         while distinct() < N && std::time::Instant::now() < deadline {
+            // Polling the watcher's record of the broker's messages.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(
@@ -851,6 +861,7 @@ async fn wait_for_metric(
             std::time::Instant::now() < deadline,
             "{series} stayed at {value}"
         );
+        // Polling a gauge that housekeeping refreshes in real time.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -1039,7 +1050,17 @@ async fn two_replicas_share_the_stream_and_one_database() {
         const N: usize = 40;
         flag_cars(&h1, N, 30_000).await;
         // Replica 2 learns of the targets from the database.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let learned = h2.running.as_ref().unwrap().targets.clone();
+        let deadline = std::time::Instant::now() + WAIT;
+        while learned.len() < N {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "replica 2 has {} targets",
+                learned.len()
+            );
+            // Polling replica 2's hotlist, which its housekeeping refreshes once a second.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         for i in 0..N {
             let plate = format!("浙B{:05}", 30_000 + i);
             h1.sighting(

@@ -97,10 +97,9 @@ async fn yuyao_car_in_cixi_acknowledged_and_seized_inside_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unacknowledged_task_escalates_exactly_once() {
     for backend in backends() {
-        let h = Harness::start_with(&backend, |c| {
-            c.ack_timeout = Duration::from_secs(1);
-            c.resolve_timeout = Duration::from_secs(120);
-            c.timer_interval = Duration::from_millis(200);
+        let h = Harness::start_manual(&backend, |c| {
+            c.ack_timeout = Duration::from_secs(300);
+            c.resolve_timeout = Duration::from_secs(1800);
         })
         .await;
         h.put_target(headline_target()).await;
@@ -110,6 +109,8 @@ async fn an_unacknowledged_task_escalates_exactly_once() {
         )
         .await;
         let task = first_task(&h, "cixi").await;
+        assert!(h.on("dispatch/ningbo_intermediate/escalations").is_empty());
+        h.advance(Duration::from_secs(301));
         let escalated = h
             .wait_for("dispatch/ningbo_intermediate/escalations", 1, WAIT)
             .await;
@@ -144,10 +145,9 @@ async fn an_unacknowledged_task_escalates_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_escalation_due_while_the_service_was_down_fires_once_after_restart() {
     for backend in backends() {
-        let mut h = Harness::start_with(&backend, |c| {
-            c.ack_timeout = Duration::from_secs(2);
-            c.resolve_timeout = Duration::from_secs(120);
-            c.timer_interval = Duration::from_millis(200);
+        let mut h = Harness::start_manual(&backend, |c| {
+            c.ack_timeout = Duration::from_secs(300);
+            c.resolve_timeout = Duration::from_secs(1800);
         })
         .await;
         h.put_target(headline_target()).await;
@@ -159,7 +159,7 @@ async fn an_escalation_due_while_the_service_was_down_fires_once_after_restart()
         first_task(&h, "cixi").await;
         h.stop().await;
         assert!(h.on("dispatch/ningbo_intermediate/escalations").is_empty());
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        h.advance(Duration::from_secs(301));
         h.restart().await;
         h.wait_for("dispatch/ningbo_intermediate/escalations", 1, WAIT)
             .await;
@@ -354,6 +354,7 @@ async fn a_rejected_task_is_rerouted_to_the_next_nearest_court() {
                 "not re-routed: {:?}",
                 h.all_topics()
             );
+            // Polling the watcher's record of the broker's messages.
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         assert_eq!(rerouted["task_id"], json!(id));
@@ -381,7 +382,8 @@ async fn a_rejected_task_is_rerouted_to_the_next_nearest_court() {
 async fn border_jitter_does_not_move_the_task_but_staying_does() {
     let (yuyao_side, cixi_side) = border_points();
     for backend in backends() {
-        let h = Harness::start_with(&backend, |c| c.reassign_dwell = Duration::from_secs(2)).await;
+        let h =
+            Harness::start_manual(&backend, |c| c.reassign_dwell = Duration::from_secs(180)).await;
         h.put_target(headline_target()).await;
         h.sighting(
             "cam",
@@ -389,7 +391,8 @@ async fn border_jitter_does_not_move_the_task_but_staying_does() {
         )
         .await;
         let task = first_task(&h, "cixi").await;
-        // Driving along the county line: seen on alternating sides, seconds apart.
+        // Driving along the county line: seen on alternating sides, a minute apart, for longer
+        // than the dwell time in all.
         for i in 1..=6 {
             let p = if i % 2 == 1 { yuyao_side } else { cixi_side };
             h.sighting(
@@ -397,9 +400,9 @@ async fn border_jitter_does_not_move_the_task_but_staying_does() {
                 vehicle_sighting(&format!("j-{i}"), "cam", "浙B12345", p.0, p.1),
             )
             .await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            h.wait_for("dispatch/cixi/updates", i, WAIT).await;
+            h.advance(Duration::from_secs(60));
         }
-        h.wait_for("dispatch/cixi/updates", 6, WAIT).await;
         assert!(
             h.on("dispatch/yuyao/tasks").is_empty(),
             "[{}] jitter moved the task",
@@ -418,7 +421,14 @@ async fn border_jitter_does_not_move_the_task_but_staying_does() {
                 ),
             )
             .await;
-            tokio::time::sleep(Duration::from_millis(800)).await;
+            if i == 7 {
+                h.wait_for("dispatch/cixi/updates", 7, WAIT).await;
+                assert!(
+                    h.on("dispatch/yuyao/tasks").is_empty(),
+                    "moved before the dwell"
+                );
+            }
+            h.advance(Duration::from_secs(61));
         }
         let moved = first_task(&h, "yuyao").await;
         assert_eq!(moved["task_id"], task["task_id"]);
@@ -433,8 +443,10 @@ async fn border_jitter_does_not_move_the_task_but_staying_does() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_found_closes_and_a_later_sighting_reopens_after_the_cooldown() {
     for backend in backends() {
-        let h =
-            Harness::start_with(&backend, |c| c.not_found_cooldown = Duration::from_secs(2)).await;
+        let h = Harness::start_manual(&backend, |c| {
+            c.not_found_cooldown = Duration::from_secs(600);
+        })
+        .await;
         h.put_target(headline_target()).await;
         h.sighting(
             "cam",
@@ -459,7 +471,7 @@ async fn not_found_closes_and_a_later_sighting_reopens_after_the_cooldown() {
             1,
             "inside the cooldown"
         );
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        h.advance(Duration::from_secs(601));
         h.sighting(
             "cam",
             vehicle_sighting("nf-3", "cam", "浙B12345", CIXI.0, CIXI.1),
@@ -477,12 +489,13 @@ async fn not_found_closes_and_a_later_sighting_reopens_after_the_cooldown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_target_stops_matching_and_says_so() {
-    let h = Harness::start(&Backend::Embedded).await;
+    let h = Harness::start_manual(&Backend::Embedded, |_| {}).await;
     let mut target = headline_target();
-    target["valid_until"] =
-        json!((chrono::Utc::now() + chrono::Duration::milliseconds(800)).to_rfc3339());
+    target["valid_until"] = json!((h.now() + chrono::Duration::days(1)).to_rfc3339());
     h.put_target(target).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (_, t) = h.get("/api/v1/targets/T-2024-0001").await;
+    assert_eq!(t["expired"], false);
+    h.advance(Duration::from_secs(86_401));
     h.sighting(
         "cam",
         vehicle_sighting("x-1", "cam", "浙B12345", CIXI.0, CIXI.1),

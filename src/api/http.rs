@@ -3,34 +3,33 @@
 //! Errors are JSON `{"error": "<reason>", "detail": "..."}` with a 4xx status for the
 //! client's mistakes; internal errors are logged in full and answered with a generic 500.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use chrono::Utc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::status::{self, StatusContext};
-use crate::contract::model::TaskKind;
+use crate::app::App;
+use crate::app::locate::{self, LocateError, SearchTask};
+use crate::app::status;
+use crate::app::sweep::{self, Area, SweepError};
+use crate::app::targets::{self, Upserted};
 use crate::contract::model::{Target, TargetStatus};
 use crate::contract::task::{StatusReport, TaskStatus};
 use crate::geo::locate::JurisdictionIndex;
-use crate::matching::targets::Link;
-use crate::mqtt::{IngestClient, OutboundMeta};
-use crate::store::{SearchOutcome, StatusOutcome, StoreError, target_version};
+use crate::mqtt::IngestClient;
+use crate::store::{StatusOutcome, StoreError};
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// The store, live targets, index, topics, publisher and deadlines the handlers share
-    /// with the pipeline.
-    pub ctx: StatusContext,
+    /// The application context the handlers act through, shared with the pipeline and the
+    /// timers.
+    pub app: App,
     /// For readiness: is the broker connected.
     pub ingest: IngestClient,
     pub metrics: PrometheusHandle,
@@ -108,7 +107,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     // Bounded below the pool's acquire timeout (5 s): a probe must answer promptly even
     // when the server does not.
     let database = matches!(
-        tokio::time::timeout(READY_DATABASE_TIMEOUT, state.ctx.store.ping()).await,
+        tokio::time::timeout(READY_DATABASE_TIMEOUT, state.app.store.ping()).await,
         Ok(Ok(()))
     );
     let body = Json(json!({"broker": broker, "database": database}));
@@ -130,7 +129,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn courts(State(state): State<AppState>) -> Json<Value> {
-    let data = state.ctx.index.data();
+    let data = state.app.index.data();
     let courts: Vec<Value> = data
         .courts
         .iter()
@@ -184,20 +183,10 @@ async fn put_target(
             )));
         }
     }
-    let target = parse_target(value, &state.ctx.index).map_err(ApiError::BadRequest)?;
-    let existed = state.ctx.store.get_target(&target_id).await?.is_some();
-    let now = Utc::now();
-    state.ctx.store.upsert_target(&target, now).await?;
-    // Versioned: the housekeeping refresh then skips this edit instead of reading it back.
-    let links = state
-        .ctx
-        .targets
-        .apply_versioned([(Some(target_version(now)), target.clone())]);
-    propose_consolidation(&state.ctx, &state.ctx.index, links).await?;
-    let status = if existed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
+    let target = parse_target(value, &state.app.index).map_err(ApiError::BadRequest)?;
+    let status = match targets::upsert(&state.app, &target).await? {
+        Upserted::Created => StatusCode::CREATED,
+        Upserted::Replaced => StatusCode::OK,
     };
     Ok((status, Json(target)).into_response())
 }
@@ -208,21 +197,14 @@ async fn put_targets_batch(State(state): State<AppState>, body: Bytes) -> ApiRes
             "body must be a JSON array of targets".into(),
         ));
     };
-    let mut targets = Vec::with_capacity(items.len());
+    let mut parsed = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        targets.push(
-            parse_target(item, &state.ctx.index)
+        parsed.push(
+            parse_target(item, &state.app.index)
                 .map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?,
         );
     }
-    let now = Utc::now();
-    let count = state.ctx.store.upsert_targets(&targets, now).await?;
-    let version = Some(target_version(now));
-    let links = state
-        .ctx
-        .targets
-        .apply_versioned(targets.into_iter().map(|t| (version, t)));
-    propose_consolidation(&state.ctx, &state.ctx.index, links).await?;
+    let count = targets::upsert_all(&state.app, parsed).await?;
     Ok(Json(json!({"upserted": count})))
 }
 
@@ -232,16 +214,13 @@ async fn get_target(
     State(state): State<AppState>,
     Path(target_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let target = state
-        .ctx
-        .store
-        .get_target(&target_id)
+    let view = targets::describe(&state.app, &target_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no target {target_id:?}")))?;
-    let expired = target.valid_until.is_some_and(|until| until <= Utc::now());
-    let mut value = serde_json::to_value(&target).map_err(|e| ApiError::Internal(e.to_string()))?;
-    value["expired"] = json!(expired);
-    if let Some(link) = state.ctx.targets.link_of_target(&target_id) {
+    let mut value =
+        serde_json::to_value(&view.target).map_err(|e| ApiError::Internal(e.to_string()))?;
+    value["expired"] = json!(view.expired);
+    if let Some(link) = view.linked {
         value["linked"] =
             serde_json::to_value(link).map_err(|e| ApiError::Internal(e.to_string()))?;
     }
@@ -252,24 +231,10 @@ async fn withdraw_target(
     State(state): State<AppState>,
     Path(target_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let messages = state
-        .ctx
-        .store
-        .withdraw_target(&target_id, &state.ctx.topics, Utc::now())
+    let withdrawal = targets::withdraw(&state.app, &target_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no target {target_id:?}")))?;
-    if let Some(target) = state.ctx.store.get_target(&target_id).await? {
-        state.ctx.targets.apply([target]);
-    }
-    let cancelled = messages
-        .iter()
-        .filter(|m| m.topic.ends_with("/updates"))
-        .count();
-    state
-        .ctx
-        .publisher
-        .send(messages, |_| OutboundMeta::default())
-        .await;
+    let cancelled = withdrawal.cancelled_tasks;
     Ok(Json(
         json!({"target_id": target_id, "status": TargetStatus::Withdrawn, "cancelled_tasks": cancelled}),
     ))
@@ -289,12 +254,16 @@ async fn list_targets(
     State(state): State<AppState>,
     Query(q): Query<TargetQuery>,
 ) -> ApiResult<Json<Value>> {
-    let targets = sweep_query(&state, &q)?;
+    let area = sweep_area(&q)?;
+    let targets = sweep::live(&state.app, &area).map_err(|e| match e {
+        SweepError::UnknownCourt(_) => ApiError::BadRequest(e.to_string()),
+        SweepError::Store(e) => e.into(),
+    })?;
     Ok(Json(json!({"targets": targets, "count": targets.len()})))
 }
 
-/// The targets a sweep query selects; shared with the `sweep` command.
-fn sweep_query(state: &AppState, q: &TargetQuery) -> ApiResult<Vec<Arc<Target>>> {
+/// The area a sweep query asks for.
+fn sweep_area(q: &TargetQuery) -> ApiResult<Area> {
     let near =
         match &q.near {
             None => None,
@@ -325,22 +294,10 @@ fn sweep_query(state: &AppState, q: &TargetQuery) -> ApiResult<Vec<Arc<Target>>>
         (None, Some(_)) => return Err(ApiError::BadRequest("radius_km needs near=lat,lon".into())),
         (None, None) => None,
     };
-    let court = match &q.court_id {
-        None => None,
-        Some(id) => Some(
-            state
-                .ctx
-                .index
-                .data()
-                .court_position(id)
-                .ok_or_else(|| ApiError::BadRequest(format!("unknown court_id {id:?}")))?,
-        ),
-    };
-    Ok(state
-        .ctx
-        .targets
-        .sweep_index()
-        .in_area(&state.ctx.index, court, near, Utc::now()))
+    Ok(Area {
+        court_id: q.court_id.clone(),
+        near,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -363,7 +320,7 @@ async fn list_tasks(
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let tasks = state
-        .ctx
+        .app
         .store
         .list_tasks(q.court_id.as_deref(), status, limit)
         .await?;
@@ -375,12 +332,12 @@ async fn get_task(
     Path(task_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let task = state
-        .ctx
+        .app
         .store
         .get_task(&task_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no task {task_id:?}")))?;
-    let history = state.ctx.store.task_history(&task_id).await?;
+    let history = state.app.store.task_history(&task_id).await?;
     let mut value = serde_json::to_value(&task).map_err(|e| ApiError::Internal(e.to_string()))?;
     value["history"] =
         serde_json::to_value(history).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -417,47 +374,15 @@ async fn post_status(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     });
-    if state.ctx.store.get_task(&task_id).await?.is_none() {
+    if state.app.store.get_task(&task_id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no task {task_id:?}")));
     }
-    match status::apply(&state.ctx, &report, court.as_deref()).await? {
+    match status::apply(&state.app, &report, court.as_deref()).await? {
         StatusOutcome::Applied { task, .. } => Ok(Json(
             serde_json::to_value(task).map_err(|e| ApiError::Internal(e.to_string()))?,
         )),
         StatusOutcome::Refused { reason } => Err(ApiError::Conflict(reason)),
     }
-}
-
-/// Proposes consolidation to the supervising court for links that span several courts;
-/// the store makes sure each link is proposed once, whichever replica sees it first.
-pub async fn propose_consolidation(
-    ctx: &StatusContext,
-    index: &JurisdictionIndex,
-    links: Vec<Link>,
-) -> Result<(), StoreError> {
-    for link in links {
-        let lead = link.lead_court_id.as_deref();
-        let supervisor = lead
-            .or(link.court_ids.first().map(String::as_str))
-            .and_then(|c| index.data().court(c))
-            .and_then(|c| c.supervisor_court_id.as_deref());
-        let messages = ctx
-            .store
-            .propose_consolidation(
-                &link.key.as_text(),
-                &link.target_ids,
-                &link.court_ids,
-                lead,
-                supervisor,
-                &ctx.topics,
-                Utc::now(),
-            )
-            .await?;
-        ctx.publisher
-            .send(messages, |_| OutboundMeta::default())
-            .await;
-    }
-    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -470,72 +395,16 @@ struct LocateRequest {
 async fn locate_request(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {
     let request: LocateRequest = serde_json::from_value(parse_json(&body)?)
         .map_err(|e| ApiError::BadRequest(format!("expected {{\"target_id\": ...}}: {e}")))?;
-    let stored = state
-        .ctx
-        .store
-        .get_target(&request.target_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no target {:?}", request.target_id)))?;
-    if stored.kind != crate::contract::model::TargetKind::Person {
-        return Err(ApiError::BadRequest(
-            "locate requests are for person targets".into(),
-        ));
-    }
-    if !stored.is_matchable(Utc::now()) {
-        return Err(ApiError::Conflict(format!(
-            "target {:?} is not active",
-            stored.target_id
-        )));
-    }
-    // The merged view (linked targets' cases too), when the target is in the hotlist.
-    let target = stored
-        .person_id
-        .as_ref()
-        .and_then(|id| state.ctx.targets.snapshot().match_person(id).cloned())
-        .map(|t| (*t).clone())
-        .unwrap_or(stored);
-    let place = target
-        .known_locations
-        .iter()
-        .find(|l| l.label == "domicile")
-        .or_else(|| target.known_locations.first())
-        .ok_or_else(|| ApiError::BadRequest("the target has no known location to search".into()))?;
-    let (lon, lat) = crate::geo::datum::to_wgs84(place.datum, place.lon, place.lat);
-    let location = state.ctx.index.locate(lon, lat);
-    let route = crate::dispatch::route::decide(
-        &target,
-        TaskKind::PersonSearch,
-        &state.ctx.index,
-        &location,
-        lon,
-        lat,
-    )
-    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let outcome = state
-        .ctx
-        .store
-        .create_search_task(
-            &target.target_id,
-            &target.cases,
-            &route,
-            &state.ctx.deadlines,
-            &state.ctx.topics,
-            Utc::now(),
-        )
-        .await?;
-    match outcome {
-        SearchOutcome::Created(task, messages) => {
-            state
-                .ctx
-                .publisher
-                .send_dispatch(messages, &task.assisting_court_id, task.routing)
-                .await;
-            Ok((StatusCode::CREATED, Json(task)).into_response())
-        }
-        SearchOutcome::AlreadyOpen(task) => Ok((StatusCode::OK, Json(task)).into_response()),
-        SearchOutcome::TargetInactive => Err(ApiError::Conflict(format!(
-            "target {:?} is not active",
-            target.target_id
-        ))),
+    match locate::request_search(&state.app, &request.target_id).await {
+        Ok(SearchTask::Created(task)) => Ok((StatusCode::CREATED, Json(task)).into_response()),
+        Ok(SearchTask::AlreadyOpen(task)) => Ok((StatusCode::OK, Json(task)).into_response()),
+        Err(e) => Err(match e {
+            LocateError::NoTarget(_) => ApiError::NotFound(e.to_string()),
+            LocateError::Inactive(_) => ApiError::Conflict(e.to_string()),
+            LocateError::NotAPerson | LocateError::NoKnownLocation | LocateError::Unroutable(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            LocateError::Store(e) => e.into(),
+        }),
     }
 }

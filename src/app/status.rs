@@ -6,41 +6,24 @@
 //! leaves the hotlist; the closing time is measured. Used by the MQTT pipeline and the HTTP
 //! endpoint alike.
 
-use std::sync::Arc;
-
-use chrono::Utc;
-
+use crate::app::context::App;
 use crate::contract::model::Routing;
-use crate::contract::task::{StatusReport, Task, TaskStatus, Topics};
-use crate::dispatch::policy::Deadlines;
+use crate::contract::task::{StatusReport, Task, TaskStatus};
 use crate::dispatch::route::{self, RouteDecision};
-use crate::geo::locate::JurisdictionIndex;
-use crate::matching::targets::LiveTargets;
 use crate::metrics;
-use crate::mqtt::{OutboundMeta, Publisher};
-use crate::store::{StatusOutcome, Store, StoreError};
-
-/// What applying a status report needs.
-#[derive(Clone)]
-pub struct StatusContext {
-    pub store: Store,
-    pub targets: Arc<LiveTargets>,
-    pub index: Arc<JurisdictionIndex>,
-    pub topics: Topics,
-    pub deadlines: Deadlines,
-    pub publisher: Publisher,
-}
+use crate::mqtt::OutboundMeta;
+use crate::store::{StatusOutcome, StoreError};
 
 /// Applies `report` from `court` (when known) and everything that follows from it.
 pub async fn apply(
-    ctx: &StatusContext,
+    app: &App,
     report: &StatusReport,
     court: Option<&str>,
 ) -> Result<StatusOutcome, StoreError> {
-    let now = Utc::now();
-    let outcome = ctx
+    let now = app.now();
+    let outcome = app
         .store
-        .apply_status(report, court, &ctx.topics, now)
+        .apply_status(report, court, &app.topics, now)
         .await?;
     let StatusOutcome::Applied {
         task,
@@ -59,38 +42,38 @@ pub async fn apply(
     if !task.status.is_open() {
         metrics::dispatch_to_resolution(&task.assisting_court_id, task.status, since_dispatch);
     }
-    ctx.publisher
+    app.publisher
         .send(messages.clone(), |_| OutboundMeta::default())
         .await;
     match task.status {
-        TaskStatus::Seized => refresh_target(ctx, &task.target_id).await?,
-        TaskStatus::Rejected => reroute(ctx, task).await?,
+        TaskStatus::Seized => refresh_target(app, &task.target_id).await?,
+        TaskStatus::Rejected => reroute(app, task).await?,
         _ => {}
     }
     Ok(outcome)
 }
 
 /// Reloads a target whose status the store changed, so the hotlist follows at once.
-async fn refresh_target(ctx: &StatusContext, target_id: &str) -> Result<(), StoreError> {
-    if let Some(target) = ctx.store.get_target(target_id).await? {
-        ctx.targets.apply([target]);
+async fn refresh_target(app: &App, target_id: &str) -> Result<(), StoreError> {
+    if let Some(target) = app.store.get_target(target_id).await? {
+        app.targets.apply([target]);
     }
     Ok(())
 }
 
 /// Sends a rejected task to the next nearest court that has not rejected it, or escalates.
-async fn reroute(ctx: &StatusContext, task: &Task) -> Result<(), StoreError> {
-    let rejected_by = ctx.store.rejected_by(&task.task_id).await?;
+async fn reroute(app: &App, task: &Task) -> Result<(), StoreError> {
+    let rejected_by = app.store.rejected_by(&task.task_id).await?;
     // The place to route from: the sighting, else (a locate request) the rejecting court.
     let (lon, lat) = match &task.sighting {
         Some(s) => (s.lon, s.lat),
-        None => match ctx.index.data().court(&task.assisting_court_id) {
+        None => match app.index.data().court(&task.assisting_court_id) {
             Some(c) => (c.command_center.x, c.command_center.y),
             None => (0.0, 0.0),
         },
     };
-    let now = Utc::now();
-    match route::next_court_after_rejection(&ctx.index, lon, lat, &rejected_by) {
+    let now = app.now();
+    match route::next_court_after_rejection(&app.index, lon, lat, &rejected_by) {
         Some((court, distance_km)) => {
             let decision = RouteDecision {
                 kind: task.kind,
@@ -104,30 +87,30 @@ async fn reroute(ctx: &StatusContext, task: &Task) -> Result<(), StoreError> {
                 distance_km,
                 containing_court_id: None,
             };
-            if let Some((task, messages)) = ctx
+            if let Some((task, messages)) = app
                 .store
-                .reroute(&task.task_id, &decision, &ctx.deadlines, &ctx.topics, now)
+                .reroute(&task.task_id, &decision, &app.deadlines, &app.topics, now)
                 .await?
             {
                 tracing::info!(task_id = %task.task_id, to = %court, "rejected task re-routed");
-                ctx.publisher
+                app.publisher
                     .send_dispatch(messages, &court, task.routing)
                     .await;
             }
         }
         None => {
-            let supervisor = ctx
+            let supervisor = app
                 .index
                 .data()
                 .court(&task.requesting_court_id)
                 .and_then(|c| c.supervisor_court_id.clone());
-            let messages = ctx
+            let messages = app
                 .store
                 .escalate_task(
                     &task.task_id,
                     supervisor.as_deref(),
                     "rejected by every participating court",
-                    &ctx.topics,
+                    &app.topics,
                     now,
                 )
                 .await?;
@@ -135,7 +118,7 @@ async fn reroute(ctx: &StatusContext, task: &Task) -> Result<(), StoreError> {
                 metrics::escalation(supervisor);
             }
             tracing::warn!(task_id = %task.task_id, "rejected by every participating court; escalated");
-            ctx.publisher
+            app.publisher
                 .send(messages, |_| OutboundMeta::default())
                 .await;
         }

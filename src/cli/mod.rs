@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
+use crate::contract::clock::Clock;
 use crate::contract::model::Routing;
 use crate::geo::check;
 use crate::geo::datum::{self, Datum};
@@ -216,10 +217,7 @@ async fn import_targets(
     }
     let url = database_url.unwrap_or_else(|| "sqlite://leadrelay.db".to_string());
     let store = crate::store::Store::connect(&url).await?;
-    let mut imported = 0;
-    for chunk in targets.chunks(5_000) {
-        imported += store.upsert_targets(chunk, chrono::Utc::now()).await?;
-    }
+    let imported = crate::app::targets::import(&store, &Clock::System, &targets).await?;
     println!(
         "imported {imported} target(s) into {}",
         crate::service::config::redact(&url)
@@ -291,15 +289,11 @@ async fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
         .database_url
         .unwrap_or_else(|| "sqlite://leadrelay.db".to_string());
     let store = crate::store::Store::connect(&url).await?;
-    let targets: Vec<Arc<crate::contract::model::Target>> = store
-        .all_targets()
-        .await?
-        .into_iter()
-        .filter(|t| t.status == crate::contract::model::TargetStatus::Active)
-        .map(Arc::new)
-        .collect();
-    let sweep = crate::matching::targets::SweepIndex::build(targets);
-    let selected = sweep.in_area(&index, Some(court), None, chrono::Utc::now());
+    let area = crate::app::sweep::Area {
+        court_id: Some(args.court.clone()),
+        near: None,
+    };
+    let selected = crate::app::sweep::stored(&store, &index, &Clock::System, &area).await?;
     let out: Box<dyn std::io::Write> = match &args.out {
         Some(path) => Box::new(
             std::fs::File::create(path)

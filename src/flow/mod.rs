@@ -1,5 +1,6 @@
-//! The running data flow: the ingest pipeline (batch, group commit, in-order acks) and the
-//! timers (deadlines, housekeeping).
+//! The running data flow: the ingest pipeline (batch, group commit, in-order acks), the
+//! deadline timers and housekeeping.
 
+pub mod housekeeping;
 pub mod pipeline;
 pub mod timers;

@@ -17,11 +17,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::app::status::{self, StatusContext};
+use crate::app::App;
+use crate::app::status;
 use crate::contract::decode::{self, DecodeLimits};
 use crate::contract::model::Sighting;
 use crate::contract::task::StatusReport;
-use crate::dispatch::policy::{MatchedSighting, Policy};
+use crate::dispatch::policy::MatchedSighting;
 use crate::dispatch::route;
 use crate::matching::targets::{Match, match_sightings};
 use crate::metrics::{self, Stage};
@@ -30,11 +31,9 @@ use crate::store::{MatchOutcome, StatusOutcome};
 
 /// Everything the pipeline needs; built by the service.
 pub struct Pipeline {
-    /// Store, live targets, index, topics, deadlines and publisher, shared with the HTTP API
-    /// (status reports go through the same code either way).
-    pub ctx: StatusContext,
-    /// Cooldown after not_found, reassignment dwell and distance.
-    pub policy: Policy,
+    /// The application context, shared with the HTTP API (status reports go through the
+    /// same code either way).
+    pub ctx: App,
     pub limits: DecodeLimits,
     pub max_batch: usize,
     pub batch_window: Duration,
@@ -157,7 +156,7 @@ impl Pipeline {
     /// sighting against one hotlist snapshot in one batched lookup (which overlaps the
     /// memory reads of a large hotlist, see [`crate::matching::hotlist`]), then routes the matches.
     fn take_all(&self, inbounds: Vec<Inbound>, batch: &mut Batch) {
-        let now = Utc::now();
+        let now = self.ctx.now();
         let mut decoded: Vec<(Inbound, Result<Sighting, Disposition>)> =
             Vec::with_capacity(inbounds.len());
         for inbound in inbounds {
@@ -362,9 +361,9 @@ impl Pipeline {
                 .record_matches(
                     matched,
                     &self.ctx.deadlines,
-                    &self.policy,
+                    &self.ctx.policy,
                     &self.ctx.topics,
-                    Utc::now(),
+                    self.ctx.now(),
                 )
                 .await
             {

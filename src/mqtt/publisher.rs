@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::contract::clock::Clock;
 use crate::contract::model::Routing;
 use crate::contract::task::OutboxMessage;
 use crate::metrics::{self, Stage};
@@ -85,11 +86,12 @@ pub fn spawn_publisher(
     broker: &BrokerAddr,
     client_id: &str,
     store: Store,
+    clock: Clock,
     stop: CancellationToken,
 ) -> (Publisher, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(20_000);
     let opts = options(broker, client_id, true);
-    let handle = tokio::spawn(publisher_loop(opts, store, rx, stop));
+    let handle = tokio::spawn(publisher_loop(opts, store, clock, rx, stop));
     (Publisher { tx }, handle)
 }
 
@@ -170,6 +172,7 @@ impl Tracking {
 async fn publisher_loop(
     opts: MqttOptions,
     store: Store,
+    clock: Clock,
     mut rx: mpsc::Receiver<Outbound>,
     stop: CancellationToken,
 ) {
@@ -235,7 +238,7 @@ async fn publisher_loop(
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
                         if let Some(outbound) = tracking.inflight.remove(&ack.pkid) {
                             tracking.acknowledged(outbound.message.id);
-                            record_delivery(&outbound.meta);
+                            record_delivery(&outbound.meta, clock.now());
                             let _ = sent_tx.send(outbound.message.id);
                         }
                     }
@@ -271,7 +274,7 @@ async fn publisher_loop(
                         rx_len = rx.len(),
                         "publisher state"
                     );
-                    let cutoff = Utc::now() - ORPHAN_AGE;
+                    let cutoff = clock.now() - ORPHAN_AGE;
                     requeue_from_store(&store, &mut tracking, Some(cutoff)).await;
                 }
                 _ = &mut cancelled, if drain_until.is_none() => {
@@ -354,7 +357,7 @@ async fn requeue_from_store(
     }
 }
 
-fn record_delivery(meta: &OutboundMeta) {
+fn record_delivery(meta: &OutboundMeta, now: DateTime<Utc>) {
     if let Some(handed) = meta.handed_at {
         metrics::stage(Stage::Publish, handed.elapsed());
     }
@@ -364,7 +367,7 @@ fn record_delivery(meta: &OutboundMeta) {
             metrics::ingest_to_dispatch(received.elapsed());
         }
         if let Some(observed) = meta.observed_at {
-            let seconds = (Utc::now() - observed).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            let seconds = (now - observed).num_microseconds().unwrap_or(0) as f64 / 1e6;
             metrics::sighting_to_dispatch(seconds.max(0.0));
         }
     }

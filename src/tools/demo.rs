@@ -12,6 +12,7 @@ use clap::Args;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
+use crate::contract::clock::Clock;
 use crate::contract::model::Target;
 use crate::service;
 use crate::service::config::{BrokerChoice, ServeArgs};
@@ -64,7 +65,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!();
 
     let targets = demo_targets();
-    running.store.upsert_targets(&targets, Utc::now()).await?;
+    running
+        .store
+        .upsert_targets(&targets, running.clock.now())
+        .await?;
     running.targets.apply(targets);
 
     // The command centers' view: tasks, updates, alerts (and their status reports back).
@@ -98,7 +102,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     });
     let rate = args.rate.clamp(0.0, 10_000.0);
-    let feed = tokio::spawn(async move { camera_feed(feed_client, rate).await });
+    let clock = running.clock.clone();
+    let feed_clock = clock.clone();
+    let feed = tokio::spawn(async move { camera_feed(feed_client, feed_clock, rate).await });
     let started = Instant::now();
     let mut printed = 0u64;
     loop {
@@ -112,10 +118,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     printed += 1;
-                    if let Some(reply) = print_message(&p.topic, &p.payload) {
+                    if let Some(reply) = print_message(&p.topic, &p.payload, &clock) {
                         // The simulated Cixi command center answers its tasks.
                         let client = client.clone();
-                        tokio::spawn(async move { command_center(client, reply).await });
+                        let clock = clock.clone();
+                        tokio::spawn(async move { command_center(client, clock, reply).await });
                     }
                 }
                 Ok(_) => {}
@@ -137,7 +144,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 /// A task for the demo command center to answer: (court, task id).
 type Reply = (String, String);
 
-fn print_message(topic: &str, payload: &[u8]) -> Option<Reply> {
+fn print_message(topic: &str, payload: &[u8], clock: &Clock) -> Option<Reply> {
     let v: Value = serde_json::from_slice(payload).unwrap_or(Value::Null);
     let time = Local::now().format("%H:%M:%S%.3f");
     let text = |key: &str| v[key].as_str().unwrap_or("-").to_string();
@@ -147,7 +154,7 @@ fn print_message(topic: &str, payload: &[u8]) -> Option<Reply> {
         .map(|t| {
             format!(
                 "{:.1} ms",
-                (Utc::now() - t).num_microseconds().unwrap_or(0) as f64 / 1000.0
+                (clock.now() - t).num_microseconds().unwrap_or(0) as f64 / 1000.0
             )
         })
         .unwrap_or_default();
@@ -189,14 +196,14 @@ fn short(id: &str) -> &str {
 
 /// Cixi's command center: acknowledges, sets out, and seizes the car within seconds
 /// (in the story it took under half an hour).
-async fn command_center(client: AsyncClient, (court, task_id): Reply) {
+async fn command_center(client: AsyncClient, clock: Clock, (court, task_id): Reply) {
     for (delay, status, note) in [
         (800, "acknowledged", "case checked"),
         (1500, "en_route", "officers dispatched"),
         (2500, "seized", "taken to the impound lot"),
     ] {
         tokio::time::sleep(Duration::from_millis(delay)).await;
-        let report = json!({"task_id": task_id, "status": status, "at": Utc::now(), "by": "cixi-officer-07", "note": note});
+        let report = json!({"task_id": task_id, "status": status, "at": clock.now(), "by": "cixi-officer-07", "note": note});
         let _ = client
             .publish(
                 format!("dispatch/{court}/status"),
@@ -209,7 +216,7 @@ async fn command_center(client: AsyncClient, (court, task_id): Reply) {
 }
 
 /// The scripted story among background traffic.
-async fn camera_feed(client: AsyncClient, rate: f64) {
+async fn camera_feed(client: AsyncClient, clock: Clock, rate: f64) {
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let script: Vec<(u64, &str, Value)> = vec![
         (
@@ -250,7 +257,7 @@ async fn camera_feed(client: AsyncClient, rate: f64) {
     loop {
         tick.tick().await;
         seq += 1;
-        let now = Utc::now();
+        let now = clock.now();
         while let Some((at, _, _)) = script.peek() {
             if start.elapsed() < Duration::from_millis(*at) {
                 break;

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use leadrelay::contract::clock::{Clock, ManualClock};
 use leadrelay::service::config::{BrokerChoice, Config, ServeArgs, parse_mqtt_url};
 use leadrelay::service::{self, Running};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -80,6 +81,9 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     /// The broker address the *test client* uses (not through any proxy).
     pub broker_addr: SocketAddr,
+    /// The service's clock when the test moves time itself ([`Harness::start_manual`]);
+    /// restarts keep it.
+    pub clock: Option<ManualClock>,
     http_client: reqwest::Client,
     watcher: tokio::task::JoinHandle<()>,
 }
@@ -129,6 +133,21 @@ impl Harness {
         Self::start_config(backend, config, dir, None).await
     }
 
+    /// As [`start_with`], on a manual clock that moves only by [`advance`](Self::advance).
+    pub async fn start_manual(backend: &Backend, tweak: impl FnOnce(&mut Config)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = base_config(backend, dir.path()).await;
+        tweak(&mut config);
+        Self::start_clocked(
+            backend,
+            config,
+            dir,
+            None,
+            Some(ManualClock::starting_now()),
+        )
+        .await
+    }
+
     /// Starts with a full config; the test's own client connects to `client_broker` when
     /// given (e.g. around a proxy the service goes through), else where the service does.
     pub async fn start_config(
@@ -137,9 +156,18 @@ impl Harness {
         dir: tempfile::TempDir,
         client_broker: Option<SocketAddr>,
     ) -> Harness {
-        let running = service::start(config.clone(), std::future::pending())
-            .await
-            .expect("service starts");
+        Self::start_clocked(backend, config, dir, client_broker, None).await
+    }
+
+    /// As [`start_config`](Self::start_config), on `clock` when given.
+    async fn start_clocked(
+        backend: &Backend,
+        config: Config,
+        dir: tempfile::TempDir,
+        client_broker: Option<SocketAddr>,
+        clock: Option<ManualClock>,
+    ) -> Harness {
+        let running = start_service(&config, clock.as_ref(), "service starts").await;
         // Keep talking to the same broker when the service was given an embedded one.
         let mut config = config;
         let broker_addr: SocketAddr = match client_broker {
@@ -169,6 +197,7 @@ impl Harness {
             seen,
             dir,
             broker_addr,
+            clock,
             http_client: reqwest::Client::new(),
             watcher,
         };
@@ -198,12 +227,26 @@ impl Harness {
     /// Starts the service again with the same config (same database, broker, prefix).
     pub async fn restart(&mut self) {
         self.stop().await;
-        let running = service::start(self.config.clone(), std::future::pending())
-            .await
-            .expect("service restarts");
+        let running = start_service(&self.config, self.clock.as_ref(), "service restarts").await;
         self.http = format!("http://{}", running.http_addr);
         self.running = Some(running);
         self.wait_ready().await;
+    }
+
+    /// The service's time: its manual clock's, else the system's.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        match &self.clock {
+            Some(clock) => clock.now(),
+            None => chrono::Utc::now(),
+        }
+    }
+
+    /// Moves the service's manual clock forward (see [`start_manual`](Self::start_manual)).
+    pub fn advance(&self, by: Duration) {
+        self.clock
+            .as_ref()
+            .expect("advance needs a harness started with start_manual")
+            .advance(chrono::Duration::from_std(by).unwrap());
     }
 
     pub fn topic(&self, topic: &str) -> String {
@@ -285,12 +328,14 @@ impl Harness {
                     self.all_topics()
                 );
             }
+            // Polling the watcher's record of the broker's messages.
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
     /// Lets in-flight messages arrive, then asserts none more than `count` came on `topic`.
     pub async fn settle_and_count(&self, topic: &str, settle: Duration) -> usize {
+        // Real time: the absence of a message can only be observed by waiting for it.
         tokio::time::sleep(settle).await;
         self.on(topic).len()
     }
@@ -376,12 +421,21 @@ pub async fn watch(
                     });
                 }
                 Ok(_) => {}
+                // Reconnect back-off of the watching client.
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     });
     let _ = tokio::time::timeout(Duration::from_secs(5), subscribed_rx).await;
     (client, seen, watcher)
+}
+
+/// Starts the service on `clock` when given, else on the system clock.
+async fn start_service(config: &Config, clock: Option<&ManualClock>, what: &str) -> Running {
+    let clock = clock.map_or(Clock::System, |c| c.clone().into());
+    service::start_with_clock(config.clone(), clock, std::future::pending())
+        .await
+        .expect(what)
 }
 
 /// Polls `{http}/readyz` until it succeeds (true) or `within` passes (false).
@@ -398,6 +452,7 @@ async fn ready_within(client: &reqwest::Client, http: &str, within: Duration) ->
         if Instant::now() >= deadline {
             return false;
         }
+        // Polling a real server's readiness.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -556,6 +611,7 @@ impl Proxy {
     /// Drops every connection and refuses new ones for `down`.
     pub async fn outage(&self, down: Duration) {
         self.cut_off();
+        // A real outage: connections stay refused for this long.
         tokio::time::sleep(down).await;
         self.restore();
     }

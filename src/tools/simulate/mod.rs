@@ -33,11 +33,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use chrono::Utc;
 use clap::Args;
 use rumqttc::{AsyncClient, MqttOptions};
 use tokio::sync::oneshot;
 
+use crate::contract::clock::Clock;
 use crate::service::config::{BrokerChoice, parse_mqtt_url};
 
 use analysis::{Progress, Report, Tags, analyse, print_table};
@@ -155,7 +155,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
         (None, None) => Some(100_000),
     };
     // Event ids must be new to the service's de-duplication on every run, even with the same seed.
-    let run_tag = format!("r{:x}", Utc::now().timestamp_millis());
+    let run_tag = format!("r{:x}", Clock::System.now().timestamp_millis());
     let mut workload = Workload::new(&args, run_tag.clone())?;
     let leadrelay = !args.baseline && !args.publish_only;
     let mut processed_before = None;

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use geo::BoundingRect;
 use serde_json::json;
 
+use crate::contract::clock::Clock;
 use crate::contract::plate::Plate;
 use crate::geo::geodata::GeoData;
 use crate::geo::locate::JurisdictionIndex;
@@ -263,7 +264,9 @@ impl Workload {
 }
 
 pub(super) fn now_rfc3339() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, false)
+    Clock::System
+        .now()
+        .to_rfc3339_opts(SecondsFormat::Micros, false)
 }
 
 /// A vehicle sighting as a camera would send it (field order fixed: `event_id` first).
