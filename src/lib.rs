@@ -20,9 +20,10 @@
 //!
 //! Each folder is one layer; a module imports only from the layers listed before it.
 //!
+//! - [`clock`] — where every "now" comes from: the system clock, or a manual one in tests.
 //! - [`geo`] — datums, jurisdictions and courts as loaded and checked, point location (pure).
 //! - [`contract`] — the payloads, topics and timestamps outside systems rely on; decoding of
-//!   sightings, plates and identity numbers (pure); the clock every "now" is read from.
+//!   sightings, plates and identity numbers (pure).
 //! - [`dispatch`] — routing, the task state machine (pure).
 //! - [`matching`] — the hotlist of flagged targets and matching a sighting against it (pure).
 //! - [`metrics`] — every Prometheus metric, described once.
@@ -40,6 +41,7 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod contract;
 pub mod dispatch;
 pub mod flow;

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 /// The layers in flow order: a layer may import from the ones before it.
 const LAYERS: &[&str] = &[
-    "geo", "contract", "dispatch", "matching", "metrics", "store", "mqtt", "app", "flow", "api",
-    "service", "tools", "cli",
+    "clock", "geo", "contract", "dispatch", "matching", "metrics", "store", "mqtt", "app", "flow",
+    "api", "service", "tools", "cli",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

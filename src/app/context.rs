@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::contract::clock::Clock;
+use crate::clock::Clock;
 use crate::contract::task::Topics;
 use crate::dispatch::policy::{Deadlines, Policy};
 use crate::geo::locate::JurisdictionIndex;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::app::context::App;
-use crate::contract::clock::Clock;
+use crate::clock::Clock;
 use crate::contract::model::{Target, TargetStatus};
 use crate::geo::locate::JurisdictionIndex;
 use crate::matching::sweep::SweepIndex;

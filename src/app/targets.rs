@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::app::consolidation;
 use crate::app::context::App;
-use crate::contract::clock::Clock;
+use crate::clock::Clock;
 use crate::contract::model::Target;
 use crate::matching::targets::Link;
 use crate::mqtt::OutboundMeta;

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use crate::contract::clock::Clock;
+use crate::clock::Clock;
 use crate::contract::model::Routing;
 use crate::geo::check;
 use crate::geo::datum::{self, Datum};

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::contract::clock::Clock;
+use crate::clock::Clock;
 use crate::contract::model::Routing;
 use crate::contract::task::OutboxMessage;
 use crate::metrics::{self, Stage};

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::http::{self, AppState};
 use crate::app::App;
-use crate::contract::clock::Clock;
+use crate::clock::Clock;
 use crate::contract::task::Topics;
 use crate::dispatch::policy::{Deadlines, Policy};
 use crate::flow::pipeline::Pipeline;

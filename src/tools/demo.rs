@@ -12,7 +12,7 @@ use clap::Args;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
-use crate::contract::clock::Clock;
+use crate::clock::Clock;
 use crate::contract::model::Target;
 use crate::service;
 use crate::service::config::{BrokerChoice, ServeArgs};

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use leadrelay::contract::clock::{Clock, ManualClock};
+use leadrelay::clock::{Clock, ManualClock};
 use leadrelay::service::config::{BrokerChoice, Config, ServeArgs, parse_mqtt_url};
 use leadrelay::service::{self, Running};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};

@@ -37,7 +37,7 @@ use clap::Args;
 use rumqttc::{AsyncClient, MqttOptions};
 use tokio::sync::oneshot;
 
-use crate::contract::clock::Clock;
+use crate::clock::Clock;
 use crate::service::config::{BrokerChoice, parse_mqtt_url};
 
 use analysis::{Progress, Report, Tags, analyse, print_table};

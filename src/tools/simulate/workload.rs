@@ -7,7 +7,7 @@ use chrono::SecondsFormat;
 use geo::BoundingRect;
 use serde_json::json;
 
-use crate::contract::clock::Clock;
+use crate::clock::Clock;
 use crate::contract::plate::Plate;
 use crate::geo::geodata::GeoData;
 use crate::geo::locate::JurisdictionIndex;
