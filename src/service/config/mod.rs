@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::contract::decode::DecodeLimits;
 use crate::dispatch::policy::{Deadlines, Policy};
@@ -67,28 +68,68 @@ pub struct ServeArgs {
     pub dispatch: DispatchArgs,
 }
 
-/// The TOML file: every group's settings at the top level, all optional, and per-court
-/// deadlines.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    #[serde(flatten)]
-    mqtt: MqttArgs,
-    #[serde(flatten)]
-    store: StoreArgs,
-    #[serde(flatten)]
-    http: HttpArgs,
-    #[serde(flatten)]
-    data: DataArgs,
-    #[serde(flatten)]
-    ingest: IngestArgs,
-    #[serde(flatten)]
-    matching: MatchingArgs,
-    #[serde(flatten)]
-    dispatch: DispatchArgs,
-    /// `[court_deadlines.cixi] ack_timeout = "2m"`.
+/// The TOML file: every group's settings at the top level, and per-court deadlines.
+///
+/// Each group reads its own keys straight from the text, so a bad value is reported at its
+/// line; keys no group knows are refused.
+struct SettingsFile {
+    path: PathBuf,
+    text: String,
+}
+
+/// `[court_deadlines.cixi] ack_timeout = "2m"`.
+#[derive(Default, Deserialize)]
+struct CourtDeadlinesTable {
     #[serde(default)]
     court_deadlines: BTreeMap<String, CourtDeadlines>,
+}
+
+impl SettingsFile {
+    fn read(path: &Path) -> Result<SettingsFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file = SettingsFile {
+            path: path.to_path_buf(),
+            text,
+        };
+        file.refuse_unknown_keys()?;
+        Ok(file)
+    }
+
+    /// The keys the file may hold: those of the flags, and the per-court tables.
+    fn refuse_unknown_keys(&self) -> Result<(), ConfigError> {
+        let flags = ServeArgs::augment_args(clap::Command::new("serve"));
+        let known: Vec<&str> = flags
+            .get_arguments()
+            .map(|arg| arg.get_id().as_str())
+            .filter(|id| *id != "config")
+            .chain(["court_deadlines"])
+            .collect();
+        let table: toml::Table = self.parse()?;
+        match table.keys().find(|key| !known.contains(&key.as_str())) {
+            Some(key) => Err(self.error(format!("unknown field `{key}`"))),
+            None => Ok(()),
+        }
+    }
+
+    fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        toml::from_str(&self.text).map_err(|e| self.error(e.to_string()))
+    }
+
+    fn error(&self, message: String) -> ConfigError {
+        ConfigError::Parse {
+            path: self.path.clone(),
+            message,
+        }
+    }
+}
+
+/// One group's settings from the file, if there is one.
+fn from_file<T: DeserializeOwned + Default>(file: &Option<SettingsFile>) -> Result<T, ConfigError> {
+    file.as_ref()
+        .map_or_else(|| Ok(T::default()), SettingsFile::parse)
 }
 
 /// Validated settings of a running service.
@@ -134,20 +175,18 @@ impl std::fmt::Debug for Config {
 impl ServeArgs {
     /// Merges flags over the file over defaults and validates everything once.
     pub fn resolve(&self) -> Result<Config, ConfigError> {
-        let file = match &self.config {
-            Some(path) => read_file(path)?,
-            None => FileSettings::default(),
-        };
-        let mqtt = layered(&self.mqtt, &file.mqtt)?.validate()?;
-        let database_url = layered(&self.store, &file.store)?.validate()?;
-        let http_addr = layered(&self.http, &file.http)?.validate()?;
-        let ingest = layered(&self.ingest, &file.ingest)?.validate()?;
-        let matching = layered(&self.matching, &file.matching)?.validate()?;
-        let geo = layered(&self.data, &file.data)?
+        let file = self.config.as_deref().map(SettingsFile::read).transpose()?;
+        let mqtt = layered(&self.mqtt, &from_file(&file)?)?.validate()?;
+        let database_url = layered(&self.store, &from_file(&file)?)?.validate()?;
+        let http_addr = layered(&self.http, &from_file(&file)?)?.validate()?;
+        let ingest = layered(&self.ingest, &from_file(&file)?)?.validate()?;
+        let matching = layered(&self.matching, &from_file(&file)?)?.validate()?;
+        let geo = layered(&self.data, &from_file(&file)?)?
             .load()
             .map_err(|e| ConfigError::Data(format!("{e:#}")))?;
-        let dispatch =
-            layered(&self.dispatch, &file.dispatch)?.validate(&file.court_deadlines, &geo)?;
+        let per_court: CourtDeadlinesTable = from_file(&file)?;
+        let dispatch = layered(&self.dispatch, &from_file(&file)?)?
+            .validate(&per_court.court_deadlines, &geo)?;
         Ok(Config {
             broker: mqtt.broker,
             client_id: mqtt.client_id,
@@ -166,17 +205,6 @@ impl ServeArgs {
             timer_interval: dispatch.timer_interval,
         })
     }
-}
-
-fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
 }
 
 #[cfg(test)]
@@ -259,7 +287,12 @@ mod tests {
         assert!(err("ack_timout = \"2m\"\n").contains("unknown field"));
         assert!(err("[court_deadlines.cixi]\nack_timout = \"2m\"\n").contains("unknown field"));
         assert!(err("[court_deadlines.atlantis]\nack_timeout = \"2m\"\n").contains("atlantis"));
-        assert!(err("ack_timeout = \"soon\"\n").contains("soon"));
+        let bad_value = err("max_batch = 10\nack_timeout = \"soon\"\n");
+        assert!(
+            bad_value.contains("line 2") && bad_value.contains("soon"),
+            "{bad_value}"
+        );
+        assert!(err("max_batch = \"many\"\n").contains("max_batch"));
     }
 
     #[test]
