@@ -98,8 +98,8 @@ async fn yuyao_car_in_cixi_acknowledged_and_seized_inside_the_deadline() {
 async fn an_unacknowledged_task_escalates_exactly_once() {
     for backend in backends() {
         let h = Harness::start_manual(&backend, |c| {
-            c.ack_timeout = Duration::from_secs(300);
-            c.resolve_timeout = Duration::from_secs(1800);
+            c.deadlines.ack = chrono::Duration::seconds(300);
+            c.deadlines.resolve = chrono::Duration::seconds(1800);
         })
         .await;
         h.put_target(headline_target()).await;
@@ -146,8 +146,8 @@ async fn an_unacknowledged_task_escalates_exactly_once() {
 async fn an_escalation_due_while_the_service_was_down_fires_once_after_restart() {
     for backend in backends() {
         let mut h = Harness::start_manual(&backend, |c| {
-            c.ack_timeout = Duration::from_secs(300);
-            c.resolve_timeout = Duration::from_secs(1800);
+            c.deadlines.ack = chrono::Duration::seconds(300);
+            c.deadlines.resolve = chrono::Duration::seconds(1800);
         })
         .await;
         h.put_target(headline_target()).await;
@@ -382,8 +382,10 @@ async fn a_rejected_task_is_rerouted_to_the_next_nearest_court() {
 async fn border_jitter_does_not_move_the_task_but_staying_does() {
     let (yuyao_side, cixi_side) = border_points();
     for backend in backends() {
-        let h =
-            Harness::start_manual(&backend, |c| c.reassign_dwell = Duration::from_secs(180)).await;
+        let h = Harness::start_manual(&backend, |c| {
+            c.policy.reassign_dwell = chrono::Duration::seconds(180)
+        })
+        .await;
         h.put_target(headline_target()).await;
         h.sighting(
             "cam",
@@ -444,7 +446,7 @@ async fn border_jitter_does_not_move_the_task_but_staying_does() {
 async fn not_found_closes_and_a_later_sighting_reopens_after_the_cooldown() {
     for backend in backends() {
         let h = Harness::start_manual(&backend, |c| {
-            c.not_found_cooldown = Duration::from_secs(600);
+            c.policy.not_found_cooldown = chrono::Duration::seconds(600);
         })
         .await;
         h.put_target(headline_target()).await;

@@ -25,7 +25,6 @@ use crate::api::http::{self, AppState};
 use crate::app::App;
 use crate::clock::Clock;
 use crate::contract::task::Topics;
-use crate::dispatch::policy::{Deadlines, Policy};
 use crate::flow::pipeline::Pipeline;
 use crate::geo::geodata::DataError;
 use crate::geo::locate::JurisdictionIndex;
@@ -100,13 +99,7 @@ pub async fn start_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, ServiceError> {
     let metrics_handle = metrics::install().map_err(|e| ServiceError::Metrics(e.to_string()))?;
-    let data = Arc::new(
-        config
-            .data
-            .load()
-            .map_err(|e| ServiceError::Other(format!("{e:#}")))?,
-    );
-    let index = Arc::new(JurisdictionIndex::new(data)?);
+    let index = Arc::new(JurisdictionIndex::new(config.geo.clone())?);
     let broker = match &config.broker {
         BrokerChoice::External { host, port } => BrokerAddr {
             host: host.clone(),
@@ -148,39 +141,13 @@ pub async fn start_with_clock(
     let (tx, rx) = tokio::sync::mpsc::channel(10_000);
     let (ingest, ingest_task) = mqtt::spawn_ingest(&broker, &config.client_id, filters, tx);
 
-    let chrono_duration =
-        |d: Duration| chrono::Duration::from_std(d).map_err(|e| ServiceError::Other(e.to_string()));
-    let mut per_court = std::collections::HashMap::new();
-    for (court, (ack, resolve)) in &config.court_deadlines {
-        per_court.insert(
-            court.clone(),
-            (chrono_duration(*ack)?, chrono_duration(*resolve)?),
-        );
-    }
-    let deadlines = Deadlines {
-        ack: chrono_duration(config.ack_timeout)?,
-        resolve: chrono_duration(config.resolve_timeout)?,
-        per_court,
-    };
-    let centers = index
-        .data()
-        .courts
-        .iter()
-        .map(|c| (c.court_id.clone(), (c.command_center.x, c.command_center.y)))
-        .collect();
-    let policy = Policy {
-        not_found_cooldown: chrono_duration(config.not_found_cooldown)?,
-        reassign_dwell: chrono_duration(config.reassign_dwell)?,
-        reassign_distance_km: config.reassign_distance_km,
-        centers: Arc::new(centers),
-    };
     let app = App {
         store: store.clone(),
         targets: targets.clone(),
         index: index.clone(),
         topics: topics.clone(),
-        deadlines,
-        policy,
+        deadlines: config.deadlines.clone(),
+        policy: config.policy.clone(),
         publisher: publisher.clone(),
         clock: clock.clone(),
     };

@@ -40,8 +40,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
     let dir = tempfile::tempdir()?;
     let mut serve = args.serve.clone();
-    if serve.database_url.is_none() {
-        serve.database_url = Some(format!("sqlite://{}", dir.path().join("demo.db").display()));
+    if serve.store.database_url.is_none() {
+        serve.store.database_url =
+            Some(format!("sqlite://{}", dir.path().join("demo.db").display()));
     }
     let mut config = serve.resolve()?;
     // The demo must start on any machine: if the usual ports are taken, take free ones.

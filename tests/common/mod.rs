@@ -101,7 +101,7 @@ pub async fn base_config(backend: &Backend, dir: &std::path::Path) -> Config {
     config.http_addr = "127.0.0.1:0".parse().unwrap();
     config.client_id = unique("lr-test-");
     config.topic_prefix = format!("{}/", unique("t"));
-    config.ack_timeout = Duration::from_secs(300);
+    config.deadlines.ack = chrono::Duration::minutes(5);
     match backend {
         Backend::Embedded => {
             config.broker = BrokerChoice::Embedded("127.0.0.1:0".parse().unwrap());
