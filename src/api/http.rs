@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::app::status::{self, StatusContext};
 use crate::contract::model::TaskKind;
 use crate::contract::model::{Target, TargetStatus};
-use crate::contract::task::{StatusReport, TaskStatus};
+use crate::contract::task::{MessageKind, StatusReport, TaskStatus};
 use crate::geo::locate::JurisdictionIndex;
 use crate::matching::targets::Link;
 use crate::mqtt::{IngestClient, OutboundMeta};
@@ -263,7 +263,7 @@ async fn withdraw_target(
     }
     let cancelled = messages
         .iter()
-        .filter(|m| m.topic.ends_with("/updates"))
+        .filter(|m| m.kind == MessageKind::Update)
         .count();
     state
         .ctx

@@ -1,6 +1,8 @@
 //! The dispatch rules, pure: which court requests and which assists, and how a task's status
 //! may change.
 
+pub mod notify;
+pub mod plan;
 pub mod policy;
 pub mod route;
 pub mod workflow;
