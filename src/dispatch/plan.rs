@@ -90,8 +90,8 @@ pub struct Read {
     pub fresh: Vec<bool>,
     /// The targets of the fresh sightings, by id (unknown ones missing).
     pub targets: FxHashMap<String, Target>,
-    /// Matchable targets without an open task whose latest closure is a `not_found` within
-    /// the cooldown: target id -> that task's id.
+    /// Matchable targets without an open task whose latest closure is a `not_found` after
+    /// [`cooldown_cutoff`]: target id -> that task's id.
     pub cooling: FxHashMap<String, String>,
 }
 
@@ -203,6 +203,12 @@ pub struct Planner<'a> {
     pub topics: &'a Topics,
     /// Millisecond precision, as stored.
     pub now: DateTime<Utc>,
+}
+
+/// The time (epoch ms) after which a `not_found` closure still holds off new tasks at `now`:
+/// what the store reads [`Read::cooling`] for.
+pub fn cooldown_cutoff(policy: &Policy, now: DateTime<Utc>) -> i64 {
+    now.timestamp_millis() - policy.not_found_cooldown.num_milliseconds()
 }
 
 impl Planner<'_> {
@@ -469,5 +475,461 @@ fn new_task(
         read_plate: m.read_plate,
         fuzzy: m.fuzzy,
         substitutions: m.substitutions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use chrono::{Duration, NaiveDate, TimeZone};
+
+    use super::*;
+    use crate::contract::model::{Routing, Sighting, TargetKind, TaskKind};
+    use crate::contract::task::{AlertKind, MessageKind, UpdateKind};
+    use crate::dispatch::notify::Body;
+    use crate::dispatch::route::RouteDecision;
+    use crate::geo::datum::Datum;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 8, 0, 0).unwrap()
+    }
+
+    fn case(court: &str) -> Case {
+        Case {
+            case_no: format!("(2024){court}执1号"),
+            court_id: court.into(),
+            filed_on: NaiveDate::from_ymd_opt(2024, 3, 1).unwrap(),
+            amount_cny: None,
+        }
+    }
+
+    fn target(matchable: bool) -> Target {
+        Target {
+            plate: Some("浙B12345".parse().unwrap()),
+            person_id: None,
+            name: Some("王某".into()),
+            cases_json: String::new(),
+            cases: vec![case("yuyao")],
+            matchable,
+        }
+    }
+
+    /// A sighting of `target_id` in `court`'s area (at `lon`, `lat`), requested by yuyao.
+    fn seen(target_id: &str, event_id: &str, court: &str) -> MatchedSighting {
+        seen_at(target_id, event_id, court, 121.2661, 30.1703)
+    }
+
+    fn seen_at(
+        target_id: &str,
+        event_id: &str,
+        court: &str,
+        lon: f64,
+        lat: f64,
+    ) -> MatchedSighting {
+        MatchedSighting {
+            sighting: Sighting {
+                event_id: event_id.into(),
+                kind: TargetKind::Vehicle,
+                plate: Some("浙B12345".parse().unwrap()),
+                person_id: None,
+                lat,
+                lon,
+                datum: Datum::Wgs84,
+                observed_at: t0() - Duration::seconds(2),
+                source: "cam-1".into(),
+                confidence: None,
+            },
+            target_id: target_id.into(),
+            route: RouteDecision {
+                kind: TaskKind::VehicleSeizure,
+                requesting_court_id: "yuyao".into(),
+                assisting_court_id: court.into(),
+                routing: if court == "yuyao" {
+                    Routing::OwnJurisdiction
+                } else {
+                    Routing::InJurisdiction
+                },
+                distance_km: 3.25,
+                containing_court_id: Some(court.into()),
+            },
+            read_plate: None,
+            fuzzy: false,
+            substitutions: 0,
+            cases: Vec::new(),
+        }
+    }
+
+    fn read_of(targets: &[(&str, Target)], fresh: Vec<bool>) -> Read {
+        Read {
+            fresh,
+            targets: targets
+                .iter()
+                .map(|(id, t)| (id.to_string(), t.clone()))
+                .collect(),
+            cooling: FxHashMap::default(),
+        }
+    }
+
+    fn open_task(target_id: &str, court: &str, candidate: Option<(&str, i64)>) -> OpenTask {
+        let m = seen(target_id, "old", court);
+        let mut task = new_task(&m, &target(true), &Deadlines::default(), t0());
+        task.status = TaskStatus::Acknowledged;
+        OpenTask {
+            task,
+            candidate: candidate.map(|(c, since)| (c.to_string(), since)),
+        }
+    }
+
+    fn policy() -> Policy {
+        let mut centers = HashMap::new();
+        centers.insert("cixi".to_string(), (121.2661, 30.1703));
+        Policy {
+            centers: Arc::new(centers),
+            ..Policy::default()
+        }
+    }
+
+    /// Plans `batch` with the open tasks `open`, no insert losing its race.
+    fn plan(batch: &[MatchedSighting], read: &Read, open: Vec<OpenTask>, policy: &Policy) -> Plan {
+        plan_at(batch, read, open, policy, t0())
+    }
+
+    fn plan_at(
+        batch: &[MatchedSighting],
+        read: &Read,
+        open: Vec<OpenTask>,
+        policy: &Policy,
+        now: DateTime<Utc>,
+    ) -> Plan {
+        let topics = Topics::new("");
+        let deadlines = Deadlines::default();
+        let planner = Planner {
+            batch,
+            read,
+            policy,
+            deadlines: &deadlines,
+            topics: &topics,
+            now,
+        };
+        let draft = planner.draft(&open);
+        planner.settle(open, draft, Vec::new())
+    }
+
+    fn topics_of(plan: &Plan) -> Vec<(&str, MessageKind)> {
+        plan.messages
+            .iter()
+            .map(|m| (m.topic.as_str(), m.kind))
+            .collect()
+    }
+
+    fn alert_text(message: &Outgoing) -> &str {
+        match &message.body {
+            Body::Alert(alert) => &alert.text,
+            other => panic!("not an alert: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_first_sighting_creates_a_task_and_the_next_updates_it() {
+        let batch = [seen("T-1", "e1", "yuyao"), seen("T-1", "e2", "yuyao")];
+        let read = read_of(&[("T-1", target(true))], vec![true, true]);
+        let plan = plan(&batch, &read, Vec::new(), &policy());
+        let MatchOutcome::Created(task) = &plan.outcomes[0] else {
+            panic!("{:?}", plan.outcomes[0]);
+        };
+        assert_eq!(task.assisting_court_id, "yuyao");
+        assert_eq!(task.ack_by, t0() + Duration::minutes(5));
+        assert_eq!(
+            plan.outcomes[1],
+            MatchOutcome::Updated {
+                task_id: task.task_id.clone(),
+                assisting_court_id: "yuyao".into(),
+            }
+        );
+        assert_eq!(plan.new_tasks, vec![task.clone()]);
+        let kinds: Vec<_> = plan.history.iter().map(|h| (h.kind, h.sighting)).collect();
+        assert_eq!(
+            kinds,
+            [(TaskEventKind::Created, 0), (TaskEventKind::Sighting, 1)]
+        );
+        // Requested and assisted by yuyao: no alert.
+        assert_eq!(
+            topics_of(&plan),
+            [
+                ("dispatch/yuyao/tasks", MessageKind::Task),
+                ("dispatch/yuyao/updates", MessageKind::Update),
+            ]
+        );
+        assert_eq!(plan.messages[0].body, Body::NewTask(0));
+        assert_eq!(
+            plan.messages[1].task_id(&plan.new_tasks),
+            Some(task.task_id.as_str())
+        );
+        assert!(plan.changes.is_empty());
+    }
+
+    #[test]
+    fn a_sighting_of_a_target_with_an_open_task_updates_that_task() {
+        let batch = [seen("T-1", "e1", "cixi")];
+        let read = read_of(&[("T-1", target(true))], vec![true]);
+        let open = open_task("T-1", "cixi", None);
+        let task_id = open.task.task_id.clone();
+        let plan = plan(&batch, &read, vec![open], &policy());
+        assert_eq!(
+            plan.outcomes,
+            [MatchOutcome::Updated {
+                task_id: task_id.clone(),
+                assisting_court_id: "cixi".into(),
+            }]
+        );
+        assert!(plan.new_tasks.is_empty());
+        let Body::Update(update) = &plan.messages[0].body else {
+            panic!("{:?}", plan.messages[0]);
+        };
+        assert_eq!(update.update, UpdateKind::Sighting);
+        assert_eq!(update.status, TaskStatus::Acknowledged);
+        assert_eq!(plan.messages[0].topic, "dispatch/cixi/updates");
+    }
+
+    #[test]
+    fn duplicates_and_inactive_targets_do_nothing() {
+        let batch = [
+            seen("T-1", "e1", "yuyao"),
+            seen("T-2", "e2", "yuyao"),
+            seen("T-3", "e3", "yuyao"),
+        ];
+        let read = read_of(&[("T-2", target(false))], vec![false, true, true]);
+        let plan = plan(&batch, &read, Vec::new(), &policy());
+        assert_eq!(
+            plan.outcomes,
+            [
+                MatchOutcome::Duplicate,
+                MatchOutcome::TargetInactive,
+                MatchOutcome::TargetInactive,
+            ]
+        );
+        assert!(plan.messages.is_empty() && plan.history.is_empty() && plan.new_tasks.is_empty());
+    }
+
+    #[test]
+    fn a_recent_not_found_holds_off_new_tasks_for_the_cooldown() {
+        let policy = policy();
+        let cutoff = cooldown_cutoff(&policy, t0());
+        let closed_ms = |ago: Duration| (t0() - ago).timestamp_millis();
+        assert!(
+            closed_ms(Duration::minutes(9)) > cutoff,
+            "within the window"
+        );
+        assert!(
+            closed_ms(Duration::minutes(11)) <= cutoff,
+            "after the window"
+        );
+
+        let batch = [seen("T-1", "e1", "yuyao")];
+        let mut read = read_of(&[("T-1", target(true))], vec![true]);
+        read.cooling.insert("T-1".into(), "nf-1".into());
+        let within = plan(&batch, &read, Vec::new(), &policy);
+        assert_eq!(
+            within.outcomes,
+            [MatchOutcome::Cooldown {
+                task_id: "nf-1".into()
+            }]
+        );
+        assert!(within.messages.is_empty() && within.history.is_empty());
+        // After the window the closure is not read as cooling: a task again.
+        read.cooling.clear();
+        let after = plan(&batch, &read, Vec::new(), &policy);
+        assert!(matches!(after.outcomes[0], MatchOutcome::Created(_)));
+    }
+
+    #[test]
+    fn a_sighting_in_another_court_records_a_candidate_and_one_back_home_clears_it() {
+        let policy = policy();
+        let read = read_of(&[("T-1", target(true))], vec![true]);
+        let open = open_task("T-1", "cixi", None);
+        // Near cixi's center, but in yuyao's area: a border jitter, no move.
+        let away = [seen("T-1", "e1", "yuyao")];
+        let plan1 = plan(&away, &read, vec![open.clone()], &policy);
+        assert!(matches!(plan1.outcomes[0], MatchOutcome::Updated { .. }));
+        assert_eq!(plan1.changes.len(), 1);
+        let change = &plan1.changes[0];
+        assert!(!change.reassigned);
+        assert_eq!(
+            change.candidate,
+            Some(("yuyao".to_string(), t0().timestamp_millis()))
+        );
+        assert_eq!(change.read_court, "cixi");
+
+        let with_candidate = open_task("T-1", "cixi", Some(("yuyao", 0)));
+        let home = [seen("T-1", "e2", "cixi")];
+        let plan2 = plan(&home, &read, vec![with_candidate], &policy);
+        assert!(matches!(plan2.outcomes[0], MatchOutcome::Updated { .. }));
+        assert_eq!(plan2.changes.len(), 1);
+        assert_eq!(plan2.changes[0].candidate, None);
+        assert!(!plan2.changes[0].reassigned);
+    }
+
+    #[test]
+    fn a_sighting_in_the_holders_area_never_moves_the_task() {
+        let read = read_of(&[("T-1", target(true))], vec![true]);
+        // Far from cixi's center and with an old candidate, but in cixi's area.
+        let open = open_task("T-1", "cixi", None);
+        let far_home = [seen_at("T-1", "e1", "cixi", 122.5, 30.9)];
+        let plan = plan(&far_home, &read, vec![open], &policy());
+        assert!(matches!(plan.outcomes[0], MatchOutcome::Updated { .. }));
+        assert!(plan.changes.is_empty());
+    }
+
+    #[test]
+    fn the_dwell_elapsing_in_another_court_moves_the_task() {
+        let policy = policy();
+        let read = read_of(&[("T-1", target(true))], vec![true]);
+        let since = (t0() - Duration::minutes(3)).timestamp_millis();
+        let open = open_task("T-1", "cixi", Some(("yuyao", since)));
+        let task_id = open.task.task_id.clone();
+        let plan = plan(&[seen("T-1", "e1", "yuyao")], &read, vec![open], &policy);
+        let MatchOutcome::Reassigned { task, from } = &plan.outcomes[0] else {
+            panic!("{:?}", plan.outcomes[0]);
+        };
+        assert_eq!(
+            (task.task_id.as_str(), from.as_str()),
+            (task_id.as_str(), "cixi")
+        );
+        assert_eq!(task.assisting_court_id, "yuyao");
+        assert_eq!(task.status, TaskStatus::Dispatched);
+        assert_eq!(task.dispatched_at, t0());
+        assert_eq!(plan.history[0].kind, TaskEventKind::Reassigned);
+        assert_eq!(plan.history[0].note.as_deref(), Some("from cixi to yuyao"));
+        let change = &plan.changes[0];
+        assert!(change.reassigned && change.candidate.is_none());
+        assert_eq!(
+            (change.read_court.as_str(), change.read_status),
+            ("cixi", TaskStatus::Acknowledged)
+        );
+        assert_eq!(
+            topics_of(&plan),
+            [
+                ("dispatch/yuyao/tasks", MessageKind::Task),
+                ("dispatch/cixi/updates", MessageKind::Update),
+                ("alerts/yuyao", MessageKind::Alert),
+            ]
+        );
+        assert_eq!(
+            alert_text(&plan.messages[2]),
+            format!(
+                "Vehicle 浙B12345 (T-1) is now seen in yuyao's area; task {task_id} moved from \
+                 cixi to yuyao"
+            )
+        );
+        // One minute short of the dwell: only the candidate stays.
+        let since = (t0() - Duration::minutes(2)).timestamp_millis();
+        let open = open_task("T-1", "cixi", Some(("yuyao", since)));
+        let short = plan_at(
+            &[seen("T-1", "e2", "yuyao")],
+            &read,
+            vec![open],
+            &policy,
+            t0(),
+        );
+        assert!(matches!(short.outcomes[0], MatchOutcome::Updated { .. }));
+        assert!(short.changes.is_empty(), "candidate unchanged");
+    }
+
+    #[test]
+    fn a_sighting_farther_than_the_reassign_distance_moves_the_task_at_once() {
+        let read = read_of(&[("T-1", target(true))], vec![true]);
+        let open = open_task("T-1", "cixi", None);
+        // About 100 km from cixi's command center.
+        let far = [seen_at("T-1", "e1", "hangzhou", 120.2, 30.3)];
+        let plan = plan(&far, &read, vec![open], &policy());
+        assert!(matches!(
+            &plan.outcomes[0],
+            MatchOutcome::Reassigned { task, from } if task.assisting_court_id == "hangzhou" && from == "cixi"
+        ));
+    }
+
+    #[test]
+    fn a_sighting_with_merged_cases_carries_them_into_the_task() {
+        let mut m = seen("T-1", "e1", "yuyao");
+        m.cases = vec![case("yuyao"), case("cixi")];
+        let read = read_of(&[("T-1", target(true))], vec![true]);
+        let merged = plan(&[m], &read, Vec::new(), &policy());
+        assert_eq!(merged.new_tasks[0].cases, vec![case("yuyao"), case("cixi")]);
+        let own = plan(&[seen("T-1", "e2", "yuyao")], &read, Vec::new(), &policy());
+        assert_eq!(own.new_tasks[0].cases, vec![case("yuyao")]);
+    }
+
+    #[test]
+    fn a_task_for_another_court_alerts_the_requesting_court() {
+        let read = read_of(&[("T-1", target(true))], vec![true]);
+        let plan = plan(&[seen("T-1", "e1", "cixi")], &read, Vec::new(), &policy());
+        assert_eq!(
+            topics_of(&plan),
+            [
+                ("dispatch/cixi/tasks", MessageKind::Task),
+                ("alerts/yuyao", MessageKind::Alert),
+            ]
+        );
+        let Body::Alert(alert) = &plan.messages[1].body else {
+            panic!("{:?}", plan.messages[1]);
+        };
+        assert_eq!(alert.kind, AlertKind::TargetSighted);
+        assert_eq!(alert.court_id, "yuyao");
+        assert_eq!(
+            alert.text,
+            "Vehicle 浙B12345 (T-1) seen in cixi's area; task sent to cixi"
+        );
+        assert_eq!(
+            plan.messages[1].task_id(&plan.new_tasks),
+            Some(plan.new_tasks[0].task_id.as_str())
+        );
+    }
+
+    #[test]
+    fn a_task_routed_to_the_nearest_court_says_so() {
+        let mut m = seen("T-1", "e1", "cixi");
+        m.route.routing = Routing::NearestCourt;
+        m.route.distance_km = 12.34;
+        let read = read_of(&[("T-1", target(true))], vec![true]);
+        let plan = plan(&[m], &read, Vec::new(), &policy());
+        assert_eq!(
+            alert_text(&plan.messages[1]),
+            "Vehicle 浙B12345 (T-1) seen outside every participating court's area; task sent \
+             to the nearest court, cixi (12.3 km away)"
+        );
+    }
+
+    #[test]
+    fn a_new_task_that_lost_its_race_becomes_an_update_of_the_winner() {
+        let batch = [seen("T-1", "e1", "yuyao")];
+        let read = read_of(&[("T-1", target(true))], vec![true]);
+        let topics = Topics::new("");
+        let (policy, deadlines) = (policy(), Deadlines::default());
+        let planner = Planner {
+            batch: &batch,
+            read: &read,
+            policy: &policy,
+            deadlines: &deadlines,
+            topics: &topics,
+            now: t0(),
+        };
+        let draft = planner.draft(&[]);
+        assert_eq!(draft.decisions, [Decision::Create(0)]);
+        let winner = open_task("T-1", "yuyao", None);
+        let winner_id = winner.task.task_id.clone();
+        let plan = planner.settle(Vec::new(), draft, vec![(0, winner)]);
+        assert_eq!(
+            plan.outcomes,
+            [MatchOutcome::Updated {
+                task_id: winner_id,
+                assisting_court_id: "yuyao".into(),
+            }]
+        );
+        assert_eq!(
+            topics_of(&plan),
+            [("dispatch/yuyao/updates", MessageKind::Update)]
+        );
     }
 }

@@ -22,11 +22,11 @@ use rustc_hash::FxHashMap;
 use super::codec::{self, ms, task_columns};
 use super::db::{self, Dialect, Tx};
 use super::outbox::{self, NewMessage};
+use super::targets;
 use super::{MatchOutcome, Store, StoreError, TaskEventKind};
-use crate::contract::model::TargetStatus;
 use crate::contract::task::{OutboxMessage, Task, TaskStatus, Topics};
 use crate::dispatch::notify::Outgoing;
-use crate::dispatch::plan::{Draft, OpenTask, Plan, Planner, Read, Target, TaskChange};
+use crate::dispatch::plan::{Draft, OpenTask, Plan, Planner, Read, TaskChange, cooldown_cutoff};
 use crate::dispatch::policy::{Deadlines, MatchedSighting, Policy};
 use crate::metrics::{self, CommitStep};
 
@@ -42,9 +42,6 @@ pub(crate) use open_status;
 const PROCESSED_INSERT_HEAD: &str = "INSERT INTO processed_events (source, event_id, processed_at)";
 const PROCESSED_INSERT_TAIL: &str =
     "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id";
-
-const TARGETS_LOAD_HEAD: &str = "SELECT target_id, plate, person_id, name, status, cases, \
-     valid_until FROM targets WHERE target_id IN";
 
 const OPEN_TASKS_HEAD: &str = concat!(
     "SELECT ",
@@ -198,9 +195,9 @@ impl Store {
             .collect();
         target_ids.sort_unstable();
         target_ids.dedup();
-        let cooldown_from = now_ms - policy.not_found_cooldown.num_milliseconds();
+        let cutoff = cooldown_cutoff(policy, now);
         let (read, open_tasks) =
-            read_for_dispatch(&mut tx, &target_ids, fresh, now_ms, cooldown_from).await?;
+            read_for_dispatch(&mut tx, &target_ids, fresh, now_ms, cutoff).await?;
         clock.lap(CommitStep::Targets);
 
         // 3. Which sightings create tasks.
@@ -428,7 +425,7 @@ async fn insert_processed(
 /// Reads the targets by id with their open tasks and recent `not_found` closures (those after
 /// `closed_after`, epoch ms), in one statement per chunk: what [`Planner`] needs beside
 /// `fresh`. On PostgreSQL the target rows are share-locked until commit, as in
-/// [`load_targets`].
+/// [`targets::load_targets`].
 async fn read_for_dispatch(
     tx: &mut Tx,
     ids: &[&str],
@@ -456,7 +453,7 @@ async fn read_for_dispatch(
         }
         for row in tx.fetch_all(q).await? {
             let target_id: String = row.get("t_target_id")?;
-            let target = target_from_row(&row, &PREFIXED_TARGET_COLUMNS, now)?;
+            let target = targets::dispatch_target(&row, &targets::PREFIXED_TARGET_COLUMNS, now)?;
             if target.matchable {
                 if row.get::<Option<&str>>("task_id")?.is_some() {
                     open_tasks.push(open_task_from_row(&row)?);
@@ -477,65 +474,6 @@ fn open_task_from_row(row: &db::Row) -> Result<OpenTask, StoreError> {
         task: codec::task_from_row(row)?,
         candidate: court.zip(since),
     })
-}
-
-/// Names of a target's columns in a result row: plate, person id, name, status, cases,
-/// valid until.
-type TargetColumns = [&'static str; 6];
-const TARGET_COLUMNS: TargetColumns = [
-    "plate",
-    "person_id",
-    "name",
-    "status",
-    "cases",
-    "valid_until",
-];
-const PREFIXED_TARGET_COLUMNS: TargetColumns = [
-    "t_plate",
-    "t_person_id",
-    "t_name",
-    "t_status",
-    "t_cases",
-    "t_valid_until",
-];
-
-fn target_from_row(row: &db::Row, cols: &TargetColumns, now: i64) -> Result<Target, StoreError> {
-    let [plate, person_id, name, status, cases, valid_until] = *cols;
-    let status: TargetStatus = codec::parse_name(row.get(status)?, "target status")?;
-    let valid_until: Option<i64> = row.get(valid_until)?;
-    let cases_json: String = row.get(cases)?;
-    Ok(Target {
-        plate: codec::plate(row.get(plate)?)?,
-        person_id: codec::person_id(row.get(person_id)?)?,
-        name: row.get(name)?,
-        cases: codec::from_json(&cases_json, "target cases")?,
-        cases_json,
-        matchable: status == TargetStatus::Active && valid_until.is_none_or(|u| now < u),
-    })
-}
-
-/// Reads the targets by id. On PostgreSQL the rows are share-locked until commit, so a
-/// concurrent withdrawal either happens before (and is seen) or waits for this batch (and
-/// then cancels the tasks it created).
-pub(crate) async fn load_targets(
-    tx: &mut Tx,
-    ids: &[&str],
-    now: i64,
-) -> Result<FxHashMap<String, Target>, StoreError> {
-    let mut out = FxHashMap::with_capacity_and_hasher(ids.len(), Default::default());
-    let tail = tx.dialect().pick("", "FOR SHARE");
-    for chunk in db::chunks(ids.len()) {
-        let sql = db::in_list_sql(tx.dialect(), TARGETS_LOAD_HEAD, chunk.len(), tail);
-        let mut q = tx.query_generated(sql);
-        for id in &ids[chunk] {
-            q = q.bind(*id);
-        }
-        for row in tx.fetch_all(q).await? {
-            let target = target_from_row(&row, &TARGET_COLUMNS, now)?;
-            out.insert(row.get("target_id")?, target);
-        }
-    }
-    Ok(out)
 }
 
 /// The open tasks of these targets (at most one each), with their border candidates.

@@ -14,8 +14,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::codec::{self, ms, task_columns};
-use super::dispatch::{NewEvent, insert_events, insert_tasks, load_targets, open_status};
+use super::dispatch::{NewEvent, insert_events, insert_tasks, open_status};
 use super::outbox::{self, NewMessage};
+use super::targets::load_targets;
 use super::tasks::{
     OPEN_TASKS_OF_TARGET, OPEN_TASKS_OF_TARGET_FOR_UPDATE, TASK_BY_ID, TASK_BY_ID_FOR_UPDATE,
 };
