@@ -4,7 +4,7 @@
 //! a court id the courts file does not know, ...) becomes a [`Problem`] naming the file, the
 //! feature and the reason; [`GeoData::load`] refuses data with any error-level problem, so
 //! the service never starts on bad data and never panics on it. `leadrelay check-data` prints
-//! the same problems plus the costlier cross-checks of [`crate::geo::check`].
+//! the same problems plus the costlier cross-checks of `geo::check`.
 //!
 //! Everything leaves this module in WGS-84: each file declares its datum (top-level `datum`
 //! member, or per feature) and is converted here.
