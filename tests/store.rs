@@ -9,7 +9,8 @@ use leadrelay::contract::model::{
     Case, KnownLocation, Routing, Sighting, Target, TargetKind, TargetStatus, TaskKind,
 };
 use leadrelay::contract::task::{
-    Alert, AlertKind, OutboxMessage, StatusReport, Task, TaskStatus, TaskUpdate, Topics, UpdateKind,
+    Alert, AlertKind, MessageKind, OutboxMessage, StatusReport, Task, TaskStatus, TaskUpdate,
+    Topics, UpdateKind,
 };
 use leadrelay::dispatch::policy::{Deadlines, MatchedSighting, Policy};
 use leadrelay::dispatch::route::RouteDecision;
@@ -421,6 +422,8 @@ async fn further_sightings_update_the_open_task() {
         );
         assert_eq!(messages.len(), 1);
         assert_eq!(messages[0].topic, "dispatch/cixi/updates");
+        assert_eq!(messages[0].kind, MessageKind::Update);
+        assert_eq!(messages[0].task_id.as_deref(), Some(task.task_id.as_str()));
         let update: TaskUpdate = serde_json::from_slice(&messages[0].payload).unwrap();
         assert_eq!(update.update, UpdateKind::Sighting);
         assert_eq!(update.status, TaskStatus::Dispatched);
@@ -979,6 +982,22 @@ async fn outbox_rows_go_once_every_message_in_them_is_acknowledged() {
             (pending[0].topic.as_str(), pending[0].payload.as_slice()),
             ("legacy/alerts", br#"{"old":true}"#.as_slice())
         );
+        // Re-read, messages keep their kinds and task ids; the old row's kind is its topic's.
+        assert_eq!(
+            (pending[0].kind, pending[0].task_id.as_deref()),
+            (MessageKind::Alert, None)
+        );
+        let kinds: Vec<MessageKind> = pending[1..5].iter().map(|m| m.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                MessageKind::Task,
+                MessageKind::Alert,
+                MessageKind::Task,
+                MessageKind::Alert
+            ]
+        );
+        assert!(pending[1..].iter().all(|m| m.task_id.is_some()));
         assert_eq!(pending[1..5], first[..]);
         assert_eq!(pending[5..], second[..]);
         assert_eq!(store.outbox_pending_count().await.unwrap(), 9);

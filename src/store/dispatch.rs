@@ -1,5 +1,8 @@
 //! Group commit of matched sightings: new tasks, updates of open tasks, processed event ids
-//! and the outbox, for a whole batch in one transaction.
+//! and the outbox, for a whole batch in one transaction. What to write is decided by
+//! [`Planner`] without the database; this module reads what it needs and writes its plan,
+//! keeping to the database the rules that must hold across replicas (unique event ids, one
+//! open task per target, conditional updates).
 //!
 //! The batch costs a fixed handful of multi-row statements whatever its length: insert the
 //! event ids (the conflicts are the duplicates), read the targets with their open tasks and
@@ -248,13 +251,13 @@ impl Store {
             })
             .collect();
         let (mut written, to_write) = if at_once {
-            let messages = encode(&messages, &new_tasks)?;
+            let messages = encode(messages, &new_tasks)?;
             let written =
                 write_at_once(&mut tx, &new_tasks, &cases_json, &events, messages, now).await?;
             (written, Vec::new())
         } else {
             let (inserted, messages) = tokio::join!(insert_events(&mut tx, &events), async {
-                encode(&messages, &new_tasks)
+                encode(messages, &new_tasks)
             });
             inserted?;
             (Vec::new(), messages?)
@@ -270,9 +273,9 @@ impl Store {
     }
 }
 
-fn encode(messages: &[Outgoing], new_tasks: &[Task]) -> Result<Vec<NewMessage>, StoreError> {
+fn encode(messages: Vec<Outgoing>, new_tasks: &[Task]) -> Result<Vec<NewMessage>, StoreError> {
     messages
-        .iter()
+        .into_iter()
         .map(|m| NewMessage::encode(m, new_tasks))
         .collect()
 }

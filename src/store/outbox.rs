@@ -65,7 +65,7 @@ pub(crate) struct NewMessage {
 
 impl NewMessage {
     /// Serializes a planned message; `new_tasks` holds the bodies of [`Body::NewTask`].
-    pub(crate) fn encode(out: &Outgoing, new_tasks: &[Task]) -> Result<NewMessage, StoreError> {
+    pub(crate) fn encode(out: Outgoing, new_tasks: &[Task]) -> Result<NewMessage, StoreError> {
         // Sized for a Task (~700 bytes as JSON), so building one does not regrow it six times.
         let mut payload = Vec::with_capacity(1024);
         let written = match &out.body {
@@ -84,14 +84,16 @@ impl NewMessage {
         Ok(NewMessage {
             kind: out.kind,
             task_id: out.task_id(new_tasks).map(str::to_string),
-            topic: out.topic.clone(),
+            topic: out.topic,
             payload,
         })
     }
 
     /// Serializes planned messages that carry no [`Body::NewTask`].
-    pub(crate) fn encode_all(outs: &[Outgoing]) -> Result<Vec<NewMessage>, StoreError> {
-        outs.iter().map(|o| NewMessage::encode(o, &[])).collect()
+    pub(crate) fn encode_all(outs: Vec<Outgoing>) -> Result<Vec<NewMessage>, StoreError> {
+        outs.into_iter()
+            .map(|o| NewMessage::encode(o, &[]))
+            .collect()
     }
 }
 

@@ -208,7 +208,7 @@ impl Store {
         }
         let text = notify::status_report_text(&task, previous, by);
         let messages = notify::status_changed(&task, by, note, text, at, topics);
-        let messages = NewMessage::encode_all(&messages)?;
+        let messages = NewMessage::encode_all(messages)?;
         let messages = outbox::write(&mut tx, messages, now).await?;
         tx.commit().await?;
         Ok(StatusOutcome::Applied {
@@ -262,7 +262,7 @@ impl Store {
             task.status = TaskStatus::Cancelled;
             let text = notify::withdrawal_text(task, previous);
             let planned = notify::status_changed(task, None, Some(note), text, now, topics);
-            messages.extend(NewMessage::encode_all(&planned)?);
+            messages.extend(NewMessage::encode_all(planned)?);
         }
         let events: Vec<NewEvent> = tasks
             .iter()

@@ -123,7 +123,7 @@ impl Store {
                 court_id: Some(Cow::Owned(task.assisting_court_id.clone())),
             });
             let planned = notify::escalated(&task, supervisor.as_deref(), &note, topics, now);
-            messages.extend(NewMessage::encode_all(&planned)?);
+            messages.extend(NewMessage::encode_all(planned)?);
             escalations.push(Escalation {
                 task,
                 kind,
@@ -237,7 +237,7 @@ impl Store {
         .await?;
         let name = targets.get(&task.target_id).and_then(|t| t.name.as_deref());
         let planned = notify::rerouted(&task, &from, name, topics, now);
-        let messages = NewMessage::encode_all(&planned)?;
+        let messages = NewMessage::encode_all(planned)?;
         let messages = outbox::write(&mut tx, messages, now).await?;
         tx.commit().await?;
         Ok(Some((task, messages)))
@@ -283,7 +283,7 @@ impl Store {
         )
         .await?;
         let planned = notify::escalated(&task, supervisor, reason, topics, now);
-        let messages = NewMessage::encode_all(&planned)?;
+        let messages = NewMessage::encode_all(planned)?;
         let messages = outbox::write(&mut tx, messages, now).await?;
         tx.commit().await?;
         Ok(messages)
@@ -334,7 +334,7 @@ impl Store {
             topics,
             now,
         );
-        let messages = NewMessage::encode_all(std::slice::from_ref(&proposal))?;
+        let messages = NewMessage::encode_all(vec![proposal])?;
         let messages = outbox::write(&mut tx, messages, now).await?;
         tx.commit().await?;
         Ok(messages)
@@ -422,7 +422,7 @@ impl Store {
         )
         .await?;
         let planned = notify::search_created(&task, target.name.as_deref(), topics, now);
-        let messages = NewMessage::encode_all(&planned)?;
+        let messages = NewMessage::encode_all(planned)?;
         let messages = outbox::write(&mut tx, messages, now).await?;
         tx.commit().await?;
         Ok(SearchOutcome::Created(task, messages))
