@@ -405,4 +405,111 @@ mod tests {
             "Person P-1"
         );
     }
+
+    fn task() -> Task {
+        let at = DateTime::<Utc>::from_timestamp(1_772_352_000, 0).unwrap();
+        Task {
+            task_id: "t-1".into(),
+            kind: TaskKind::PersonLocate,
+            target_id: "P-1".into(),
+            plate: None,
+            person_id: None,
+            cases: Vec::new(),
+            requesting_court_id: "yuyao".into(),
+            assisting_court_id: "cixi".into(),
+            routing: Routing::NearestCourt,
+            sighting: None,
+            distance_km: 7.06,
+            dispatched_at: at,
+            ack_by: at,
+            resolve_by: at,
+            status: TaskStatus::Dispatched,
+            read_plate: None,
+            fuzzy: false,
+            substitutions: 0,
+        }
+    }
+
+    fn kinds(out: &[Outgoing]) -> Vec<(&str, MessageKind, Option<&str>)> {
+        out.iter()
+            .map(|o| (o.topic.as_str(), o.kind, o.task_id(&[])))
+            .collect()
+    }
+
+    #[test]
+    fn an_escalation_goes_to_the_supervisor_as_a_task_and_to_the_requester_as_an_alert() {
+        let topics = Topics::new("p");
+        let task = task();
+        let note = missed_deadline_note(true, task.ack_by);
+        assert_eq!(note, "not acknowledged by 2026-03-01T08:00:00Z");
+        let out = escalated(&task, Some("boss"), &note, &topics, task.ack_by);
+        assert_eq!(
+            kinds(&out),
+            [
+                (
+                    "p/dispatch/boss/escalations",
+                    MessageKind::Escalation,
+                    Some("t-1")
+                ),
+                ("p/alerts/yuyao", MessageKind::Alert, Some("t-1")),
+            ]
+        );
+        let Body::Alert(alert) = &out[1].body else {
+            panic!("{:?}", out[1]);
+        };
+        assert_eq!(
+            alert.text,
+            "Person P-1: task t-1 at cixi: not acknowledged by 2026-03-01T08:00:00Z; escalated to boss"
+        );
+        let alone = escalated(&task, None, "no court left", &topics, task.ack_by);
+        assert_eq!(
+            kinds(&alone),
+            [("p/alerts/yuyao", MessageKind::Alert, Some("t-1"))]
+        );
+    }
+
+    #[test]
+    fn reroutes_withdrawals_and_proposals_are_worded_for_the_courts() {
+        let topics = Topics::new("");
+        let mut task = task();
+        let out = rerouted(&task, "ningbo", Some("王某"), &topics, task.ack_by);
+        assert_eq!(
+            kinds(&out),
+            [
+                ("dispatch/cixi/tasks", MessageKind::Task, Some("t-1")),
+                ("alerts/yuyao", MessageKind::Alert, Some("t-1")),
+            ]
+        );
+        let Body::Alert(alert) = &out[1].body else {
+            panic!("{:?}", out[1]);
+        };
+        assert_eq!(
+            alert.text,
+            "Person 王某 (P-1): task t-1 was rejected by ningbo; re-routed to the nearest \
+             remaining court, cixi (7.1 km away)"
+        );
+        task.status = TaskStatus::Cancelled;
+        let text = withdrawal_text(&task, TaskStatus::Acknowledged);
+        let out = status_changed(
+            &task,
+            None,
+            Some("target withdrawn"),
+            text,
+            task.ack_by,
+            &topics,
+        );
+        assert_eq!(
+            kinds(&out),
+            [
+                ("dispatch/cixi/updates", MessageKind::Update, Some("t-1")),
+                ("alerts/yuyao", MessageKind::Alert, Some("t-1")),
+            ]
+        );
+        let ids = ["A".to_string(), "B".to_string()];
+        let courts = ["cixi".to_string(), "yuyao".to_string()];
+        let proposal =
+            consolidation_proposed(&ids, &courts, Some("cixi"), "boss", &topics, task.ack_by);
+        assert_eq!(proposal.topic, "alerts/boss");
+        assert_eq!(proposal.task_id(&[]), None, "about no task");
+    }
 }
