@@ -5,6 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// Non-test lines a module may have.
+const MAX_MODULE_LINES: usize = 700;
+
 /// The layers in flow order: a layer may import from the ones before it.
 const LAYERS: &[&str] = &[
     "clock", "geo", "contract", "dispatch", "matching", "metrics", "store", "mqtt", "app", "flow",
@@ -202,6 +205,26 @@ fn files_of_one_folder_import_no_circle() {
     }
 }
 
+#[test]
+fn no_module_is_too_long() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let n = non_test_source(f).lines().count();
+            (n > MAX_MODULE_LINES)
+                .then(|| format!("{}: {n}", f.strip_prefix(&src).unwrap().display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "modules over {MAX_MODULE_LINES} non-test lines:\n{}",
+        long.join("\n")
+    );
+}
+
 /// Every relative link in the repo's Markdown points at a file of the repo.
 #[test]
 fn markdown_links_resolve_inside_the_repo() {
@@ -232,4 +255,40 @@ fn markdown_links_resolve_inside_the_repo() {
         }
     }
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// Tests cross policy windows (cooldown, expiry, deadlines, dwell) by advancing the service's
+/// manual clock; a test that still sleeps says, just above, why it needs real time.
+#[test]
+fn every_sleep_in_the_tests_says_why() {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut files = Vec::new();
+    rust_files(&tests, &mut files);
+    let needle = ["sleep", "("].concat();
+    let mut silent = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if !line.contains(&needle) || line.trim_start().starts_with("//") {
+                continue;
+            }
+            let explained = line.contains("//")
+                || lines[i.saturating_sub(2)..i]
+                    .iter()
+                    .any(|l| l.trim_start().starts_with("//"));
+            if !explained {
+                silent.push(format!(
+                    "{}:{}",
+                    file.strip_prefix(&tests).unwrap().display(),
+                    i + 1
+                ));
+            }
+        }
+    }
+    assert!(
+        silent.is_empty(),
+        "sleeps without a reason:\n{}",
+        silent.join("\n")
+    );
 }

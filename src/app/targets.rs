@@ -7,6 +7,7 @@ use crate::app::consolidation;
 use crate::app::context::App;
 use crate::clock::Clock;
 use crate::contract::model::Target;
+use crate::contract::task::MessageKind;
 use crate::matching::targets::Link;
 use crate::mqtt::OutboundMeta;
 use crate::store::{Store, StoreError, target_version};
@@ -107,7 +108,7 @@ pub async fn withdraw(app: &App, target_id: &str) -> Result<Option<Withdrawal>, 
     }
     let cancelled_tasks = messages
         .iter()
-        .filter(|m| m.topic.ends_with("/updates"))
+        .filter(|m| m.kind == MessageKind::Update)
         .count();
     app.publisher
         .send(messages, |_| OutboundMeta::default())

@@ -272,11 +272,54 @@ impl Topics {
     }
 }
 
+/// What an outgoing message is, so nothing downstream has to parse its topic to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// A Task to the court that is to act on it (new, moved or re-routed).
+    Task,
+    /// A TaskUpdate to the court that holds the task.
+    Update,
+    /// An Alert to a requesting court or a supervisor.
+    Alert,
+    /// A Task to a supervising court, because a deadline passed or no court is left.
+    Escalation,
+    /// An inbound message that could not be used, returned with the reason.
+    DeadLetter,
+}
+
+impl MessageKind {
+    pub const ALL: [MessageKind; 5] = [
+        MessageKind::Task,
+        MessageKind::Update,
+        MessageKind::Alert,
+        MessageKind::Escalation,
+        MessageKind::DeadLetter,
+    ];
+
+    /// A stable name, as the outbox stores it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Task => "task",
+            MessageKind::Update => "update",
+            MessageKind::Alert => "alert",
+            MessageKind::Escalation => "escalation",
+            MessageKind::DeadLetter => "dead_letter",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MessageKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 /// A message waiting in the outbox: written in the same transaction as the change it
 /// announces, published until the broker acknowledges it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxMessage {
     pub id: i64,
+    pub kind: MessageKind,
+    /// The task the message is about, when it is about one.
+    pub task_id: Option<String>,
     pub topic: String,
     pub payload: Vec<u8>,
     pub created_at: DateTime<Utc>,
@@ -310,5 +353,13 @@ mod tests {
             assert_eq!(TaskStatus::parse(s.as_str()), Some(s));
         }
         assert!(TaskStatus::EnRoute.is_open() && !TaskStatus::Seized.is_open());
+    }
+
+    #[test]
+    fn message_kinds_round_trip() {
+        for k in MessageKind::ALL {
+            assert_eq!(MessageKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(MessageKind::parse("tasks"), None);
     }
 }

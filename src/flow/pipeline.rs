@@ -21,7 +21,7 @@ use crate::app::App;
 use crate::app::status;
 use crate::contract::decode::{self, DecodeLimits};
 use crate::contract::model::Sighting;
-use crate::contract::task::StatusReport;
+use crate::contract::task::{MessageKind, StatusReport};
 use crate::dispatch::policy::MatchedSighting;
 use crate::dispatch::route;
 use crate::matching::targets::{Match, match_sightings};
@@ -391,8 +391,8 @@ impl Pipeline {
         outcomes: &[MatchOutcome],
         messages: Vec<crate::contract::task::OutboxMessage>,
     ) {
-        // Each created (or reassigned) task wrote exactly one message on its court's tasks
-        // topic, in batch order; pair them up so the publisher can time ingest → PUBACK.
+        // Each created (or reassigned) task wrote exactly one Task message, in batch order;
+        // pair them up so the publisher can time ingest → PUBACK.
         let mut created = outcomes.iter().enumerate().filter_map(|(i, o)| match o {
             MatchOutcome::Created(task) | MatchOutcome::Reassigned { task, .. } => Some((i, task)),
             _ => None,
@@ -402,7 +402,9 @@ impl Pipeline {
         for message in &messages {
             let mut meta = OutboundMeta::default();
             if let Some((i, task)) = next_created {
-                if message.topic == self.ctx.topics.tasks(&task.assisting_court_id) {
+                if message.kind == MessageKind::Task
+                    && message.task_id.as_deref() == Some(task.task_id.as_str())
+                {
                     let m = &batch.matched[i];
                     meta = OutboundMeta {
                         received_at: Some(batch.received[i]),

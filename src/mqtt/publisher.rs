@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::contract::model::Routing;
-use crate::contract::task::OutboxMessage;
+use crate::contract::task::{MessageKind, OutboxMessage};
 use crate::metrics::{self, Stage};
 use crate::store::Store;
 
@@ -67,13 +67,10 @@ impl Publisher {
     }
 
     /// Queues the messages of a task just dispatched to `court` (created, or re-routed
-    /// there): its Task message, on a `…/tasks` topic, counts as a dispatch.
+    /// there): its Task message counts as a dispatch.
     pub async fn send_dispatch(&self, messages: Vec<OutboxMessage>, court: &str, routing: Routing) {
         self.send(messages, |m| OutboundMeta {
-            new_task: m
-                .topic
-                .ends_with("/tasks")
-                .then(|| (court.to_string(), routing)),
+            new_task: (m.kind == MessageKind::Task).then(|| (court.to_string(), routing)),
             ..OutboundMeta::default()
         })
         .await;

@@ -1,5 +1,8 @@
 //! Group commit of matched sightings: new tasks, updates of open tasks, processed event ids
-//! and the outbox, for a whole batch in one transaction.
+//! and the outbox, for a whole batch in one transaction. What to write is decided by
+//! [`Planner`] without the database; this module reads what it needs and writes its plan,
+//! keeping to the database the rules that must hold across replicas (unique event ids, one
+//! open task per target, conditional updates).
 //!
 //! The batch costs a fixed handful of multi-row statements whatever its length: insert the
 //! event ids (the conflicts are the duplicates), read the targets with their open tasks and
@@ -18,20 +21,16 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
-use uuid::Uuid;
 
 use super::codec::{self, ms, task_columns};
 use super::db::{self, Dialect, Tx};
 use super::outbox::{self, NewMessage};
+use super::targets;
 use super::{MatchOutcome, Store, StoreError, TaskEventKind};
-use crate::contract::model::{Case, Routing, TargetStatus, TaskKind};
-use crate::contract::person_id::PersonId;
-use crate::contract::plate::Plate;
-use crate::contract::task::{
-    Alert, AlertKind, OutboxMessage, SightingRef, Task, TaskStatus, TaskUpdate, Topics, UpdateKind,
-};
+use crate::contract::task::{OutboxMessage, Task, TaskStatus, Topics};
+use crate::dispatch::notify::Outgoing;
+use crate::dispatch::plan::{Draft, OpenTask, Plan, Planner, Read, TaskChange, cooldown_cutoff};
 use crate::dispatch::policy::{Deadlines, MatchedSighting, Policy};
-use crate::geo::datum::great_circle_km;
 use crate::metrics::{self, CommitStep};
 
 /// The SQL condition of an open task; identical to the partial unique index's predicate so
@@ -46,9 +45,6 @@ pub(crate) use open_status;
 const PROCESSED_INSERT_HEAD: &str = "INSERT INTO processed_events (source, event_id, processed_at)";
 const PROCESSED_INSERT_TAIL: &str =
     "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id";
-
-const TARGETS_LOAD_HEAD: &str = "SELECT target_id, plate, person_id, name, status, cases, \
-     valid_until FROM targets WHERE target_id IN";
 
 const OPEN_TASKS_HEAD: &str = concat!(
     "SELECT ",
@@ -115,66 +111,6 @@ const TASK_SET_CANDIDATE: &str = concat!(
     open_status!()
 );
 
-/// A target as the dispatcher needs it.
-pub(crate) struct TargetRow {
-    pub plate: Option<Plate>,
-    pub person_id: Option<PersonId>,
-    pub name: Option<String>,
-    /// As stored; copied into the task row verbatim.
-    pub cases_json: String,
-    pub cases: Vec<Case>,
-    pub matchable: bool,
-}
-
-/// An open task of a target, as read (or as just inserted).
-#[derive(Clone)]
-pub(crate) struct OpenTask {
-    pub task: Task,
-    /// The court newer sightings place the target in, and since when (epoch ms).
-    pub candidate: Option<(String, i64)>,
-}
-
-/// An open task while a batch is planned: its state now, and the row as it was read, for the
-/// conditional update.
-struct OpenState {
-    task: Task,
-    candidate: Option<(String, i64)>,
-    read_court: String,
-    read_status: TaskStatus,
-    candidate_changed: bool,
-    reassigned: bool,
-}
-
-impl OpenState {
-    fn new(open: OpenTask) -> OpenState {
-        OpenState {
-            read_court: open.task.assisting_court_id.clone(),
-            read_status: open.task.status,
-            task: open.task,
-            candidate: open.candidate,
-            candidate_changed: false,
-            reassigned: false,
-        }
-    }
-}
-
-enum Plan {
-    Duplicate,
-    Inactive,
-    /// The latest task closed as `not_found` within the cooldown: this one.
-    Cooldown(String),
-    /// Creates task `created[k]` (if the insert wins the race).
-    Create(usize),
-    /// Updates the target's open task.
-    Update,
-}
-
-/// What a sighting in `court` does to an open task (see [`Policy`]).
-enum Move {
-    Stay,
-    Reassign,
-}
-
 /// A history row to write.
 pub(crate) struct NewEvent<'a> {
     pub task_id: Cow<'a, str>,
@@ -200,7 +136,8 @@ impl Store {
     /// own court ([`MatchOutcome::Reassigned`], see [`Policy`]); otherwise a new task goes to
     /// the assisting court (deadlines of that court), with a `target_sighted` Alert to the
     /// requesting court when it is another one. When another replica creates the target's task
-    /// first, the sighting becomes an update of that task.
+    /// first, the sighting becomes an update of that task. The rules are
+    /// [`Planner`]'s; this reads what it needs and writes what it plans.
     ///
     /// The messages are in outcome order: `Created` wrote the Task on `tasks(assisting)` and,
     /// when the requesting court is another, the Alert (1 or 2); `Updated` the TaskUpdate on
@@ -249,243 +186,85 @@ impl Store {
                 fresh[i] = true;
             }
         }
-        let is_new = |i: usize| fresh[i];
         clock.lap(CommitStep::EventIds);
 
         // 2. The targets of the new sightings, their open tasks and, for those without one,
         // a `not_found` closure within the cooldown.
         let mut target_ids: Vec<&str> = batch
             .iter()
-            .enumerate()
-            .filter(|&(i, _)| is_new(i))
-            .map(|(_, m)| m.target_id.as_str())
+            .zip(&fresh)
+            .filter(|&(_, &f)| f)
+            .map(|(m, _)| m.target_id.as_str())
             .collect();
         target_ids.sort_unstable();
         target_ids.dedup();
-        let DispatchRead {
-            targets,
-            open_tasks,
-            cooling,
-        } = read_for_dispatch(
-            &mut tx,
-            &target_ids,
-            now_ms,
-            now_ms - policy.not_found_cooldown.num_milliseconds(),
-        )
-        .await?;
-        let mut states: Vec<OpenState> = open_tasks.into_iter().map(OpenState::new).collect();
-        let mut open: FxHashMap<String, usize> = states
-            .iter()
-            .enumerate()
-            .map(|(k, s)| (s.task.target_id.clone(), k))
-            .collect();
+        let cutoff = cooldown_cutoff(policy, now);
+        let (read, open_tasks) =
+            read_for_dispatch(&mut tx, &target_ids, fresh, now_ms, cutoff).await?;
         clock.lap(CommitStep::Targets);
 
-        // 3. Plan each item in order: the first sighting of a target without an open task
-        // creates one, later ones update it.
-        let mut created: Vec<Task> = Vec::new();
-        let mut created_state: Vec<usize> = Vec::new();
-        let mut cases_json: Vec<Cow<'_, str>> = Vec::new();
-        let mut plans = Vec::with_capacity(batch.len());
-        for (i, m) in batch.iter().enumerate() {
-            if !is_new(i) {
-                plans.push(Plan::Duplicate);
-                continue;
-            }
-            let Some(target) = targets.get(m.target_id.as_str()).filter(|t| t.matchable) else {
-                plans.push(Plan::Inactive);
-                continue;
-            };
-            if open.contains_key(&m.target_id) {
-                plans.push(Plan::Update);
-                continue;
-            }
-            if let Some(task_id) = cooling.get(m.target_id.as_str()) {
-                plans.push(Plan::Cooldown(task_id.clone()));
-                continue;
-            }
-            let task = new_task(m, target, deadlines, now);
-            cases_json.push(if m.cases.is_empty() {
-                Cow::Borrowed(target.cases_json.as_str())
-            } else {
-                Cow::Owned(codec::to_json(&m.cases)?)
-            });
-            open.insert(m.target_id.clone(), states.len());
-            created_state.push(states.len());
-            states.push(OpenState::new(OpenTask {
-                task: task.clone(),
-                candidate: None,
-            }));
-            plans.push(Plan::Create(created.len()));
-            created.push(task);
-        }
-
+        // 3. Which sightings create tasks.
+        let planner = Planner {
+            batch,
+            read: &read,
+            policy,
+            deadlines,
+            topics,
+            now,
+        };
+        let draft = planner.draft(&open_tasks);
+        let cases_json = new_task_cases(batch, &draft, &read)?;
         clock.lap(CommitStep::Plan);
 
-        // 4. Insert the new tasks; where another replica's open task won, update that one.
-        // Likewise the new tasks' messages, while the database inserts their rows. On SQLite
-        // a small batch (what a latency-bound load makes) writes its rows at the end instead,
-        // in one hand-off to the database's thread (see [`write_at_once`]).
+        // 4. Insert the new tasks; where another replica's open task won, the plan updates
+        // that one. On SQLite a small batch (what a latency-bound load makes) writes its rows
+        // at the end instead, in one hand-off to the database's thread (see [`write_at_once`]).
         let at_once = tx.dialect() == Dialect::Sqlite && batch.len() <= AT_ONCE_MAX_BATCH;
-        let mut inserted = vec![true; created.len()];
-        let build_messages = || {
-            created
-                .iter()
-                .map(|task| {
-                    let name = targets[task.target_id.as_str()].name.as_deref();
-                    created_messages(task, name, topics, now).map(Some)
-                })
-                .collect::<Result<Vec<_>, StoreError>>()
-        };
-        let mut new_task_messages = if at_once {
-            build_messages()?
+        let winners = if at_once {
+            Vec::new()
         } else {
-            let (inserted_rows, new_task_messages) = tokio::join!(
-                insert_tasks(&mut tx, &created, &cases_json, now_ms),
-                async { build_messages() },
-            );
-            if inserted_rows? < created.len() as u64 {
-                // Rare: ask which targets' open tasks are not ours.
-                let ids: Vec<&str> = created.iter().map(|t| t.target_id.as_str()).collect();
-                let mut accounted = 0;
-                for winner in load_open_tasks(&mut tx, &ids).await? {
-                    let Some(k) = created
-                        .iter()
-                        .position(|t| t.target_id == winner.task.target_id)
-                    else {
-                        continue;
-                    };
-                    accounted += 1;
-                    if created[k].task_id != winner.task.task_id {
-                        inserted[k] = false;
-                        states[created_state[k]] = OpenState::new(winner);
-                    }
-                }
-                if accounted != created.len() {
-                    // The winner's task closed before this batch could update it.
-                    return Err(StoreError::Conflict(
-                        "a concurrent replica's task for the same target changed meanwhile".into(),
-                    ));
-                }
-            }
-            new_task_messages?
+            insert_new_tasks(&mut tx, &draft.new_tasks, &cases_json, now_ms).await?
         };
-
         clock.lap(CommitStep::Tasks);
 
-        // 5. Outcomes, history and messages, in batch order; then the rows, and (6.) the tasks
-        // that moved and the border candidates that changed.
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut events = Vec::with_capacity(batch.len());
-        let mut messages = Vec::with_capacity(batch.len() * 2);
-        for (i, (m, plan)) in batch.iter().zip(&plans).enumerate() {
-            let sighting = Some(std::mem::take(&mut sighting_json[i]));
-            match plan {
-                Plan::Duplicate => outcomes.push(MatchOutcome::Duplicate),
-                Plan::Inactive => outcomes.push(MatchOutcome::TargetInactive),
-                Plan::Cooldown(task_id) => outcomes.push(MatchOutcome::Cooldown {
-                    task_id: task_id.clone(),
-                }),
-                Plan::Create(k) if inserted[*k] => {
-                    let task = &created[*k];
-                    events.push(NewEvent {
-                        task_id: Cow::Borrowed(&task.task_id),
-                        at: now_ms,
-                        kind: TaskEventKind::Created,
-                        status: TaskStatus::Dispatched,
-                        actor: None,
-                        note: None,
-                        sighting,
-                        court_id: Some(Cow::Borrowed(&task.assisting_court_id)),
-                    });
-                    let (task_message, alert) = new_task_messages[*k]
-                        .take()
-                        .expect("each new task is planned once");
-                    messages.push(task_message);
-                    messages.extend(alert);
-                    outcomes.push(MatchOutcome::Created(task.clone()));
-                }
-                Plan::Create(_) | Plan::Update => {
-                    let state = &mut states[open[&m.target_id]];
-                    let court = m.route.assisting_court_id.as_str();
-                    match border_move(state, m, policy, now_ms) {
-                        Move::Stay => {
-                            let task = &state.task;
-                            events.push(NewEvent {
-                                task_id: Cow::Owned(task.task_id.clone()),
-                                at: now_ms,
-                                kind: TaskEventKind::Sighting,
-                                status: task.status,
-                                actor: None,
-                                note: None,
-                                sighting,
-                                court_id: Some(Cow::Owned(task.assisting_court_id.clone())),
-                            });
-                            let update = TaskUpdate {
-                                task_id: task.task_id.clone(),
-                                update: UpdateKind::Sighting,
-                                status: task.status,
-                                sighting: Some(SightingRef::from(&m.sighting)),
-                                at: now,
-                                by: None,
-                                note: None,
-                            };
-                            messages.push(NewMessage::json(
-                                topics.updates(&task.assisting_court_id),
-                                &update,
-                            )?);
-                            outcomes.push(MatchOutcome::Updated {
-                                task_id: task.task_id.clone(),
-                                assisting_court_id: task.assisting_court_id.clone(),
-                            });
-                        }
-                        Move::Reassign => {
-                            let from = state.task.assisting_court_id.clone();
-                            reassign(&mut state.task, m, deadlines, now);
-                            state.candidate = None;
-                            state.candidate_changed = true;
-                            state.reassigned = true;
-                            let task = &state.task;
-                            let note = format!("from {from} to {court}");
-                            events.push(NewEvent {
-                                task_id: Cow::Owned(task.task_id.clone()),
-                                at: now_ms,
-                                kind: TaskEventKind::Reassigned,
-                                status: task.status,
-                                actor: None,
-                                note: Some(note),
-                                sighting,
-                                court_id: Some(Cow::Owned(task.assisting_court_id.clone())),
-                            });
-                            messages.extend(reassigned_messages(
-                                task,
-                                &from,
-                                targets[m.target_id.as_str()].name.as_deref(),
-                                topics,
-                                now,
-                            )?);
-                            outcomes.push(MatchOutcome::Reassigned {
-                                task: task.clone(),
-                                from,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        // On SQLite a small batch's outbox row goes with its other rows; otherwise the
-        // messages are written last.
+        // 5. The rest of the plan: outcomes, history, messages, changed open tasks. The
+        // messages are serialized while the database inserts the history rows.
+        let plan = planner.settle(open_tasks, draft, winners);
+        let Plan {
+            new_tasks,
+            outcomes,
+            history,
+            changes,
+            messages,
+        } = plan;
+        let events: Vec<NewEvent<'_>> = history
+            .into_iter()
+            .map(|row| NewEvent {
+                task_id: Cow::Owned(row.task_id),
+                at: now_ms,
+                kind: row.kind,
+                status: row.status,
+                actor: None,
+                note: row.note,
+                sighting: Some(std::mem::take(&mut sighting_json[row.sighting])),
+                court_id: Some(Cow::Owned(row.court_id)),
+            })
+            .collect();
         let (mut written, to_write) = if at_once {
+            let messages = encode(messages, &new_tasks)?;
             let written =
-                write_at_once(&mut tx, &created, &cases_json, &events, messages, now).await?;
+                write_at_once(&mut tx, &new_tasks, &cases_json, &events, messages, now).await?;
             (written, Vec::new())
         } else {
-            insert_events(&mut tx, &events).await?;
-            (Vec::new(), messages)
+            let (inserted, messages) = tokio::join!(insert_events(&mut tx, &events), async {
+                encode(messages, &new_tasks)
+            });
+            inserted?;
+            (Vec::new(), messages?)
         };
         drop(events);
         clock.lap(CommitStep::History);
-        update_touched(&mut tx, &states, now_ms).await?;
+        update_changed(&mut tx, &changes, now_ms).await?;
         written.extend(outbox::write(&mut tx, to_write, now).await?);
         clock.lap(CommitStep::Outbox);
         tx.commit().await?;
@@ -494,21 +273,83 @@ impl Store {
     }
 }
 
-/// Writes the tasks that moved and the border candidates that changed, in task id order (so
-/// concurrent batches lock rows in one order).
-async fn update_touched(tx: &mut Tx, states: &[OpenState], now_ms: i64) -> Result<(), StoreError> {
-    let mut touched: Vec<&OpenState> = states
-        .iter()
-        .filter(|s| s.reassigned || s.candidate_changed)
-        .collect();
-    touched.sort_unstable_by(|a, b| a.task.task_id.cmp(&b.task.task_id));
-    for state in touched {
-        let (cand_court, cand_since) = match &state.candidate {
+fn encode(messages: Vec<Outgoing>, new_tasks: &[Task]) -> Result<Vec<NewMessage>, StoreError> {
+    messages
+        .into_iter()
+        .map(|m| NewMessage::encode(m, new_tasks))
+        .collect()
+}
+
+/// Each new task's cases as JSON: the target row's as stored, or the sighting's merged cases.
+fn new_task_cases<'r>(
+    batch: &[MatchedSighting],
+    draft: &Draft,
+    read: &'r Read,
+) -> Result<Vec<Cow<'r, str>>, StoreError> {
+    draft
+        .creators()
+        .into_iter()
+        .zip(&draft.new_tasks)
+        .map(|(i, task)| {
+            let m = &batch[i];
+            Ok(match read.targets.get(&task.target_id) {
+                Some(target) if m.cases.is_empty() => Cow::Borrowed(target.cases_json.as_str()),
+                _ => Cow::Owned(codec::to_json(&task.cases)?),
+            })
+        })
+        .collect()
+}
+
+/// Inserts the new tasks; returns, for each that lost its target's one open task to another
+/// replica's, the task that won (by new task index).
+async fn insert_new_tasks(
+    tx: &mut Tx,
+    new_tasks: &[Task],
+    cases_json: &[Cow<'_, str>],
+    now_ms: i64,
+) -> Result<Vec<(usize, OpenTask)>, StoreError> {
+    let mut winners = Vec::new();
+    if insert_tasks(tx, new_tasks, cases_json, now_ms).await? == new_tasks.len() as u64 {
+        return Ok(winners);
+    }
+    // Rare: ask which targets' open tasks are not ours.
+    let ids: Vec<&str> = new_tasks.iter().map(|t| t.target_id.as_str()).collect();
+    let mut accounted = 0;
+    for winner in load_open_tasks(tx, &ids).await? {
+        let Some(k) = new_tasks
+            .iter()
+            .position(|t| t.target_id == winner.task.target_id)
+        else {
+            continue;
+        };
+        accounted += 1;
+        if new_tasks[k].task_id != winner.task.task_id {
+            winners.push((k, winner));
+        }
+    }
+    if accounted != new_tasks.len() {
+        // The winner's task closed before this batch could update it.
+        return Err(StoreError::Conflict(
+            "a concurrent replica's task for the same target changed meanwhile".into(),
+        ));
+    }
+    Ok(winners)
+}
+
+/// Writes the tasks that moved and the border candidates that changed, in the plan's (task
+/// id) order, so concurrent batches lock rows in one order.
+async fn update_changed(
+    tx: &mut Tx,
+    changes: &[TaskChange],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    for change in changes {
+        let (cand_court, cand_since) = match &change.candidate {
             Some((c, since)) => (Some(c.as_str()), Some(*since)),
             None => (None, None),
         };
-        if state.reassigned {
-            let t = &state.task;
+        let t = &change.task;
+        if change.reassigned {
             let q = tx
                 .query(TASK_REASSIGN)
                 .bind(t.assisting_court_id.as_str())
@@ -520,8 +361,8 @@ async fn update_touched(tx: &mut Tx, states: &[OpenState], now_ms: i64) -> Resul
                 .bind(cand_since)
                 .bind(now_ms)
                 .bind(t.task_id.as_str())
-                .bind(state.read_court.as_str())
-                .bind(state.read_status.as_str());
+                .bind(change.read_court.as_str())
+                .bind(change.read_status.as_str());
             if tx.execute(q).await? == 0 {
                 return Err(StoreError::Conflict(format!(
                     "task {} changed while a sighting moved it",
@@ -534,12 +375,11 @@ async fn update_touched(tx: &mut Tx, states: &[OpenState], now_ms: i64) -> Resul
                 .bind(cand_court)
                 .bind(cand_since)
                 .bind(now_ms)
-                .bind(state.task.task_id.as_str())
-                .bind(state.read_court.as_str());
+                .bind(t.task_id.as_str())
+                .bind(change.read_court.as_str());
             tx.execute(q).await?;
         }
     }
-
     Ok(())
 }
 
@@ -557,166 +397,6 @@ impl StepClock {
         metrics::commit_step(step, now - self.0);
         self.0 = now;
     }
-}
-
-/// Whether the sighting `m` moves the open task of `state` to its court, updating the border
-/// candidate in `state` otherwise. A sighting in the holder's own court never moves it, so
-/// sightings alternating across a border keep the task where it is.
-fn border_move(state: &mut OpenState, m: &MatchedSighting, policy: &Policy, now: i64) -> Move {
-    let court = m.route.assisting_court_id.as_str();
-    let holder = state.task.assisting_court_id.as_str();
-    if court == holder {
-        if state.candidate.take().is_some() {
-            state.candidate_changed = true;
-        }
-        return Move::Stay;
-    }
-    let far = policy.centers.get(holder).is_some_and(|&(lon, lat)| {
-        great_circle_km(lon, lat, m.sighting.lon, m.sighting.lat) > policy.reassign_distance_km
-    });
-    let dwelt = state.candidate.as_ref().is_some_and(|(c, since)| {
-        c == court && now - since >= policy.reassign_dwell.num_milliseconds()
-    });
-    if far || dwelt {
-        return Move::Reassign;
-    }
-    if state.candidate.as_ref().is_none_or(|(c, _)| c != court) {
-        state.candidate = Some((court.to_string(), now));
-        state.candidate_changed = true;
-    }
-    Move::Stay
-}
-
-/// `task` as dispatched to the court of the sighting `m`: its route, that court's deadlines
-/// from `now`, the sighting.
-fn reassign(task: &mut Task, m: &MatchedSighting, deadlines: &Deadlines, now: DateTime<Utc>) {
-    let (ack, resolve) = deadlines.for_court(&m.route.assisting_court_id);
-    task.assisting_court_id = m.route.assisting_court_id.clone();
-    task.routing = m.route.routing;
-    task.distance_km = m.route.distance_km;
-    task.status = TaskStatus::Dispatched;
-    task.dispatched_at = now;
-    task.ack_by = now + ack;
-    task.resolve_by = now + resolve;
-    task.sighting = Some(SightingRef::from(&m.sighting));
-    task.read_plate = m.read_plate;
-    task.fuzzy = m.fuzzy;
-    task.substitutions = m.substitutions;
-}
-
-/// A moved task: the Task to its new court, a status TaskUpdate to the court that held it (so
-/// it stops), a `task_status` Alert to the requesting court.
-fn reassigned_messages(
-    task: &Task,
-    from: &str,
-    name: Option<&str>,
-    topics: &Topics,
-    now: DateTime<Utc>,
-) -> Result<Vec<NewMessage>, StoreError> {
-    let to = &task.assisting_court_id;
-    let update = TaskUpdate {
-        task_id: task.task_id.clone(),
-        update: UpdateKind::Status,
-        status: task.status,
-        sighting: task.sighting.clone(),
-        at: now,
-        by: None,
-        note: Some(format!("reassigned to {to}")),
-    };
-    let who = subject(task.kind, task.plate.as_ref(), name, &task.target_id);
-    let text = format!(
-        "{who} is now seen in {to}'s area; task {} moved from {from} to {to}",
-        task.task_id
-    );
-    let alert = Alert::about(task, AlertKind::TaskStatus, text, now);
-    Ok(vec![
-        NewMessage::json(topics.tasks(to), task)?,
-        NewMessage::json(topics.updates(from), &update)?,
-        NewMessage::json(topics.alerts(&alert.court_id), &alert)?,
-    ])
-}
-
-fn new_task(
-    m: &MatchedSighting,
-    target: &TargetRow,
-    deadlines: &Deadlines,
-    now: DateTime<Utc>,
-) -> Task {
-    let (ack, resolve) = deadlines.for_court(&m.route.assisting_court_id);
-    Task {
-        task_id: Uuid::now_v7().to_string(),
-        kind: m.route.kind,
-        target_id: m.target_id.clone(),
-        plate: target.plate,
-        person_id: target.person_id,
-        cases: if m.cases.is_empty() {
-            target.cases.clone()
-        } else {
-            m.cases.clone()
-        },
-        requesting_court_id: m.route.requesting_court_id.clone(),
-        assisting_court_id: m.route.assisting_court_id.clone(),
-        routing: m.route.routing,
-        sighting: Some(SightingRef::from(&m.sighting)),
-        distance_km: m.route.distance_km,
-        dispatched_at: now,
-        ack_by: now + ack,
-        resolve_by: now + resolve,
-        status: TaskStatus::Dispatched,
-        read_plate: m.read_plate,
-        fuzzy: m.fuzzy,
-        substitutions: m.substitutions,
-    }
-}
-
-/// How alerts name a target: the plate for vehicles, the name (never the identity number)
-/// for persons, and the target id.
-pub(crate) fn subject(
-    kind: TaskKind,
-    plate: Option<&Plate>,
-    name: Option<&str>,
-    target_id: &str,
-) -> String {
-    match (kind, plate, name) {
-        (TaskKind::VehicleSeizure, Some(p), _) => format!("Vehicle {p} ({target_id})"),
-        (TaskKind::VehicleSeizure, None, _) => format!("Vehicle {target_id}"),
-        (_, _, Some(n)) if !n.is_empty() => format!("Person {n} ({target_id})"),
-        _ => format!("Person {target_id}"),
-    }
-}
-
-/// A new task's messages: the Task to its assisting court and, when the requesting court is
-/// another, the `target_sighted` Alert to that one.
-fn created_messages(
-    task: &Task,
-    name: Option<&str>,
-    topics: &Topics,
-    now: DateTime<Utc>,
-) -> Result<(NewMessage, Option<NewMessage>), StoreError> {
-    let task_message = NewMessage::json(topics.tasks(&task.assisting_court_id), task)?;
-    let alert = (task.requesting_court_id != task.assisting_court_id)
-        .then(|| {
-            let alert = sighted_alert(task, name, now);
-            NewMessage::json(topics.alerts(&alert.court_id), &alert)
-        })
-        .transpose()?;
-    Ok((task_message, alert))
-}
-
-fn sighted_alert(task: &Task, name: Option<&str>, now: DateTime<Utc>) -> Alert {
-    let who = subject(task.kind, task.plate.as_ref(), name, &task.target_id);
-    let to = &task.assisting_court_id;
-    let text = match task.routing {
-        Routing::NearestCourt => format!(
-            "{who} seen outside every participating court's area; task sent to the nearest \
-             court, {to} ({:.1} km away)",
-            task.distance_km
-        ),
-        Routing::OwnJurisdiction | Routing::InJurisdiction => {
-            format!("{who} seen in {to}'s area; task sent to {to}")
-        }
-    };
-    Alert::about(task, AlertKind::TargetSighted, text, now)
 }
 
 /// Inserts the event ids; returns those that were new.
@@ -745,30 +425,23 @@ async fn insert_processed(
     Ok(fresh)
 }
 
-/// What [`read_for_dispatch`] found.
-struct DispatchRead {
-    targets: FxHashMap<String, TargetRow>,
-    /// The open tasks of the matchable targets.
-    open_tasks: Vec<OpenTask>,
-    /// Matchable targets without an open task whose latest closure is a `not_found` within
-    /// the cooldown: target id -> that task's id.
-    cooling: FxHashMap<String, String>,
-}
-
 /// Reads the targets by id with their open tasks and recent `not_found` closures (those after
-/// `closed_after`, epoch ms), in one statement per chunk. On PostgreSQL the target rows are
-/// share-locked until commit, as in [`load_targets`].
+/// `closed_after`, epoch ms), in one statement per chunk: what [`Planner`] needs beside
+/// `fresh`. On PostgreSQL the target rows are share-locked until commit, as in
+/// [`targets::load_targets`].
 async fn read_for_dispatch(
     tx: &mut Tx,
     ids: &[&str],
+    fresh: Vec<bool>,
     now: i64,
     closed_after: i64,
-) -> Result<DispatchRead, StoreError> {
-    let mut read = DispatchRead {
+) -> Result<(Read, Vec<OpenTask>), StoreError> {
+    let mut read = Read {
+        fresh,
         targets: FxHashMap::with_capacity_and_hasher(ids.len(), Default::default()),
-        open_tasks: Vec::new(),
         cooling: FxHashMap::default(),
     };
+    let mut open_tasks = Vec::new();
     let tail = tx.dialect().pick("", " FOR SHARE OF t");
     for chunk in db::chunks(ids.len()) {
         let sql = db::Sql::new(tx.dialect(), DISPATCH_READ_HEAD)
@@ -783,15 +456,10 @@ async fn read_for_dispatch(
         }
         for row in tx.fetch_all(q).await? {
             let target_id: String = row.get("t_target_id")?;
-            let target = target_from_row(&row, &PREFIXED_TARGET_COLUMNS, now)?;
+            let target = targets::dispatch_target(&row, &targets::PREFIXED_TARGET_COLUMNS, now)?;
             if target.matchable {
                 if row.get::<Option<&str>>("task_id")?.is_some() {
-                    let court: Option<String> = row.get("candidate_court_id")?;
-                    let since: Option<i64> = row.get("candidate_since")?;
-                    read.open_tasks.push(OpenTask {
-                        task: codec::task_from_row(&row)?,
-                        candidate: court.zip(since),
-                    });
+                    open_tasks.push(open_task_from_row(&row)?);
                 } else if let Some(task_id) = row.get::<Option<String>>("cooldown_task_id")? {
                     read.cooling.insert(target_id.clone(), task_id);
                 }
@@ -799,66 +467,16 @@ async fn read_for_dispatch(
             read.targets.insert(target_id, target);
         }
     }
-    Ok(read)
+    Ok((read, open_tasks))
 }
 
-/// Names of a target's columns in a result row: plate, person id, name, status, cases,
-/// valid until.
-type TargetColumns = [&'static str; 6];
-const TARGET_COLUMNS: TargetColumns = [
-    "plate",
-    "person_id",
-    "name",
-    "status",
-    "cases",
-    "valid_until",
-];
-const PREFIXED_TARGET_COLUMNS: TargetColumns = [
-    "t_plate",
-    "t_person_id",
-    "t_name",
-    "t_status",
-    "t_cases",
-    "t_valid_until",
-];
-
-fn target_from_row(row: &db::Row, cols: &TargetColumns, now: i64) -> Result<TargetRow, StoreError> {
-    let [plate, person_id, name, status, cases, valid_until] = *cols;
-    let status: TargetStatus = codec::parse_name(row.get(status)?, "target status")?;
-    let valid_until: Option<i64> = row.get(valid_until)?;
-    let cases_json: String = row.get(cases)?;
-    Ok(TargetRow {
-        plate: codec::plate(row.get(plate)?)?,
-        person_id: codec::person_id(row.get(person_id)?)?,
-        name: row.get(name)?,
-        cases: codec::from_json(&cases_json, "target cases")?,
-        cases_json,
-        matchable: status == TargetStatus::Active && valid_until.is_none_or(|u| now < u),
+fn open_task_from_row(row: &db::Row) -> Result<OpenTask, StoreError> {
+    let court: Option<String> = row.get("candidate_court_id")?;
+    let since: Option<i64> = row.get("candidate_since")?;
+    Ok(OpenTask {
+        task: codec::task_from_row(row)?,
+        candidate: court.zip(since),
     })
-}
-
-/// Reads the targets by id. On PostgreSQL the rows are share-locked until commit, so a
-/// concurrent withdrawal either happens before (and is seen) or waits for this batch (and
-/// then cancels the tasks it created).
-pub(crate) async fn load_targets(
-    tx: &mut Tx,
-    ids: &[&str],
-    now: i64,
-) -> Result<FxHashMap<String, TargetRow>, StoreError> {
-    let mut out = FxHashMap::with_capacity_and_hasher(ids.len(), Default::default());
-    let tail = tx.dialect().pick("", "FOR SHARE");
-    for chunk in db::chunks(ids.len()) {
-        let sql = db::in_list_sql(tx.dialect(), TARGETS_LOAD_HEAD, chunk.len(), tail);
-        let mut q = tx.query_generated(sql);
-        for id in &ids[chunk] {
-            q = q.bind(*id);
-        }
-        for row in tx.fetch_all(q).await? {
-            let target = target_from_row(&row, &TARGET_COLUMNS, now)?;
-            out.insert(row.get("target_id")?, target);
-        }
-    }
-    Ok(out)
 }
 
 /// The open tasks of these targets (at most one each), with their border candidates.
@@ -874,12 +492,7 @@ pub(crate) async fn load_open_tasks(
             q = q.bind(*id);
         }
         for row in tx.fetch_all(q).await? {
-            let court: Option<String> = row.get("candidate_court_id")?;
-            let since: Option<i64> = row.get("candidate_since")?;
-            out.push(OpenTask {
-                task: codec::task_from_row(&row)?,
-                candidate: court.zip(since),
-            });
+            out.push(open_task_from_row(&row)?);
         }
     }
     Ok(out)

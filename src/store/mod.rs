@@ -42,6 +42,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 pub use db::Dialect;
 pub use targets::target_version;
 
+/// What [`Store::record_matches`] did with one matched sighting, and the kinds of history rows.
+pub use crate::dispatch::plan::{MatchOutcome, TaskEventKind};
+
 use crate::contract::model::{Sighting, TargetError};
 use crate::contract::task::{OutboxMessage, Task, TaskStatus};
 
@@ -88,32 +91,6 @@ impl StoreError {
     }
 }
 
-/// What [`Store::record_matches`] did with one matched sighting.
-// `Created` is the common, large case; boxing it would only add an allocation per task.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
-pub enum MatchOutcome {
-    /// A new task; its messages are among the returned outbox messages.
-    Created(Task),
-    /// The target's open task got a TaskUpdate (to its assisting court).
-    Updated {
-        task_id: String,
-        assisting_court_id: String,
-    },
-    /// `(source, event_id)` was seen before: no effect at all.
-    Duplicate,
-    /// The target is not active (seized, withdrawn, expired, or unknown) in the database:
-    /// no effect except that the event id is recorded.
-    TargetInactive,
-    /// The target has no open task and its latest task closed as `not_found` less than
-    /// [`Policy::not_found_cooldown`] ago: no new task, nothing published; the event id is
-    /// recorded. `task_id` is that `not_found` task.
-    Cooldown { task_id: String },
-    /// The open task moved to the sighting's court (dwell or distance, see [`Policy`]): `task`
-    /// as it is now (status `dispatched`, new deadlines), `from` the court that held it.
-    Reassigned { task: Task, from: String },
-}
-
 /// What [`Store::apply_status`] did with a status report.
 #[allow(clippy::large_enum_variant)] // one per report, short-lived
 #[derive(Debug, Clone, PartialEq)]
@@ -126,21 +103,6 @@ pub enum StatusOutcome {
     },
     /// Nothing changed; `reason` is for the dead letter.
     Refused { reason: String },
-}
-
-/// What kind of entry a task's history holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskEventKind {
-    Created,
-    Sighting,
-    Status,
-    /// A deadline passed (the note says which), or no court was left after rejections.
-    Escalated,
-    /// A newer sighting moved the open task to another court (note "from X to Y").
-    Reassigned,
-    /// A rejected task was dispatched again, to another court (note "from X to Y").
-    Rerouted,
 }
 
 /// One entry of a task's history.

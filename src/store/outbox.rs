@@ -14,6 +14,10 @@
 //! acknowledged places in `acked` (a bitmap, with `acked_count` beside it for the gauge) and
 //! deletes the row once every place is marked. Rows written before migration 0004 have
 //! `frames` NULL: one message, `topic` and `payload` as they are.
+//!
+//! Each frame also holds the message's kind and task id ([`FRAME_VERSION`]), so a message
+//! re-read after a crash is as typed as when it was written. Rows from before migration 0005
+//! (`frame_version` NULL) lack them; only for those is the kind derived from the topic.
 
 use std::collections::BTreeMap;
 
@@ -22,21 +26,22 @@ use chrono::{DateTime, Utc};
 use super::codec::{self, ms};
 use super::db::{self, Tx};
 use super::{Store, StoreError};
-use crate::contract::task::OutboxMessage;
+use crate::contract::task::{MessageKind, OutboxMessage, Task};
+use crate::dispatch::notify::{Body, Outgoing};
 
 /// Most messages in one row; also the factor between a row's id and its messages' ids.
 const MAX_FRAMES: i64 = 1 << 16;
 /// The outbox insert's head: the columns [`bind_row`] binds, in its order.
 macro_rules! outbox_insert_head {
     () => {
-        "INSERT INTO outbox (topic, payload, created_at, frames)"
+        "INSERT INTO outbox (topic, payload, created_at, frames, frame_version)"
     };
 }
 const OUTBOX_INSERT: (&str, &str) = (
-    concat!(outbox_insert_head!(), " VALUES ($1, $2, $3, $4)"),
+    concat!(outbox_insert_head!(), " VALUES ($1, $2, $3, $4, $5)"),
     concat!(
         outbox_insert_head!(),
-        " VALUES ($1, $2, $3, $4) RETURNING id"
+        " VALUES ($1, $2, $3, $4, $5) RETURNING id"
     ),
 );
 const OUTBOX_ACKED_HEAD: &str = "SELECT id, frames, acked FROM outbox WHERE id IN";
@@ -45,21 +50,50 @@ const PENDING_ROWS_PER_READ: i64 = 16;
 /// Processed event ids deleted per write transaction by the retention purge.
 const PURGE_CHUNK: i64 = 5_000;
 
+/// The framing of the rows this version writes: per message its kind, task id (empty for
+/// none), topic and payload.
+const FRAME_VERSION: i64 = 2;
+
 /// A message to write to the outbox.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct NewMessage {
+    pub kind: MessageKind,
+    pub task_id: Option<String>,
     pub topic: String,
     pub payload: Vec<u8>,
 }
 
 impl NewMessage {
-    pub(crate) fn json<T: serde::Serialize>(
-        topic: String,
-        value: &T,
-    ) -> Result<NewMessage, StoreError> {
+    /// Serializes a planned message; `new_tasks` holds the bodies of [`Body::NewTask`].
+    pub(crate) fn encode(out: Outgoing, new_tasks: &[Task]) -> Result<NewMessage, StoreError> {
         // Sized for a Task (~700 bytes as JSON), so building one does not regrow it six times.
         let mut payload = Vec::with_capacity(1024);
-        serde_json::to_writer(&mut payload, value).map_err(StoreError::Encode)?;
-        Ok(NewMessage { topic, payload })
+        let written = match &out.body {
+            Body::NewTask(k) => {
+                let task = new_tasks.get(*k).ok_or_else(|| StoreError::Corrupt {
+                    what: "planned message",
+                    detail: format!("no new task {k}"),
+                })?;
+                serde_json::to_writer(&mut payload, task)
+            }
+            Body::Task(task) => serde_json::to_writer(&mut payload, task),
+            Body::Update(update) => serde_json::to_writer(&mut payload, update),
+            Body::Alert(alert) => serde_json::to_writer(&mut payload, alert),
+        };
+        written.map_err(StoreError::Encode)?;
+        Ok(NewMessage {
+            kind: out.kind,
+            task_id: out.task_id(new_tasks).map(str::to_string),
+            topic: out.topic,
+            payload,
+        })
+    }
+
+    /// Serializes planned messages that carry no [`Body::NewTask`].
+    pub(crate) fn encode_all(outs: Vec<Outgoing>) -> Result<Vec<NewMessage>, StoreError> {
+        outs.into_iter()
+            .map(|o| NewMessage::encode(o, &[]))
+            .collect()
     }
 }
 
@@ -83,18 +117,19 @@ pub(crate) async fn write(
     Ok(out)
 }
 
-/// Binds one row's values (topic, payload, created_at, frames) to `q`, in the column order
-/// of [`OUTBOX_INSERT_HEAD`].
+/// Binds one row's values (topic, payload, created_at, frames, frame_version) to `q`, in the
+/// column order of [`OUTBOX_INSERT_HEAD`].
 pub(crate) fn bind_row(q: db::Query, messages: &[NewMessage], created: i64) -> db::Query {
     q.bind("")
         .bind(frame(messages))
         .bind(created)
         .bind(messages.len() as i64)
+        .bind(FRAME_VERSION)
 }
 
 /// The columns [`bind_row`] binds, for a statement built elsewhere.
 pub(crate) const OUTBOX_INSERT_HEAD: &str = outbox_insert_head!();
-pub(crate) const OUTBOX_INSERT_COLS: usize = 4;
+pub(crate) const OUTBOX_INSERT_COLS: usize = 5;
 
 /// The messages of the row `row_id`, with their ids.
 pub(crate) fn with_ids(
@@ -107,22 +142,32 @@ pub(crate) fn with_ids(
         .zip(0..)
         .map(move |(m, place)| OutboxMessage {
             id: row_id * MAX_FRAMES + place,
+            kind: m.kind,
+            task_id: m.task_id,
             topic: m.topic,
             payload: m.payload,
             created_at: now,
         })
 }
 
-/// The messages one after another, each as its topic's length (u32, little-endian), the
-/// topic, its payload's length, the payload.
+/// The messages one after another, each as four parts: its kind's name, its task id (empty
+/// for none), its topic, its payload; each part as its length (u32, little-endian) and bytes.
 fn frame(messages: &[NewMessage]) -> Vec<u8> {
     let len = messages
         .iter()
-        .map(|m| 8 + m.topic.len() + m.payload.len())
+        .map(|m| {
+            16 + 12 + m.task_id.as_ref().map_or(0, String::len) + m.topic.len() + m.payload.len()
+        })
         .sum();
     let mut out = Vec::with_capacity(len);
     for m in messages {
-        for part in [m.topic.as_bytes(), &m.payload] {
+        let task_id = m.task_id.as_deref().unwrap_or("");
+        for part in [
+            m.kind.as_str().as_bytes(),
+            task_id.as_bytes(),
+            m.topic.as_bytes(),
+            &m.payload,
+        ] {
             out.extend_from_slice(&(part.len() as u32).to_le_bytes());
             out.extend_from_slice(part);
         }
@@ -130,8 +175,13 @@ fn frame(messages: &[NewMessage]) -> Vec<u8> {
     out
 }
 
-/// Inverts [`frame`]: the `(topic, payload)` of each of the `frames` messages.
-fn unframe(mut bytes: &[u8], frames: i64) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+/// Inverts [`frame`] (`version` [`FRAME_VERSION`]), or reads the framing of rows from before
+/// migration 0005 (`version` NULL: topic and payload only): each of the `frames` messages.
+fn unframe(
+    mut bytes: &[u8],
+    frames: i64,
+    version: Option<i64>,
+) -> Result<Vec<NewMessage>, StoreError> {
     let corrupt = |detail: &str| StoreError::Corrupt {
         what: "outbox row",
         detail: detail.to_string(),
@@ -148,18 +198,70 @@ fn unframe(mut bytes: &[u8], frames: i64) -> Result<Vec<(String, Vec<u8>)>, Stor
         *bytes = rest;
         Ok(part.to_vec())
     };
+    let text = |part: Vec<u8>, what: &str| {
+        String::from_utf8(part).map_err(|_| corrupt(&format!("{what} not UTF-8")))
+    };
     if !(0..=MAX_FRAMES).contains(&frames) {
         return Err(corrupt("frames out of range"));
     }
+    let typed = match version {
+        None => false,
+        Some(FRAME_VERSION) => true,
+        Some(_) => return Err(corrupt("unknown frame version")),
+    };
     let mut out = Vec::with_capacity(frames as usize);
     for _ in 0..frames {
-        let topic = String::from_utf8(take(&mut bytes)?).map_err(|_| corrupt("topic not UTF-8"))?;
-        out.push((topic, take(&mut bytes)?));
+        let message = if typed {
+            let kind = text(take(&mut bytes)?, "kind")?;
+            let kind = MessageKind::parse(&kind).ok_or_else(|| corrupt("unknown message kind"))?;
+            let task_id = text(take(&mut bytes)?, "task id")?;
+            NewMessage {
+                kind,
+                task_id: Some(task_id).filter(|t| !t.is_empty()),
+                topic: text(take(&mut bytes)?, "topic")?,
+                payload: take(&mut bytes)?,
+            }
+        } else {
+            let topic = text(take(&mut bytes)?, "topic")?;
+            legacy_message(topic, take(&mut bytes)?)
+        };
+        out.push(message);
     }
     if !bytes.is_empty() {
         return Err(corrupt("bytes after the last message"));
     }
     Ok(out)
+}
+
+/// A message written before the outbox recorded kinds (before migration 0005): the only place
+/// a kind is derived from a topic (`…/tasks`, `…/updates`, `…/escalations`, `deadletter/…`,
+/// else an alert) and a task id from the payload's `task_id`.
+fn legacy_message(topic: String, payload: Vec<u8>) -> NewMessage {
+    #[derive(serde::Deserialize)]
+    struct About {
+        task_id: Option<String>,
+    }
+    let kind = if topic.ends_with("/tasks") {
+        MessageKind::Task
+    } else if topic.ends_with("/updates") {
+        MessageKind::Update
+    } else if topic.ends_with("/escalations") {
+        MessageKind::Escalation
+    } else if topic.contains("deadletter/") {
+        MessageKind::DeadLetter
+    } else {
+        MessageKind::Alert
+    };
+    let task_id = serde_json::from_slice::<About>(&payload)
+        .ok()
+        .and_then(|a| a.task_id)
+        .filter(|t| !t.is_empty());
+    NewMessage {
+        kind,
+        task_id,
+        topic,
+        payload,
+    }
 }
 
 /// Which places of a row the broker has acknowledged: bit `place % 8` of byte `place / 8`.
@@ -209,7 +311,7 @@ impl Store {
             let mut pool = self.pool.clone();
             let q = pool
                 .query(
-                    "SELECT id, topic, payload, created_at, frames, acked FROM outbox \
+                    "SELECT id, topic, payload, created_at, frames, frame_version, acked FROM outbox \
                      WHERE created_at < $1 AND id > $2 ORDER BY id LIMIT $3",
                 )
                 .bind(created_before.map_or(i64::MAX, ms))
@@ -225,22 +327,24 @@ impl Store {
                 let created_at = codec::time(row.get("created_at")?, "outbox created_at")?;
                 let payload: Vec<u8> = row.get("payload")?;
                 let messages = match row.get::<Option<i64>>("frames")? {
-                    None => vec![(row.get("topic")?, payload)],
-                    Some(frames) => unframe(&payload, frames)?,
+                    None => vec![legacy_message(row.get("topic")?, payload)],
+                    Some(frames) => unframe(&payload, frames, row.get("frame_version")?)?,
                 };
                 let acked = Acked(row.get::<Option<Vec<u8>>>("acked")?.unwrap_or_default());
                 let unacked = messages
                     .into_iter()
                     .zip(0..)
                     .filter(|(_, place)| !acked.has(*place));
-                for ((topic, payload), place) in unacked {
+                for (m, place) in unacked {
                     if out.len() == limit {
                         return Ok(out);
                     }
                     out.push(OutboxMessage {
                         id: row_id * MAX_FRAMES + place,
-                        topic,
-                        payload,
+                        kind: m.kind,
+                        task_id: m.task_id,
+                        topic: m.topic,
+                        payload: m.payload,
                         created_at,
                     });
                 }
@@ -374,10 +478,17 @@ fn consecutive_runs(ids: &[i64]) -> Vec<(i64, i64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Acked, NewMessage, consecutive_runs, frame, unframe};
+    use super::{Acked, FRAME_VERSION, MessageKind, NewMessage, consecutive_runs, frame, unframe};
 
-    fn message(topic: &str, payload: &[u8]) -> NewMessage {
+    fn message(
+        kind: MessageKind,
+        task_id: Option<&str>,
+        topic: &str,
+        payload: &[u8],
+    ) -> NewMessage {
         NewMessage {
+            kind,
+            task_id: task_id.map(str::to_string),
             topic: topic.into(),
             payload: payload.to_vec(),
         }
@@ -386,34 +497,74 @@ mod tests {
     #[test]
     fn framed_messages_come_back_as_written() {
         let messages = [
-            message("dispatch/cixi/tasks", br#"{"task_id":"a"}"#),
-            message("alerts/yuyao", b""),
-            message("", "任务".as_bytes()),
+            message(
+                MessageKind::Task,
+                Some("a"),
+                "dispatch/cixi/tasks",
+                br#"{"task_id":"a"}"#,
+            ),
+            message(MessageKind::Alert, None, "alerts/yuyao", b""),
+            message(MessageKind::Escalation, Some("b"), "", "任务".as_bytes()),
         ];
         let bytes = frame(&messages);
-        let back = unframe(&bytes, 3).unwrap();
-        let expected: Vec<(String, Vec<u8>)> = messages
+        let back = unframe(&bytes, 3, Some(FRAME_VERSION)).unwrap();
+        assert_eq!(back, messages);
+        assert_eq!(unframe(&[], 0, Some(FRAME_VERSION)).unwrap(), Vec::new());
+    }
+
+    /// Rows framed before kinds were recorded: topic and payload per message.
+    #[test]
+    fn frames_without_kinds_get_them_from_their_topics() {
+        let mut bytes = Vec::new();
+        for part in [
+            &b"p/dispatch/cixi/updates"[..],
+            br#"{"task_id":"t-1","update":"status"}"#,
+            b"p/dispatch/boss/escalations",
+            br#"{"task_id":"t-2"}"#,
+            b"p/alerts/yuyao",
+            br#"{"task_id":""}"#,
+            b"p/dispatch/cixi/tasks",
+            b"not json",
+        ] {
+            bytes.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(part);
+        }
+        let back = unframe(&bytes, 4, None).unwrap();
+        let kinds: Vec<(MessageKind, Option<&str>)> = back
             .iter()
-            .map(|m| (m.topic.clone(), m.payload.clone()))
+            .map(|m| (m.kind, m.task_id.as_deref()))
             .collect();
-        assert_eq!(back, expected);
-        assert_eq!(unframe(&[], 0).unwrap(), Vec::new());
+        assert_eq!(
+            kinds,
+            [
+                (MessageKind::Update, Some("t-1")),
+                (MessageKind::Escalation, Some("t-2")),
+                (MessageKind::Alert, None),
+                (MessageKind::Task, None),
+            ]
+        );
+        assert!(unframe(&bytes, 4, Some(7)).is_err(), "unknown version");
     }
 
     #[test]
     fn a_damaged_row_is_an_error_not_a_guess() {
-        let bytes = frame(&[message("a/b", b"xyz")]);
+        let v = Some(FRAME_VERSION);
+        let bytes = frame(&[message(MessageKind::Update, Some("t"), "a/b", b"xyz")]);
         for cut in 0..bytes.len() {
-            assert!(unframe(&bytes[..cut], 1).is_err(), "cut at {cut}");
+            assert!(unframe(&bytes[..cut], 1, v).is_err(), "cut at {cut}");
         }
-        assert!(unframe(&bytes, 2).is_err(), "fewer messages than frames");
-        assert!(unframe(&bytes, -1).is_err() && unframe(&bytes, i64::MAX).is_err());
+        assert!(unframe(&bytes, 2, v).is_err(), "fewer messages than frames");
+        assert!(unframe(&bytes, -1, v).is_err() && unframe(&bytes, i64::MAX, v).is_err());
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(unframe(&longer, 1).is_err(), "bytes left over");
+        assert!(unframe(&longer, 1, v).is_err(), "bytes left over");
+        let mut bad_kind = bytes.clone();
+        bad_kind[4] = b'x';
+        assert!(unframe(&bad_kind, 1, v).is_err(), "unknown kind");
         let mut bad_topic = bytes;
-        bad_topic[4] = 0xFF;
-        assert!(unframe(&bad_topic, 1).is_err(), "topic not UTF-8");
+        let topic_at = 4 + "update".len() + 4 + 1 + 4;
+        bad_topic[topic_at] = 0xFF;
+        assert!(unframe(&bad_topic, 1, v).is_err(), "topic not UTF-8");
     }
 
     #[test]

@@ -7,7 +7,10 @@ use chrono::{DateTime, Utc};
 use super::codec::{self, ms, target_columns};
 use super::db::{self, Tx};
 use super::{Store, StoreError};
-use crate::contract::model::Target;
+use rustc_hash::FxHashMap;
+
+use crate::contract::model::{Target, TargetStatus};
+use crate::dispatch::plan::Target as DispatchTarget;
 
 const TARGET_INSERT_HEAD: &str = "INSERT INTO targets (target_id, kind, plate, person_id, name, \
      status, lead_court_id, cases, known_locations, valid_until, created_at, updated_at)";
@@ -18,6 +21,9 @@ const TARGET_INSERT_TAIL: &str = "ON CONFLICT (target_id) DO UPDATE SET kind = e
      status = excluded.status, lead_court_id = excluded.lead_court_id, cases = excluded.cases, \
      known_locations = excluded.known_locations, valid_until = excluded.valid_until, \
      updated_at = excluded.updated_at";
+
+const TARGETS_LOAD_HEAD: &str = "SELECT target_id, plate, person_id, name, status, cases, \
+     valid_until FROM targets WHERE target_id IN";
 
 /// The version (`updated_at`, epoch ms) an upsert made at `now` gives its targets: what a
 /// caller passes to [`crate::matching::targets::LiveTargets::apply_versioned`] for the targets it wrote,
@@ -184,4 +190,68 @@ pub(crate) async fn set_target_status(
         .bind(now)
         .bind(target_id);
     Ok(tx.execute(q).await? > 0)
+}
+
+/// Names of a target's columns in a result row: plate, person id, name, status, cases,
+/// valid until.
+pub(crate) type TargetColumns = [&'static str; 6];
+const TARGET_COLUMNS: TargetColumns = [
+    "plate",
+    "person_id",
+    "name",
+    "status",
+    "cases",
+    "valid_until",
+];
+pub(crate) const PREFIXED_TARGET_COLUMNS: TargetColumns = [
+    "t_plate",
+    "t_person_id",
+    "t_name",
+    "t_status",
+    "t_cases",
+    "t_valid_until",
+];
+
+/// A target as dispatch needs it, from a row whose target columns are named `cols`.
+pub(crate) fn dispatch_target(
+    row: &db::Row,
+    cols: &TargetColumns,
+    now: i64,
+) -> Result<DispatchTarget, StoreError> {
+    let [plate, person_id, name, status, cases, valid_until] = *cols;
+    let status: TargetStatus = codec::parse_name(row.get(status)?, "target status")?;
+    let valid_until: Option<i64> = row.get(valid_until)?;
+    let cases_json: String = row.get(cases)?;
+    Ok(DispatchTarget {
+        plate: codec::plate(row.get(plate)?)?,
+        person_id: codec::person_id(row.get(person_id)?)?,
+        name: row.get(name)?,
+        cases: codec::from_json(&cases_json, "target cases")?,
+        cases_json,
+        matchable: status == TargetStatus::Active && valid_until.is_none_or(|u| now < u),
+    })
+}
+
+/// Reads the targets by id. On PostgreSQL the rows are share-locked until commit, so a
+/// concurrent withdrawal either happens before (and is seen) or waits for this batch (and
+/// then cancels the tasks it created).
+pub(crate) async fn load_targets(
+    tx: &mut Tx,
+    ids: &[&str],
+    now: i64,
+) -> Result<FxHashMap<String, DispatchTarget>, StoreError> {
+    let mut out = FxHashMap::with_capacity_and_hasher(ids.len(), Default::default());
+    let tail = tx.dialect().pick("", "FOR SHARE");
+    for chunk in db::chunks(ids.len()) {
+        let sql = db::in_list_sql(tx.dialect(), TARGETS_LOAD_HEAD, chunk.len(), tail);
+        let mut q = tx.query_generated(sql);
+        for id in &ids[chunk] {
+            q = q.bind(*id);
+        }
+        for row in tx.fetch_all(q).await? {
+            let target = dispatch_target(&row, &TARGET_COLUMNS, now)?;
+            out.insert(row.get("target_id")?, target);
+        }
+    }
+    Ok(out)
 }

@@ -5,14 +5,13 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 
 use super::codec::{self, ms, task_columns};
-use super::dispatch::{NewEvent, insert_events, open_status, subject};
+use super::dispatch::{NewEvent, insert_events, open_status};
 use super::outbox::{self, NewMessage};
 use super::targets::set_target_status;
 use super::{StatusOutcome, Store, StoreError, TaskEvent, TaskEventKind};
 use crate::contract::model::TargetStatus;
-use crate::contract::task::{
-    Alert, AlertKind, OutboxMessage, StatusReport, Task, TaskStatus, TaskUpdate, Topics, UpdateKind,
-};
+use crate::contract::task::{OutboxMessage, StatusReport, Task, TaskStatus, Topics};
+use crate::dispatch::notify;
 use crate::dispatch::workflow::check_transition;
 
 pub(crate) const TASK_BY_ID: &str =
@@ -207,15 +206,9 @@ impl Store {
         if task.status == TaskStatus::Seized {
             set_target_status(&mut tx, &task.target_id, TargetStatus::Seized, ms(now)).await?;
         }
-        let by_text = by.map(|b| format!(", reported by {b}")).unwrap_or_default();
-        let text = format!(
-            "{}: task {} at {} is now {} (was {previous}){by_text}",
-            subject(task.kind, task.plate.as_ref(), None, &task.target_id),
-            task.task_id,
-            task.assisting_court_id,
-            task.status,
-        );
-        let messages = status_messages(&task, by, note, text, at, topics)?;
+        let text = notify::status_report_text(&task, previous, by);
+        let messages = notify::status_changed(&task, by, note, text, at, topics);
+        let messages = NewMessage::encode_all(messages)?;
         let messages = outbox::write(&mut tx, messages, now).await?;
         tx.commit().await?;
         Ok(StatusOutcome::Applied {
@@ -267,13 +260,9 @@ impl Store {
         for task in &mut tasks {
             let previous = task.status;
             task.status = TaskStatus::Cancelled;
-            let text = format!(
-                "{}: task {} at {} was cancelled (was {previous}) because the target was withdrawn",
-                subject(task.kind, task.plate.as_ref(), None, &task.target_id),
-                task.task_id,
-                task.assisting_court_id,
-            );
-            messages.extend(status_messages(task, None, Some(note), text, now, topics)?);
+            let text = notify::withdrawal_text(task, previous);
+            let planned = notify::status_changed(task, None, Some(note), text, now, topics);
+            messages.extend(NewMessage::encode_all(planned)?);
         }
         let events: Vec<NewEvent> = tasks
             .iter()
@@ -293,30 +282,4 @@ impl Store {
         tx.commit().await?;
         Ok(Some(messages))
     }
-}
-
-/// The TaskUpdate to the assisting court and the `task_status` Alert to the requesting court
-/// announcing `task`'s (new) status.
-pub(crate) fn status_messages(
-    task: &Task,
-    by: Option<&str>,
-    note: Option<&str>,
-    text: String,
-    at: DateTime<Utc>,
-    topics: &Topics,
-) -> Result<Vec<NewMessage>, StoreError> {
-    let update = TaskUpdate {
-        task_id: task.task_id.clone(),
-        update: UpdateKind::Status,
-        status: task.status,
-        sighting: None,
-        at,
-        by: by.map(str::to_string),
-        note: note.map(str::to_string),
-    };
-    let alert = Alert::about(task, AlertKind::TaskStatus, text, at);
-    Ok(vec![
-        NewMessage::json(topics.updates(&task.assisting_court_id), &update)?,
-        NewMessage::json(topics.alerts(&alert.court_id), &alert)?,
-    ])
 }

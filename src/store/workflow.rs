@@ -10,18 +10,20 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::codec::{self, ms, task_columns};
-use super::dispatch::{NewEvent, insert_events, insert_tasks, load_targets, open_status, subject};
+use super::dispatch::{NewEvent, insert_events, insert_tasks, open_status};
 use super::outbox::{self, NewMessage};
+use super::targets::load_targets;
 use super::tasks::{
     OPEN_TASKS_OF_TARGET, OPEN_TASKS_OF_TARGET_FOR_UPDATE, TASK_BY_ID, TASK_BY_ID_FOR_UPDATE,
 };
 use super::{Escalation, EscalationKind, SearchOutcome, Store, StoreError, TaskEventKind};
-use crate::contract::model::{Case, Routing};
-use crate::contract::task::{Alert, AlertKind, OutboxMessage, Task, TaskStatus, Topics};
+use crate::contract::model::Case;
+use crate::contract::task::{OutboxMessage, Task, TaskStatus, Topics};
+use crate::dispatch::notify;
 use crate::dispatch::policy::Deadlines;
 use crate::dispatch::route::RouteDecision;
 
@@ -55,10 +57,6 @@ const REROUTE: &str = "UPDATE tasks SET status = 'dispatched', assisting_court_i
      acknowledged_at = NULL, resolved_at = NULL, ack_escalated_at = NULL, \
      resolve_escalated_at = NULL, candidate_court_id = NULL, candidate_since = NULL, \
      updated_at = $4 WHERE task_id = $7 AND status = 'rejected'";
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
@@ -112,11 +110,7 @@ impl Store {
         let mut events = Vec::with_capacity(due.len());
         let mut messages = Vec::with_capacity(due.len() * 2);
         for (deadline, kind, task) in due {
-            let what = match kind {
-                EscalationKind::Ack => "acknowledged",
-                EscalationKind::Resolve => "resolved",
-            };
-            let note = format!("not {what} by {}", rfc3339(deadline));
+            let note = notify::missed_deadline_note(kind == EscalationKind::Ack, deadline);
             let supervisor = supervisors.get(&task.assisting_court_id).cloned();
             events.push(NewEvent {
                 task_id: Cow::Owned(task.task_id.clone()),
@@ -128,13 +122,8 @@ impl Store {
                 sighting: None,
                 court_id: Some(Cow::Owned(task.assisting_court_id.clone())),
             });
-            messages.extend(escalation_messages(
-                &task,
-                supervisor.as_deref(),
-                &note,
-                topics,
-                now,
-            )?);
+            let planned = notify::escalated(&task, supervisor.as_deref(), &note, topics, now);
+            messages.extend(NewMessage::encode_all(planned)?);
             escalations.push(Escalation {
                 task,
                 kind,
@@ -247,25 +236,8 @@ impl Store {
         )
         .await?;
         let name = targets.get(&task.target_id).and_then(|t| t.name.as_deref());
-        let who = subject(task.kind, task.plate.as_ref(), name, &task.target_id);
-        let text = match task.routing {
-            Routing::NearestCourt => format!(
-                "{who}: task {} was rejected by {from}; re-routed to the nearest remaining \
-                 court, {to} ({:.1} km away)",
-                task.task_id, task.distance_km
-            ),
-            Routing::OwnJurisdiction | Routing::InJurisdiction => format!(
-                "{who}: task {} was rejected by {from}; re-routed to {to}",
-                task.task_id
-            ),
-        };
-        let messages = vec![
-            NewMessage::json(topics.tasks(&to), &task)?,
-            NewMessage::json(
-                topics.alerts(&task.requesting_court_id),
-                &Alert::about(&task, AlertKind::TaskStatus, text, now),
-            )?,
-        ];
+        let planned = notify::rerouted(&task, &from, name, topics, now);
+        let messages = NewMessage::encode_all(planned)?;
         let messages = outbox::write(&mut tx, messages, now).await?;
         tx.commit().await?;
         Ok(Some((task, messages)))
@@ -310,7 +282,8 @@ impl Store {
             }],
         )
         .await?;
-        let messages = escalation_messages(&task, supervisor, reason, topics, now)?;
+        let planned = notify::escalated(&task, supervisor, reason, topics, now);
+        let messages = NewMessage::encode_all(planned)?;
         let messages = outbox::write(&mut tx, messages, now).await?;
         tx.commit().await?;
         Ok(messages)
@@ -353,33 +326,15 @@ impl Store {
             tx.commit().await?;
             return Ok(Vec::new());
         };
-        let lead = match lead_court_id {
-            Some(lead) => format!("proposed lead court: {lead}"),
-            None => "no lead court proposed".to_string(),
-        };
-        let text = format!(
-            "Related cases: {} {} share a plate or identity number, with cases at {}; \
-             consider consolidating their enforcement ({lead})",
-            if target_ids.len() == 1 {
-                "target"
-            } else {
-                "targets"
-            },
-            english_list(target_ids),
-            english_list(court_ids),
+        let proposal = notify::consolidation_proposed(
+            target_ids,
+            court_ids,
+            lead_court_id,
+            supervisor,
+            topics,
+            now,
         );
-        let proposal = Alert {
-            alert_id: Uuid::now_v7().to_string(),
-            kind: AlertKind::ConsolidationProposed,
-            court_id: supervisor.to_string(),
-            target_id: target_ids.first().cloned().unwrap_or_default(),
-            task_id: String::new(),
-            assisting_court_id: lead_court_id.unwrap_or_default().to_string(),
-            status: TaskStatus::Dispatched,
-            at: now,
-            text,
-        };
-        let messages = vec![NewMessage::json(topics.alerts(supervisor), &proposal)?];
+        let messages = NewMessage::encode_all(vec![proposal])?;
         let messages = outbox::write(&mut tx, messages, now).await?;
         tx.commit().await?;
         Ok(messages)
@@ -466,33 +421,8 @@ impl Store {
             }],
         )
         .await?;
-        let mut messages = vec![NewMessage::json(
-            topics.tasks(&task.assisting_court_id),
-            &task,
-        )?];
-        if task.requesting_court_id != task.assisting_court_id {
-            let who = subject(
-                task.kind,
-                task.plate.as_ref(),
-                target.name.as_deref(),
-                target_id,
-            );
-            let to = &task.assisting_court_id;
-            let text = match task.routing {
-                Routing::NearestCourt => format!(
-                    "{who}: locate request for a place outside every participating court's \
-                     area; task sent to the nearest court, {to} ({:.1} km away)",
-                    task.distance_km
-                ),
-                Routing::OwnJurisdiction | Routing::InJurisdiction => {
-                    format!("{who}: locate request sent to {to}, whose area holds the place")
-                }
-            };
-            messages.push(NewMessage::json(
-                topics.alerts(&task.requesting_court_id),
-                &Alert::about(&task, AlertKind::TargetSighted, text, now),
-            )?);
-        }
+        let planned = notify::search_created(&task, target.name.as_deref(), topics, now);
+        let messages = NewMessage::encode_all(planned)?;
         let messages = outbox::write(&mut tx, messages, now).await?;
         tx.commit().await?;
         Ok(SearchOutcome::Created(task, messages))
@@ -509,56 +439,4 @@ async fn open_task_of(tx: &mut super::db::Tx, target_id: &str) -> Result<Option<
         .await?
         .map(|row| codec::task_from_row(&row))
         .transpose()
-}
-
-/// The Task to the supervisor's escalations topic (when there is one) and the `escalated`
-/// Alert to the requesting court.
-fn escalation_messages(
-    task: &Task,
-    supervisor: Option<&str>,
-    why: &str,
-    topics: &Topics,
-    now: DateTime<Utc>,
-) -> Result<Vec<NewMessage>, StoreError> {
-    let who = subject(task.kind, task.plate.as_ref(), None, &task.target_id);
-    let to = match supervisor {
-        Some(s) => format!("escalated to {s}"),
-        None => "escalated (no supervising court known)".to_string(),
-    };
-    let text = format!(
-        "{who}: task {} at {}: {why}; {to}",
-        task.task_id, task.assisting_court_id
-    );
-    let mut messages = Vec::with_capacity(2);
-    if let Some(s) = supervisor {
-        messages.push(NewMessage::json(topics.escalations(s), task)?);
-    }
-    messages.push(NewMessage::json(
-        topics.alerts(&task.requesting_court_id),
-        &Alert::about(task, AlertKind::Escalated, text, now),
-    )?);
-    Ok(messages)
-}
-
-/// `a`, `a and b`, `a, b and c`.
-fn english_list(items: &[String]) -> String {
-    match items {
-        [] => String::new(),
-        [one] => one.clone(),
-        [init @ .., last] => format!("{} and {last}", init.join(", ")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lists_read_as_english() {
-        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(english_list(&s(&[])), "");
-        assert_eq!(english_list(&s(&["a"])), "a");
-        assert_eq!(english_list(&s(&["a", "b"])), "a and b");
-        assert_eq!(english_list(&s(&["a", "b", "c"])), "a, b and c");
-    }
 }

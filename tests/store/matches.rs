@@ -3,7 +3,7 @@
 use chrono::Duration;
 use leadrelay::contract::model::{Routing, Target, TargetStatus};
 use leadrelay::contract::task::{
-    Alert, AlertKind, Task, TaskStatus, TaskUpdate, Topics, UpdateKind,
+    Alert, AlertKind, MessageKind, Task, TaskStatus, TaskUpdate, Topics, UpdateKind,
 };
 use leadrelay::dispatch::policy::{Deadlines, MatchedSighting, Policy};
 use leadrelay::store::{MatchOutcome, TaskEventKind};
@@ -124,6 +124,8 @@ async fn further_sightings_update_the_open_task(db: TestDb) {
     );
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].topic, "dispatch/cixi/updates");
+    assert_eq!(messages[0].kind, MessageKind::Update);
+    assert_eq!(messages[0].task_id.as_deref(), Some(task.task_id.as_str()));
     let update: TaskUpdate = serde_json::from_slice(&messages[0].payload).unwrap();
     assert_eq!(update.update, UpdateKind::Sighting);
     assert_eq!(update.status, TaskStatus::Dispatched);

@@ -2,6 +2,7 @@
 
 use chrono::Duration;
 use leadrelay::contract::model::Target;
+use leadrelay::contract::task::MessageKind;
 use leadrelay::dispatch::policy::MatchedSighting;
 use leadrelay::store::MatchOutcome;
 
@@ -92,6 +93,22 @@ async fn outbox_rows_go_once_every_message_in_them_is_acknowledged(db: TestDb) {
         (pending[0].topic.as_str(), pending[0].payload.as_slice()),
         ("legacy/alerts", br#"{"old":true}"#.as_slice())
     );
+    // Re-read, messages keep their kinds and task ids; the old row's kind is its topic's.
+    assert_eq!(
+        (pending[0].kind, pending[0].task_id.as_deref()),
+        (MessageKind::Alert, None)
+    );
+    let kinds: Vec<MessageKind> = pending[1..5].iter().map(|m| m.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            MessageKind::Task,
+            MessageKind::Alert,
+            MessageKind::Task,
+            MessageKind::Alert
+        ]
+    );
+    assert!(pending[1..].iter().all(|m| m.task_id.is_some()));
     assert_eq!(pending[1..5], first[..]);
     assert_eq!(pending[5..], second[..]);
     assert_eq!(store.outbox_pending_count().await.unwrap(), 9);
