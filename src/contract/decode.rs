@@ -186,6 +186,16 @@ pub fn decode_sighting(
     let datum = parse_datum(as_str(&raw.datum))?;
     check_coordinates(raw.lat, raw.lon)?;
     let (lon, lat) = datum::to_wgs84(datum, raw.lon, raw.lat);
+    // BD-09's offset can carry a point at a pole or the antimeridian off the globe.
+    check_coordinates(lat, lon).map_err(|_| {
+        reject(
+            RejectReason::InvalidCoordinates,
+            format!(
+                "fields `lat`/`lon` ({}, {}) in {datum} lie outside ±90 and ±180 in WGS-84",
+                raw.lat, raw.lon
+            ),
+        )
+    })?;
     let observed_at = parse_observed_at(&raw.observed_at, now, limits)?;
     if let Some(c) = raw.confidence {
         if !(0.0..=1.0).contains(&c) {

@@ -414,8 +414,9 @@ impl Confusables {
             if self.rep[usize::from(code)] != code {
                 continue;
             }
-            let members: String = (1..=36u8)
-                .filter(|&m| self.rep[usize::from(m)] == code)
+            // The representative first: `from_classes` takes a class's first character as it.
+            let members: String = std::iter::once(code)
+                .chain((1..=36u8).filter(|&m| m != code && self.rep[usize::from(m)] == code))
                 .filter_map(|m| char_of(u64::from(m)))
                 .collect();
             if members.chars().count() > 1 {
