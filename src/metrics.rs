@@ -69,6 +69,8 @@ pub const TARGETS: &str = "leadrelay_targets";
 pub const OUTBOX_PENDING: &str = "leadrelay_outbox_pending";
 /// 1 while the MQTT connection is up.
 pub const MQTT_CONNECTED: &str = "leadrelay_mqtt_connected";
+/// Seconds the oldest message taken in by the pipeline has waited for its ack.
+pub const OLDEST_UNACKED: &str = "leadrelay_oldest_unacked_seconds";
 
 /// From 100 µs (one decode+match is a few µs, a commit well under a millisecond) to the
 /// 30-minute resolve deadline, so both the hot path and the human loop resolve.
@@ -368,6 +370,11 @@ fn describe() {
         MQTT_CONNECTED,
         "1 while connected to the MQTT broker, else 0."
     );
+    describe_gauge!(
+        OLDEST_UNACKED,
+        Unit::Seconds,
+        "How long the oldest message taken in has waited for its ack (0 when none waits)."
+    );
 }
 
 fn kind_label(kind: TargetKind) -> &'static str {
@@ -533,6 +540,10 @@ pub fn set_outbox_pending(n: i64) {
 
 pub fn set_mqtt_connected(connected: bool) {
     gauge!(MQTT_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+}
+
+pub fn set_oldest_unacked(age: Duration) {
+    gauge!(OLDEST_UNACKED).set(age.as_secs_f64());
 }
 
 #[cfg(test)]

@@ -698,6 +698,70 @@ async fn database_behind_proxy(url: &str) -> (String, Proxy) {
     (url, proxy)
 }
 
+/// A database connection that goes half-open in the middle of a group commit (the network
+/// drops everything, no reset reaches either end: the server sits idle in a transaction that
+/// holds locks on `processed_events`, the service waits for an answer) stalls ingest only
+/// for a while: the commit is abandoned at the operation timeout and retried on a fresh
+/// connection once the server has ended the dead session, `/readyz` says the pipeline is
+/// stuck meanwhile, and every flagged car gets exactly one task. PostgreSQL only: SQLite
+/// has no socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_database_connection_stalls_ingest_only_for_a_while() {
+    for backend in backends() {
+        if let Backend::Embedded = backend {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = base_config(&backend, dir.path()).await;
+        let (url, proxy) = database_behind_proxy(&config.database_url).await;
+        config.database_url = url;
+        // Bounds short enough for a test of seconds.
+        config.db_limits.operation_timeout = Duration::from_secs(2);
+        config.db_limits.idle_in_transaction_timeout = Duration::from_secs(5);
+        config.max_unacked_age = Duration::from_secs(1);
+        let h = Harness::start_config(&backend, config, dir, None).await;
+        let started = std::time::Instant::now();
+        const N: usize = 40;
+        flag_cars(&h, N, 30_000).await;
+        // The group commit that binds this event id freezes every connection of the moment.
+        proxy.freeze_on(b"half-open-10");
+        for i in 0..N {
+            car_seen_in_cixi(&h, &format!("half-open-{i}"), 30_000 + i).await;
+            // Spreads the stream over real time, so sightings keep arriving after the freeze.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(proxy.has_frozen(), "no group commit bound the event id");
+        // Readiness sees the stuck pipeline, whatever a fresh connection to the database says.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, body) = h.get("/readyz").await;
+            if status == 503 && body["pipeline"] == json!(false) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/readyz never reported the stuck pipeline: {status} {body}"
+            );
+            // Polling a real server's readiness.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        every_car_has_one_task_in_cixi(&h, N, Duration::from_secs(40)).await;
+        let retries = metric(
+            &h.metrics().await,
+            "leadrelay_store_retries_total{what=\"group_commit\"}",
+        );
+        assert!(retries >= 1.0, "the stuck group commit was never abandoned");
+        // Ready again once the frozen connections are weeded out of the pool.
+        h.wait_ready().await;
+        let exposition = h.metrics().await;
+        assert!(
+            exposition.contains("leadrelay_oldest_unacked_seconds "),
+            "{exposition}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(60));
+    }
+}
+
 /// A crash (SIGKILL) mid-stream loses nothing and does nothing twice: the broker keeps the
 /// service's session and redelivers what was not acked, the outbox publishes what was
 /// committed but not published, and the processed event ids absorb the rest. Needs the

@@ -20,6 +20,7 @@ use crate::app::sweep::{self, Area, SweepError};
 use crate::app::targets::{self, Upserted};
 use crate::contract::model::{Target, TargetStatus};
 use crate::contract::task::{StatusReport, TaskStatus};
+use crate::flow::pipeline::Pending;
 use crate::geo::locate::JurisdictionIndex;
 use crate::mqtt::IngestClient;
 use crate::store::{StatusOutcome, StoreError};
@@ -32,6 +33,10 @@ pub struct AppState {
     pub app: App,
     /// For readiness: is the broker connected.
     pub ingest: IngestClient,
+    /// For readiness: how long the oldest message taken in has waited for its ack.
+    pub pending: std::sync::Arc<Pending>,
+    /// Past this age the pipeline counts as stuck.
+    pub max_unacked_age: std::time::Duration,
     pub metrics: PrometheusHandle,
 }
 
@@ -103,6 +108,11 @@ type ApiResult<T> = Result<T, ApiError>;
 const READY_DATABASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    // A database that answers a ping can still hold the pipeline (a half-open connection of
+    // the group commit): what counts is whether messages are being acked.
+    let oldest = state.pending.oldest_age();
+    crate::metrics::set_oldest_unacked(oldest);
+    let pipeline = oldest <= state.max_unacked_age;
     let broker = state.ingest.is_connected();
     // Bounded below the pool's acquire timeout (5 s): a probe must answer promptly even
     // when the server does not.
@@ -110,8 +120,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         tokio::time::timeout(READY_DATABASE_TIMEOUT, state.app.store.ping()).await,
         Ok(Ok(()))
     );
-    let body = Json(json!({"broker": broker, "database": database}));
-    if broker && database {
+    let body = Json(json!({"broker": broker, "database": database, "pipeline": pipeline}));
+    if broker && database && pipeline {
         (StatusCode::OK, body).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
@@ -119,6 +129,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Read now: a stuck pipeline is exactly when nothing else would update it.
+    crate::metrics::set_oldest_unacked(state.pending.oldest_age());
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -77,10 +77,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => {
             let config = args.resolve()?;
             tracing::info!(?config, "configuration");
-            runtime()?.block_on(crate::service::run(
+            let runtime = runtime()?;
+            let served = runtime.block_on(crate::service::run(
                 config,
                 crate::service::shutdown_signal(),
-            ))?;
+            ));
+            // After a shutdown that overran its grace, tasks may still wait on a dead socket:
+            // do not wait for them (dropping the runtime would).
+            runtime.shutdown_timeout(SHUTDOWN_LINGER);
+            served?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
@@ -99,6 +104,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
     }
 }
+
+/// How long the runtime may wind down after `serve` returned.
+const SHUTDOWN_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     runtime_with_threads(0)

@@ -92,7 +92,8 @@ pub async fn run(app: App, loaded_at: i64, retention: Duration, stop: Cancellati
         // Versions first: one already applied (same target, same updated_at) is not
         // fetched again, so the overlap costs a read of ids, not of whole targets.
         let began_at = app.now().timestamp_millis();
-        match refresh_targets(&store, window.start(), &targets).await {
+        let refreshed = refresh_targets(&store, window.start(), &targets);
+        match store.bounded(refreshed).await {
             Ok((newest, fresh)) => {
                 window.advance(began_at, newest);
                 // The next read returns nothing at or before its start.
@@ -108,7 +109,7 @@ pub async fn run(app: App, loaded_at: i64, retention: Duration, stop: Cancellati
             Err(e) => tracing::warn!(error = %e, "could not read target changes"),
         }
         if ticks % 5 == 1 {
-            if let Ok(open) = store.open_tasks_by_court().await {
+            if let Ok(open) = store.bounded(store.open_tasks_by_court()).await {
                 // Courts whose last open task closed drop to zero rather than go stale.
                 for court in reported_courts.drain() {
                     if !open.iter().any(|(c, _)| *c == court) {
@@ -122,7 +123,7 @@ pub async fn run(app: App, loaded_at: i64, retention: Duration, stop: Cancellati
             }
             // Here, not on acknowledgements: while the broker is away none arrive, and the
             // backlog this gauge is for would go unreported.
-            if let Ok(n) = store.outbox_pending_count().await {
+            if let Ok(n) = store.bounded(store.outbox_pending_count()).await {
                 metrics::set_outbox_pending(n);
             }
             for (kind, n) in targets.active_counts() {
@@ -132,6 +133,7 @@ pub async fn run(app: App, loaded_at: i64, retention: Duration, stop: Cancellati
         if ticks % 3600 == 1 {
             let cutoff = app.now()
                 - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+            // Not bounded as a whole: a long backlog takes many chunks (each one is).
             match store.purge_processed_before(cutoff).await {
                 Ok(n) if n > 0 => tracing::info!(purged = n, "old processed event ids purged"),
                 Ok(_) => {}

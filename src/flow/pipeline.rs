@@ -9,7 +9,8 @@
 //! to the publisher. A crash before the commit means the broker redelivers; after it, the
 //! outbox publishes. Dead letters are published just before their message is acked.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -38,6 +39,34 @@ pub struct Pipeline {
     pub max_batch: usize,
     pub batch_window: Duration,
     pub ingest: IngestClient,
+    /// What is taken in and not yet acked, for `/readyz` and the metrics.
+    pub pending: Arc<Pending>,
+}
+
+/// When the first message of each batch taken in but not yet acked was received, oldest
+/// first. Batches are acked in order, so the front is the oldest unacked message: a pipeline
+/// stuck on a database that does not answer shows as an age that keeps growing.
+#[derive(Debug, Default)]
+pub struct Pending {
+    batches: Mutex<VecDeque<Instant>>,
+}
+
+impl Pending {
+    /// How long the oldest message taken in has waited for its ack (zero when none waits).
+    pub fn oldest_age(&self) -> Duration {
+        let batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        batches.front().map_or(Duration::ZERO, Instant::elapsed)
+    }
+
+    fn started(&self, received_at: Instant) {
+        let mut batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        batches.push_back(received_at);
+    }
+
+    fn finished(&self) {
+        let mut batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        batches.pop_front();
+    }
 }
 
 /// What to do with one inbound message once the batch is durable.
@@ -73,7 +102,9 @@ impl Pipeline {
             let stop = stop.clone();
             tokio::spawn(async move {
                 while let Some(batch) = batches_rx.recv().await {
-                    if !pipeline.flush(batch, &stop).await {
+                    let flushed = pipeline.flush(batch, &stop).await;
+                    pipeline.pending.finished();
+                    if !flushed {
                         break;
                     }
                 }
@@ -102,6 +133,7 @@ impl Pipeline {
                 },
             };
             let mut batch = Batch::default();
+            self.pending.started(first.received_at);
             self.take(first, &mut batch);
             let mut window_ends: Option<tokio::time::Instant> = None;
             loop {
@@ -355,18 +387,15 @@ impl Pipeline {
     ) -> Option<(Vec<MatchOutcome>, Vec<crate::contract::task::OutboxMessage>)> {
         let mut backoff = Duration::from_millis(50);
         loop {
-            match self
-                .ctx
-                .store
-                .record_matches(
-                    matched,
-                    &self.ctx.deadlines,
-                    &self.ctx.policy,
-                    &self.ctx.topics,
-                    self.ctx.now(),
-                )
-                .await
-            {
+            let store = &self.ctx.store;
+            let recorded = store.record_matches(
+                matched,
+                &self.ctx.deadlines,
+                &self.ctx.policy,
+                &self.ctx.topics,
+                self.ctx.now(),
+            );
+            match store.bounded(recorded).await {
                 Ok(result) => return Some(result),
                 Err(e) => {
                     tracing::warn!(error = %e, batch = matched.len(), "group commit failed; retrying");
@@ -446,10 +475,8 @@ impl Pipeline {
         let span = tracing::info_span!("status_report", task_id = %report.task_id, court, status = %report.status);
         let mut backoff = Duration::from_millis(50);
         let outcome = loop {
-            match status::apply(&self.ctx, report, Some(court))
-                .instrument(span.clone())
-                .await
-            {
+            let applied = status::apply(&self.ctx, report, Some(court)).instrument(span.clone());
+            match self.ctx.store.bounded(applied).await {
                 Ok(outcome) => break outcome,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not apply a status report; retrying");
@@ -496,4 +523,24 @@ fn log_task(task: &crate::contract::task::Task, sighting: &Sighting) {
 /// Parses a StatusReport, with a readable reason when it is not one.
 pub fn decode_status(payload: &[u8]) -> Result<StatusReport, String> {
     serde_json::from_slice::<StatusReport>(payload).map_err(|e| format!("not a StatusReport: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_unacked_batch_is_the_front_one() {
+        let pending = Pending::default();
+        assert_eq!(pending.oldest_age(), Duration::ZERO);
+        let now = Instant::now();
+        pending.started(now - Duration::from_secs(40));
+        pending.started(now - Duration::from_secs(1));
+        assert!(pending.oldest_age() >= Duration::from_secs(40));
+        pending.finished();
+        let age = pending.oldest_age();
+        assert!(age >= Duration::from_secs(1) && age < Duration::from_secs(40));
+        pending.finished();
+        assert_eq!(pending.oldest_age(), Duration::ZERO);
+    }
 }

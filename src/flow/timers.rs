@@ -33,7 +33,7 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     loop {
-        let next = match app.store.next_deadline().await {
+        let next = match app.store.bounded(app.store.next_deadline()).await {
             Ok(next) => next,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the next deadline");
@@ -57,11 +57,8 @@ fn interval_of(interval: Duration) -> chrono::Duration {
 
 /// Escalates every task whose deadline has passed, once.
 async fn escalate_due(app: &App, supervisors: &HashMap<String, String>) {
-    match app
-        .store
-        .escalate_due(app.now(), supervisors, &app.topics)
-        .await
-    {
+    let due = app.store.escalate_due(app.now(), supervisors, &app.topics);
+    match app.store.bounded(due).await {
         Ok((escalations, messages)) => {
             for e in &escalations {
                 let kind = match e.kind {

@@ -341,7 +341,8 @@ async fn requeue_from_store(
     tracking: &mut Tracking,
     older_than: Option<DateTime<Utc>>,
 ) {
-    match store.pending_outbox(older_than, WINDOW as i64).await {
+    let pending = store.pending_outbox(older_than, WINDOW as i64);
+    match store.bounded(pending).await {
         Ok(rows) => {
             for message in rows {
                 tracking.push(Outbound {
@@ -387,7 +388,7 @@ async fn remove_sent_loop(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {
             }
         }
         for attempt in 0..5u32 {
-            match store.remove_sent(&ids).await {
+            match store.bounded(store.remove_sent(&ids)).await {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, attempt, "could not remove sent messages from the outbox");

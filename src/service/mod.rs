@@ -9,7 +9,8 @@
 //!
 //! Shutdown (SIGTERM, ctrl-c, or the caller's future): stop taking messages, finish the batch
 //! in hand (commit, ack), close the HTTP server, then let the publisher deliver everything
-//! committed before exiting.
+//! committed before exiting. [`run`] gives that [`SHUTDOWN_GRACE`]; past it, it returns an
+//! error, so the process ends even when a database or broker stopped answering mid-drain.
 
 pub mod config;
 
@@ -25,7 +26,7 @@ use crate::api::http::{self, AppState};
 use crate::app::App;
 use crate::clock::Clock;
 use crate::contract::task::Topics;
-use crate::flow::pipeline::Pipeline;
+use crate::flow::pipeline::{Pending, Pipeline};
 use crate::geo::geodata::DataError;
 use crate::geo::locate::JurisdictionIndex;
 use crate::matching::targets::LiveTargets;
@@ -55,7 +56,14 @@ pub enum ServiceError {
     },
     #[error("{0}")]
     Other(String),
+    #[error("shutdown did not finish within {0:?}; exiting anyway")]
+    ShutdownOverran(Duration),
 }
+
+/// How long [`run`] waits for a graceful shutdown once asked: the publisher's 10 s drain plus
+/// a margin, and below the 30 s an orchestrator typically waits before it kills. Whatever was
+/// not acked is redelivered by the broker; whatever was committed, the outbox publishes.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// A started service: where it listens, and how to wait for it.
 pub struct Running {
@@ -113,7 +121,7 @@ pub async fn start_with_clock(
             }
         }
     };
-    let store = Store::connect(&config.database_url).await?;
+    let store = Store::connect_with(&config.database_url, config.db_limits).await?;
     let targets = Arc::new(LiveTargets::new(config.matching));
     // Before the read: the refresh then reads back every edit that may have committed after it.
     let loaded_at = clock.now().timestamp_millis();
@@ -157,12 +165,14 @@ pub async fn start_with_clock(
         config.timer_interval,
         stop.clone(),
     ));
+    let pending = Arc::new(Pending::default());
     let pipeline = Pipeline {
         ctx: app.clone(),
         limits: config.decode.clone(),
         max_batch: config.max_batch,
         batch_window: config.batch_window,
         ingest: ingest.clone(),
+        pending: pending.clone(),
     };
     let pipeline_task = tokio::spawn(pipeline.run(rx, stop.clone()));
 
@@ -179,6 +189,8 @@ pub async fn start_with_clock(
     let router = http::app(AppState {
         app: app.clone(),
         ingest: ingest.clone(),
+        pending,
+        max_unacked_age: config.max_unacked_age,
         metrics: metrics_handle,
     });
     let http_stop = stop.clone();
@@ -228,12 +240,30 @@ pub async fn start_with_clock(
     })
 }
 
-/// Runs until `shutdown` resolves and everything has been flushed.
+/// Runs until `shutdown` resolves and everything has been flushed, or [`SHUTDOWN_GRACE`]
+/// after it resolved (then an error: the caller should exit without waiting for the rest).
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
-    start(config, shutdown).await?.wait().await
+    let running = start(config, shutdown).await?;
+    let asked = running.stop.clone();
+    let stopped = running.wait();
+    tokio::pin!(stopped);
+    tokio::select! {
+        result = &mut stopped => return result,
+        _ = asked.cancelled() => {}
+    }
+    match tokio::time::timeout(SHUTDOWN_GRACE, stopped).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::error!(
+                grace = ?SHUTDOWN_GRACE,
+                "graceful shutdown did not finish in time; exiting anyway"
+            );
+            Err(ServiceError::ShutdownOverran(SHUTDOWN_GRACE))
+        }
+    }
 }
 
 /// Resolves on ctrl-c or SIGTERM.

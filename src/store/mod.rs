@@ -71,17 +71,22 @@ pub enum StoreError {
     /// Another replica changed the same rows in between; the whole operation may be retried.
     #[error("concurrent change: {0}")]
     Conflict(String),
+    /// The operation did not finish within [`DbLimits::operation_timeout`] and was abandoned
+    /// (with its transaction, which the server then rolls back).
+    #[error("no answer from the database within {0:?}")]
+    TimedOut(Duration),
 }
 
 impl StoreError {
     /// Whether retrying the same operation may succeed: a concurrent change, a PostgreSQL
-    /// serialization failure or deadlock, SQLite busy, or a lost connection.
+    /// serialization failure, deadlock, lock or statement timeout, SQLite busy, a lost
+    /// connection, or no answer in time.
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::Conflict(_) => true,
+            StoreError::Conflict(_) | StoreError::TimedOut(_) => true,
             StoreError::Database(sqlx::Error::Database(e)) => matches!(
                 e.code().as_deref(),
-                Some("40001" | "40P01" | "5" | "517" | "261" | "6")
+                Some("40001" | "40P01" | "55P03" | "57014" | "5" | "517" | "261" | "6")
             ),
             StoreError::Database(
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed,
@@ -166,7 +171,56 @@ pub struct Store {
     pool: db::Pool,
     /// SQLite: the one connection every write uses (see [`Store::connect`]).
     writer: Option<db::Pool>,
+    limits: DbLimits,
 }
+
+/// How long the database may keep the service waiting. A server or network that stops
+/// answering (a half-open connection: no reply, no reset) must become an error the caller
+/// retries on a fresh connection, never a wait without end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbLimits {
+    /// PostgreSQL `statement_timeout`: the longest one statement runs (0 = none).
+    pub statement_timeout: Duration,
+    /// PostgreSQL `lock_timeout`: the longest a statement waits for a lock, e.g. one still held
+    /// by the transaction of a replica that died (0 = none).
+    pub lock_timeout: Duration,
+    /// PostgreSQL `idle_in_transaction_session_timeout`: the server ends a session whose open
+    /// transaction has waited this long for its client, releasing its locks (0 = none).
+    pub idle_in_transaction_timeout: Duration,
+    /// The longest the service awaits one store operation it retries (a group commit, a
+    /// status report) before abandoning it and its connection; SQLite included.
+    pub operation_timeout: Duration,
+}
+
+impl Default for DbLimits {
+    /// A statement of a group commit takes milliseconds: 10 s is far past any healthy one.
+    /// Locks are held only for a commit's duration, so 5 s of waiting means their holder is
+    /// stuck. 30 s idle in a transaction frees the locks of a client that vanished, well
+    /// before a restarted replica gives up on them. 30 s client side covers a commit of a
+    /// few statements each within its 10 s.
+    fn default() -> Self {
+        DbLimits {
+            statement_timeout: Duration::from_secs(10),
+            lock_timeout: Duration::from_secs(5),
+            idle_in_transaction_timeout: Duration::from_secs(30),
+            operation_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Server-side TCP keepalive for PostgreSQL sessions (idle s, interval s, probes): sqlx sets
+/// none on its sockets, so the server at least finds a client that vanished in about a minute.
+const PG_KEEPALIVES: [(&str, u32); 3] = [
+    ("tcp_keepalives_idle", 30),
+    ("tcp_keepalives_interval", 10),
+    ("tcp_keepalives_count", 3),
+];
+
+/// Longest a connection handed back to the pool may take to answer a ping. One abandoned
+/// mid-operation (its future dropped at [`DbLimits::operation_timeout`]) may sit on a socket
+/// that never answers: sqlx's own ping on release would then wait forever and hold the pool
+/// slot; past this bound the connection is closed instead.
+const RELEASE_PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest wait for a pooled connection (sqlx's default is 30 s). Past it the caller gets an
 /// error it can act on: the pipeline retries, the HTTP API answers 503, instead of hanging
@@ -178,6 +232,11 @@ impl Store {
     /// WAL, `synchronous=FULL`, 5 s busy timeout, foreign keys on) or `postgres://...` /
     /// `postgresql://...`.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with(url, DbLimits::default()).await
+    }
+
+    /// As [`Store::connect`], with these bounds on database waits.
+    pub async fn connect_with(url: &str, limits: DbLimits) -> Result<Store, StoreError> {
         let mut writer = None;
         let pool = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
@@ -225,21 +284,68 @@ impl Store {
                 .await?;
             db::Pool::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options =
-                PgConnectOptions::from_str(url)?.statement_cache_capacity(db::STATEMENT_CACHE);
+            let base = PgConnectOptions::from_str(url)?;
+            // Migrations run unbounded, on a connection of their own: a large index build
+            // outlasts any statement timeout, and a replica starting beside another one
+            // waits for its migration lock as long as that takes.
+            {
+                use sqlx::Connection as _;
+                let mut conn = sqlx::PgConnection::connect_with(&base).await?;
+                POSTGRES_MIGRATOR.run(&mut conn).await?;
+                conn.close().await?;
+            }
+            let millis = |d: Duration| d.as_millis().to_string();
+            let options = base
+                .statement_cache_capacity(db::STATEMENT_CACHE)
+                // Sent with the startup packet: no extra round trip per connection.
+                .options([
+                    ("statement_timeout", millis(limits.statement_timeout)),
+                    ("lock_timeout", millis(limits.lock_timeout)),
+                    (
+                        "idle_in_transaction_session_timeout",
+                        millis(limits.idle_in_transaction_timeout),
+                    ),
+                ])
+                .options(PG_KEEPALIVES);
             let pool = PgPoolOptions::new()
                 .max_connections(10)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                .after_release(|conn, _| {
+                    Box::pin(async move {
+                        use sqlx::Connection as _;
+                        match tokio::time::timeout(RELEASE_PING_TIMEOUT, conn.ping()).await {
+                            Ok(answered) => answered.map(|()| true),
+                            // An error makes sqlx drop the socket without a goodbye.
+                            Err(_) => Err(sqlx::Error::Io(std::io::ErrorKind::TimedOut.into())),
+                        }
+                    })
+                })
                 .connect_with(options)
                 .await?;
-            POSTGRES_MIGRATOR.run(&pool).await?;
             db::Pool::Postgres(pool)
         } else {
             // Only the scheme: the rest of a URL may hold a password.
             let scheme = url.split_once(':').map_or("", |(s, _)| s).to_string();
             return Err(StoreError::UnsupportedUrl { scheme });
         };
-        Ok(Store { pool, writer })
+        Ok(Store {
+            pool,
+            writer,
+            limits,
+        })
+    }
+
+    /// Awaits one store operation for at most [`DbLimits::operation_timeout`]. Past it the
+    /// operation is dropped, and with it its transaction: the pool checks the connection
+    /// before reuse and closes it if it does not answer (see `RELEASE_PING_TIMEOUT`).
+    pub async fn bounded<T>(
+        &self,
+        operation: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let limit = self.limits.operation_timeout;
+        tokio::time::timeout(limit, operation)
+            .await
+            .unwrap_or(Err(StoreError::TimedOut(limit)))
     }
 
     /// A write transaction. On SQLite, on the one writer connection: the writers of this

@@ -453,7 +453,9 @@ impl Store {
                 )
                 .bind(ms(cutoff))
                 .bind(chunk);
-            let n = pool.execute(q).await?;
+            let n = self
+                .bounded(async { pool.execute(q).await.map_err(StoreError::from) })
+                .await?;
             deleted += n;
             if n < chunk.max(1) as u64 {
                 return Ok(deleted);

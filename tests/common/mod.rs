@@ -16,7 +16,7 @@ use leadrelay::service::config::{BrokerChoice, Config, ServeArgs, parse_mqtt_url
 use leadrelay::service::{self, Running};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -564,6 +564,61 @@ pub struct Proxy {
     cut: Arc<Mutex<CancellationToken>>,
     accepting: Arc<std::sync::atomic::AtomicBool>,
     stalled: Arc<std::sync::atomic::AtomicBool>,
+    freezer: Arc<Freezer>,
+}
+
+/// What [`Proxy::freeze`] and [`Proxy::freeze_on`] act through.
+#[derive(Default)]
+struct Freezer {
+    /// Cancelled to stop forwarding on the connections of the moment, keeping them open.
+    token: Mutex<CancellationToken>,
+    /// Bytes from a client whose forwarding freezes every connection.
+    pattern: Mutex<Option<Vec<u8>>>,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+impl Freezer {
+    fn freeze(&self) {
+        let old = std::mem::replace(&mut *self.token.lock().unwrap(), CancellationToken::new());
+        old.cancel();
+        self.fired.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Called with each chunk a client sent, once it is forwarded.
+    fn sent(&self, chunk: &[u8]) {
+        let mut pattern = self.pattern.lock().unwrap();
+        let hit = pattern
+            .as_deref()
+            .is_some_and(|p| chunk.windows(p.len()).any(|w| w == p));
+        if hit {
+            *pattern = None;
+            drop(pattern);
+            self.freeze();
+        }
+    }
+}
+
+/// Forwards `from` to `to` until either end closes; tells `freezer` what a client sent.
+/// Borrows the halves: dropping an owned write half would send a FIN.
+async fn pump(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    freezer: Option<Arc<Freezer>>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        if let Some(freezer) = &freezer {
+            freezer.sent(&buf[..n]);
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Proxy {
@@ -573,7 +628,9 @@ impl Proxy {
         let cut = Arc::new(Mutex::new(CancellationToken::new()));
         let accepting = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let freezer = Arc::new(Freezer::default());
         let (cut2, accepting2, stalled2) = (cut.clone(), accepting.clone(), stalled.clone());
+        let freezer2 = freezer.clone();
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if !accepting2.load(std::sync::atomic::Ordering::SeqCst) {
@@ -589,13 +646,26 @@ impl Proxy {
                     });
                     continue;
                 }
+                let frozen = freezer2.token.lock().unwrap().clone();
+                let freezer = freezer2.clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                    let Ok(outbound) = TcpStream::connect(upstream).await else {
                         return;
                     };
+                    let (mut in_read, mut in_write) = inbound.into_split();
+                    let (mut out_read, mut out_write) = outbound.into_split();
+                    let both = async {
+                        tokio::join!(
+                            pump(&mut in_read, &mut out_write, Some(freezer)),
+                            pump(&mut out_read, &mut in_write, None)
+                        )
+                    };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = both => {}
                         _ = token.cancelled() => {}
+                        // The pumps are dropped, their sockets held open: a half-open
+                        // connection, until the next cut.
+                        _ = frozen.cancelled() => token.cancelled().await,
                     }
                 });
             }
@@ -605,6 +675,7 @@ impl Proxy {
             cut,
             accepting,
             stalled,
+            freezer,
         }
     }
 
@@ -631,6 +702,24 @@ impl Proxy {
         self.stalled
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.drop_connections();
+    }
+
+    /// Stops forwarding on every open connection but keeps both of its sockets open: neither
+    /// end hears anything again (a network that silently drops all, no reset), until the next
+    /// cut. New connections are forwarded as usual.
+    pub fn freeze(&self) {
+        self.freezer.freeze();
+    }
+
+    /// [`freeze`](Self::freeze)s right after forwarding the first chunk a client sends that
+    /// contains `pattern`: the server has the request, the client never gets the answer.
+    pub fn freeze_on(&self, pattern: &[u8]) {
+        *self.freezer.pattern.lock().unwrap() = Some(pattern.to_vec());
+    }
+
+    /// Whether a freeze has happened.
+    pub fn has_frozen(&self) -> bool {
+        self.freezer.fired.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn restore(&self) {

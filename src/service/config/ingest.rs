@@ -27,6 +27,10 @@ pub struct IngestArgs {
     /// How long processed event ids are kept for de-duplication (default 7days).
     #[arg(long, env = "LEADRELAY_DEDUP_RETENTION")]
     pub dedup_retention: Option<HumanDuration>,
+    /// Oldest a received message may wait for its ack before /readyz reports the pipeline
+    /// stuck (default 30s).
+    #[arg(long, env = "LEADRELAY_MAX_UNACKED_AGE")]
+    pub max_unacked_age: Option<HumanDuration>,
 }
 
 impl Layered for IngestArgs {
@@ -36,6 +40,7 @@ impl Layered for IngestArgs {
             batch_window: Some(HumanDuration::from_millis(1)),
             max_future_skew: Some(HumanDuration::from_secs(5 * 60)),
             dedup_retention: Some(HumanDuration::from_secs(7 * 24 * 3600)),
+            max_unacked_age: Some(HumanDuration::from_secs(30)),
         }
     }
 }
@@ -47,6 +52,7 @@ pub struct IngestSettings {
     pub batch_window: Duration,
     pub decode: DecodeLimits,
     pub dedup_retention: Duration,
+    pub max_unacked_age: Duration,
 }
 
 impl IngestArgs {
@@ -68,6 +74,7 @@ impl IngestArgs {
                 ..DecodeLimits::default()
             },
             dedup_retention: required(self.dedup_retention, "dedup_retention")?.0,
+            max_unacked_age: required(self.max_unacked_age, "max_unacked_age")?.0,
         })
     }
 }

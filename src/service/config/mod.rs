@@ -30,6 +30,7 @@ use crate::contract::decode::DecodeLimits;
 use crate::dispatch::policy::{Deadlines, Policy};
 use crate::geo::geodata::GeoData;
 use crate::matching::hotlist::MatchConfig;
+use crate::store::DbLimits;
 
 pub use crate::service::config::data::DataArgs;
 pub use crate::service::config::dispatch::{CourtDeadlines, DispatchArgs};
@@ -40,7 +41,7 @@ pub use crate::service::config::matching::MatchingArgs;
 pub use crate::service::config::mqtt::{
     BrokerChoice, DEFAULT_EMBEDDED_BROKER_ADDR, MqttArgs, parse_mqtt_url,
 };
-pub use crate::service::config::store::{StoreArgs, redact};
+pub use crate::service::config::store::{StoreArgs, StoreSettings, redact};
 
 use crate::service::config::layer::layered;
 
@@ -141,11 +142,14 @@ pub struct Config {
     pub topic_prefix: String,
     /// Kept out of `Debug`: it may hold a password.
     pub database_url: String,
+    pub db_limits: DbLimits,
     pub http_addr: SocketAddr,
     /// Jurisdictions and courts, loaded and checked.
     pub geo: Arc<GeoData>,
     pub max_batch: usize,
     pub batch_window: Duration,
+    /// Oldest a received message may wait for its ack before `/readyz` says not ready.
+    pub max_unacked_age: Duration,
     pub decode: DecodeLimits,
     pub dedup_retention: Duration,
     pub matching: MatchConfig,
@@ -162,10 +166,12 @@ impl std::fmt::Debug for Config {
             .field("share_group", &self.share_group)
             .field("topic_prefix", &self.topic_prefix)
             .field("database_url", &redact(&self.database_url))
+            .field("db_limits", &self.db_limits)
             .field("http_addr", &self.http_addr)
             .field("courts", &self.geo.courts.len())
             .field("max_batch", &self.max_batch)
             .field("batch_window", &self.batch_window)
+            .field("max_unacked_age", &self.max_unacked_age)
             .field("deadlines", &self.deadlines)
             .field("timer_interval", &self.timer_interval)
             .finish_non_exhaustive()
@@ -177,7 +183,7 @@ impl ServeArgs {
     pub fn resolve(&self) -> Result<Config, ConfigError> {
         let file = self.config.as_deref().map(SettingsFile::read).transpose()?;
         let mqtt = layered(&self.mqtt, &from_file(&file)?)?.validate()?;
-        let database_url = layered(&self.store, &from_file(&file)?)?.validate()?;
+        let store = layered(&self.store, &from_file(&file)?)?.validate()?;
         let http_addr = layered(&self.http, &from_file(&file)?)?.validate()?;
         let ingest = layered(&self.ingest, &from_file(&file)?)?.validate()?;
         let matching = layered(&self.matching, &from_file(&file)?)?.validate()?;
@@ -192,11 +198,13 @@ impl ServeArgs {
             client_id: mqtt.client_id,
             share_group: mqtt.share_group,
             topic_prefix: mqtt.topic_prefix,
-            database_url,
+            database_url: store.url,
+            db_limits: store.limits,
             http_addr,
             geo: Arc::new(geo),
             max_batch: ingest.max_batch,
             batch_window: ingest.batch_window,
+            max_unacked_age: ingest.max_unacked_age,
             decode: ingest.decode,
             dedup_retention: ingest.dedup_retention,
             matching,
@@ -238,6 +246,8 @@ mod tests {
         assert!(c.policy.centers.contains_key("cixi"));
         assert!(matches!(c.broker, BrokerChoice::Embedded(a) if a.port() == 18830));
         assert_eq!(c.database_url, "sqlite://leadrelay.db");
+        assert_eq!(c.db_limits, DbLimits::default());
+        assert_eq!(c.max_unacked_age, Duration::from_secs(30));
         assert_eq!(c.http_addr, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.client_id, "leadrelay");
         assert_eq!(c.topic_prefix, "");
@@ -332,6 +342,10 @@ mod tests {
                 .starts_with("resolve_timeout")
         );
         assert!(bad(|a| a.ingest.max_batch = Some(0)).starts_with("max_batch"));
+        assert!(
+            bad(|a| a.store.db_operation_timeout = Some("0s".parse().unwrap()))
+                .starts_with("db_operation_timeout")
+        );
         assert!(bad(|a| a.mqtt.client_id = Some("a/b".into())).starts_with("client_id"));
     }
 
@@ -379,6 +393,7 @@ mod tests {
         let args = ServeArgs {
             store: StoreArgs {
                 database_url: Some("postgres://lr:s3cret@db/x".into()),
+                ..StoreArgs::default()
             },
             ..ServeArgs::default()
         };

@@ -3,8 +3,10 @@
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use crate::service::config::duration::HumanDuration;
 use crate::service::config::error::{ConfigError, invalid};
 use crate::service::config::layer::{Layered, layered, required};
+use crate::store::DbLimits;
 
 /// Database settings.
 #[derive(Clone, Default, PartialEq, Args, Serialize, Deserialize)]
@@ -14,6 +16,20 @@ pub struct StoreArgs {
     /// `sqlite://PATH` or `postgres://...` (default sqlite://leadrelay.db).
     #[arg(long, env = "LEADRELAY_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// PostgreSQL: longest one statement may run; 0s = no limit (default 10s).
+    #[arg(long, env = "LEADRELAY_DB_STATEMENT_TIMEOUT")]
+    pub db_statement_timeout: Option<HumanDuration>,
+    /// PostgreSQL: longest a statement waits for a lock; 0s = no limit (default 5s).
+    #[arg(long, env = "LEADRELAY_DB_LOCK_TIMEOUT")]
+    pub db_lock_timeout: Option<HumanDuration>,
+    /// PostgreSQL: the server ends a session idle this long inside a transaction, releasing
+    /// its locks; 0s = no limit (default 30s).
+    #[arg(long, env = "LEADRELAY_DB_IDLE_IN_TRANSACTION_TIMEOUT")]
+    pub db_idle_in_transaction_timeout: Option<HumanDuration>,
+    /// Longest the service awaits a group commit or status update before abandoning it and
+    /// retrying on a fresh connection (default 30s).
+    #[arg(long, env = "LEADRELAY_DB_OPERATION_TIMEOUT")]
+    pub db_operation_timeout: Option<HumanDuration>,
 }
 
 /// Kept out of `Debug` in full: the URL may hold a password.
@@ -21,21 +37,40 @@ impl std::fmt::Debug for StoreArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreArgs")
             .field("database_url", &self.database_url.as_deref().map(redact))
+            .field("db_statement_timeout", &self.db_statement_timeout)
+            .field("db_lock_timeout", &self.db_lock_timeout)
+            .field(
+                "db_idle_in_transaction_timeout",
+                &self.db_idle_in_transaction_timeout,
+            )
+            .field("db_operation_timeout", &self.db_operation_timeout)
             .finish()
     }
 }
 
 impl Layered for StoreArgs {
     fn defaults() -> Self {
+        let limits = DbLimits::default();
         StoreArgs {
             database_url: Some("sqlite://leadrelay.db".into()),
+            db_statement_timeout: Some(HumanDuration(limits.statement_timeout)),
+            db_lock_timeout: Some(HumanDuration(limits.lock_timeout)),
+            db_idle_in_transaction_timeout: Some(HumanDuration(limits.idle_in_transaction_timeout)),
+            db_operation_timeout: Some(HumanDuration(limits.operation_timeout)),
         }
     }
 }
 
+/// Validated database settings.
+#[derive(Clone)]
+pub struct StoreSettings {
+    pub url: String,
+    pub limits: DbLimits,
+}
+
 impl StoreArgs {
-    /// Checks the layered settings: the database URL.
-    pub fn validate(self) -> Result<String, ConfigError> {
+    /// Checks the layered settings: the database URL and the bounds on database waits.
+    pub fn validate(self) -> Result<StoreSettings, ConfigError> {
         let url = required(self.database_url, "database_url")?;
         let known = url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -49,12 +84,26 @@ impl StoreArgs {
                 ),
             ));
         }
-        Ok(url)
+        let operation_timeout = required(self.db_operation_timeout, "db_operation_timeout")?.0;
+        if operation_timeout.is_zero() {
+            return Err(invalid("db_operation_timeout", "must be more than 0s"));
+        }
+        let limits = DbLimits {
+            statement_timeout: required(self.db_statement_timeout, "db_statement_timeout")?.0,
+            lock_timeout: required(self.db_lock_timeout, "db_lock_timeout")?.0,
+            idle_in_transaction_timeout: required(
+                self.db_idle_in_transaction_timeout,
+                "db_idle_in_transaction_timeout",
+            )?
+            .0,
+            operation_timeout,
+        };
+        Ok(StoreSettings { url, limits })
     }
 
     /// The database URL of a command that reads no config file: the flag or the default.
     pub fn database_url(&self) -> Result<String, ConfigError> {
-        layered(self, &StoreArgs::default())?.validate()
+        Ok(layered(self, &StoreArgs::default())?.validate()?.url)
     }
 }
 
