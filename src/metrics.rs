@@ -39,6 +39,10 @@ pub const STATUS_REPORTS: &str = "leadrelay_status_reports_total";
 pub const STATUS_REJECTED: &str = "leadrelay_status_rejected_total";
 /// MQTT publishes that failed and were left in the outbox for a retry.
 pub const PUBLISH_FAILURES: &str = "leadrelay_publish_failures_total";
+/// Dead letters whose carried payload was cut to fit the largest packet sent.
+pub const DEAD_LETTERS_TRUNCATED: &str = "leadrelay_dead_letters_truncated_total";
+/// Outbox messages the MQTT client can never send (over the packet limit), set aside.
+pub const OUTBOX_REJECTED: &str = "leadrelay_outbox_rejected_total";
 /// Group commits and status reports the database refused or could not be reached for,
 /// retried until they succeed (their messages stay unacked meanwhile), by `what`.
 pub const STORE_RETRIES: &str = "leadrelay_store_retries_total";
@@ -306,6 +310,16 @@ fn describe() {
         "MQTT publishes that failed and stay in the outbox for a retry."
     );
     describe_counter!(
+        DEAD_LETTERS_TRUNCATED,
+        Unit::Count,
+        "Dead letters whose payload was cut to fit the largest packet sent."
+    );
+    describe_counter!(
+        OUTBOX_REJECTED,
+        Unit::Count,
+        "Outbox messages too large to ever be sent, moved to outbox_rejected."
+    );
+    describe_counter!(
         STORE_RETRIES,
         Unit::Count,
         "Database writes that failed and are retried (group commits, status reports)."
@@ -466,6 +480,14 @@ pub fn status_rejected() {
 
 pub fn publish_failure() {
     counter!(PUBLISH_FAILURES).increment(1);
+}
+
+pub fn dead_letter_truncated() {
+    counter!(DEAD_LETTERS_TRUNCATED).increment(1);
+}
+
+pub fn outbox_rejected() {
+    counter!(OUTBOX_REJECTED).increment(1);
 }
 
 /// `what`: `group_commit` or `status_report`.

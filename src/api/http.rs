@@ -57,7 +57,22 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/tasks/{task_id}", get(get_task))
         .route("/api/v1/tasks/{task_id}/status", post(post_status))
         .route("/api/v1/locate-requests", post(locate_request))
+        .layer(axum::middleware::map_response(json_payload_too_large))
         .with_state(state)
+}
+
+/// axum refuses a body over its limit with a plain-text 413; clients get the contract's
+/// error shape instead.
+async fn json_payload_too_large(response: Response) -> Response {
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return response;
+    }
+    let detail = "the request body is larger than the limit";
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Json(json!({"error": "too_large", "detail": detail})),
+    )
+        .into_response()
 }
 
 /// An answer other than success.
@@ -165,11 +180,15 @@ async fn courts(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"courts": courts}))
 }
 
-/// Parses and validates a target, including that its courts exist.
-fn parse_target(value: Value, index: &JurisdictionIndex) -> Result<Target, String> {
+/// Parses and validates a target on `today`, including that its courts exist.
+fn parse_target(
+    value: Value,
+    index: &JurisdictionIndex,
+    today: chrono::NaiveDate,
+) -> Result<Target, String> {
     let target: Target =
         serde_json::from_value(value).map_err(|e| format!("not a valid Target: {e}"))?;
-    target.validate().map_err(|e| e.to_string())?;
+    target.validate_at(today).map_err(|e| e.to_string())?;
     target
         .check_courts(index.data())
         .map_err(|e| e.to_string())?;
@@ -195,7 +214,8 @@ async fn put_target(
             )));
         }
     }
-    let target = parse_target(value, &state.app.index).map_err(ApiError::BadRequest)?;
+    let today = state.app.now().date_naive();
+    let target = parse_target(value, &state.app.index, today).map_err(ApiError::BadRequest)?;
     let status = match targets::upsert(&state.app, &target).await? {
         Upserted::Created => StatusCode::CREATED,
         Upserted::Replaced => StatusCode::OK,
@@ -210,9 +230,10 @@ async fn put_targets_batch(State(state): State<AppState>, body: Bytes) -> ApiRes
         ));
     };
     let mut parsed = Vec::with_capacity(items.len());
+    let today = state.app.now().date_naive();
     for (i, item) in items.into_iter().enumerate() {
         parsed.push(
-            parse_target(item, &state.app.index)
+            parse_target(item, &state.app.index, today)
                 .map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?,
         );
     }
@@ -375,6 +396,9 @@ async fn post_status(
     }
     let report: StatusReport = serde_json::from_value(value)
         .map_err(|e| ApiError::BadRequest(format!("not a StatusReport: {e}")))?;
+    report
+        .validate(state.app.now(), &state.app.status_limits)
+        .map_err(ApiError::BadRequest)?;
     if report.task_id != task_id {
         return Err(ApiError::BadRequest(
             "task_id in the body differs from the path".into(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
-use crate::contract::task::Topics;
+use crate::contract::task::{StatusLimits, Topics};
 use crate::dispatch::policy::{Deadlines, Policy};
 use crate::geo::locate::JurisdictionIndex;
 use crate::matching::targets::LiveTargets;
@@ -26,6 +26,8 @@ pub struct App {
     pub policy: Policy,
     pub publisher: Publisher,
     pub clock: Clock,
+    /// Bounds on status reports, whether they come by MQTT or HTTP.
+    pub status_limits: StatusLimits,
 }
 
 impl App {

@@ -36,6 +36,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let geo = data.load()?;
     let mut targets = Vec::new();
     let mut errors = 0usize;
+    let today = chrono::Utc::now().date_naive();
     for (n, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("reading {}", file.display()))?;
         if line.trim().is_empty() {
@@ -44,7 +45,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         let parsed = serde_json::from_str::<crate::contract::model::Target>(&line)
             .map_err(|e| e.to_string())
             .and_then(|t| {
-                t.validate()
+                t.validate_at(today)
                     .and_then(|_| t.check_courts(&geo))
                     .map(|_| t)
                     .map_err(|e| e.to_string())

@@ -464,7 +464,7 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
-/// The contract's dead letter, with the original payload kept losslessly.
+/// The contract's dead letter, with the original payload kept losslessly when it fits.
 #[derive(Serialize)]
 struct DeadLetter<'a> {
     reason: &'a str,
@@ -475,32 +475,115 @@ struct DeadLetter<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     payload_base64: Option<String>,
     topic: &'a str,
+    /// Extension: the payload did not fit the largest packet sent; `payload_base64` holds its
+    /// first bytes only, and the two fields below identify the whole.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
+    /// The whole payload's length in bytes (only when truncated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_bytes: Option<usize>,
+    /// The whole payload's SHA-256, lower-case hex (only when truncated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_sha256: Option<String>,
 }
 
-/// The JSON published on `deadletter/sightings` (or `deadletter/status`) for a refused payload.
-///
-/// The payload is kept byte for byte so a feed's operator can replay or inspect it: as a
-/// string when it is UTF-8, otherwise as `"payload": null` and `"payload_base64"`.
-pub fn dead_letter(topic: &str, payload: &[u8], rejection: &Rejection) -> Vec<u8> {
-    dead_letter_for(rejection.reason.as_str(), &rejection.detail, topic, payload)
+/// A dead letter's JSON, ready to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Letter {
+    pub bytes: Vec<u8>,
+    /// Set when the payload was cut to fit: the whole payload's length in bytes.
+    pub truncated_from: Option<usize>,
+}
+
+/// A truncated letter's `detail` is cut to this many characters: a parser's message can quote
+/// much of the payload.
+const TRUNCATED_DETAIL_CHARS: usize = 500;
+
+/// The JSON published on `deadletter/sightings` (or `deadletter/status`) for a refused payload,
+/// at most `max_bytes` long (see [`dead_letter_for`]).
+pub fn dead_letter(topic: &str, payload: &[u8], rejection: &Rejection, max_bytes: usize) -> Letter {
+    dead_letter_for(
+        rejection.reason.as_str(),
+        &rejection.detail,
+        topic,
+        payload,
+        max_bytes,
+    )
 }
 
 /// A dead letter in the contract's shape for any refused message (sightings here, status
-/// reports in the pipeline): the original payload kept losslessly.
-pub fn dead_letter_for(reason: &str, detail: &str, topic: &str, payload: &[u8]) -> Vec<u8> {
-    let text = std::str::from_utf8(payload).ok();
-    let letter = DeadLetter {
+/// reports in the pipeline).
+///
+/// The payload is kept byte for byte so a feed's operator can replay or inspect it: as a
+/// string when it is UTF-8, otherwise as `"payload": null` and `"payload_base64"`. A letter
+/// that would be longer than `max_bytes` (the MQTT client cannot send it) carries instead
+/// `truncated: true`, the payload's first bytes in base64, its length and its SHA-256.
+pub fn dead_letter_for(
+    reason: &str,
+    detail: &str,
+    topic: &str,
+    payload: &[u8],
+    max_bytes: usize,
+) -> Letter {
+    // The whole letter is at least as long as the payload: a larger one is never built.
+    if payload.len() <= max_bytes {
+        let text = std::str::from_utf8(payload).ok();
+        let letter = DeadLetter {
+            reason,
+            detail,
+            payload: text,
+            payload_base64: match text {
+                Some(_) => None,
+                None => Some(base64::engine::general_purpose::STANDARD.encode(payload)),
+            },
+            topic,
+            truncated: false,
+            payload_bytes: None,
+            payload_sha256: None,
+        };
+        // Serialising strings into a Vec cannot fail; an empty letter would be the fallback.
+        let bytes = serde_json::to_vec(&letter).unwrap_or_default();
+        if bytes.len() <= max_bytes {
+            return Letter {
+                bytes,
+                truncated_from: None,
+            };
+        }
+    }
+    let detail = match detail.char_indices().nth(TRUNCATED_DETAIL_CHARS) {
+        Some((cut, _)) => &detail[..cut],
+        None => detail,
+    };
+    let mut letter = DeadLetter {
         reason,
         detail,
-        payload: text,
-        payload_base64: match text {
-            Some(_) => None,
-            None => Some(base64::engine::general_purpose::STANDARD.encode(payload)),
-        },
+        payload: None,
+        payload_base64: Some(String::new()),
         topic,
+        truncated: true,
+        payload_bytes: Some(payload.len()),
+        payload_sha256: Some(sha256_hex(payload)),
     };
-    // Serialising strings into a Vec cannot fail; an empty letter would be the fallback.
-    serde_json::to_vec(&letter).unwrap_or_default()
+    let overhead = serde_json::to_vec(&letter).map_or(0, |v| v.len());
+    // Whole groups of three bytes: their base64 is exactly four characters each.
+    let keep = (max_bytes.saturating_sub(overhead) / 4 * 3).min(payload.len());
+    letter.payload_base64 =
+        Some(base64::engine::general_purpose::STANDARD.encode(&payload[..keep]));
+    Letter {
+        bytes: serde_json::to_vec(&letter).unwrap_or_default(),
+        truncated_from: Some(payload.len()),
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for b in digest.iter() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 #[cfg(test)]
@@ -751,7 +834,8 @@ mod tests {
     fn dead_letter_keeps_the_payload() {
         let rejection = decode("{").unwrap_err();
         let letter: Value =
-            serde_json::from_slice(&dead_letter("sightings/cam", b"{", &rejection)).unwrap();
+            serde_json::from_slice(&dead_letter("sightings/cam", b"{", &rejection, 1 << 20).bytes)
+                .unwrap();
         assert_eq!(letter["reason"], "not_json");
         assert_eq!(letter["detail"], rejection.detail.as_str());
         assert_eq!(letter["payload"], "{");
@@ -761,14 +845,50 @@ mod tests {
         assert_eq!(keys, ["reason", "detail", "payload", "topic"]);
 
         let bytes = [0xff, 0x00, b'a', 0xc3];
-        let letter: Value =
-            serde_json::from_slice(&dead_letter("sightings/cam", &bytes, &rejection)).unwrap();
+        let letter: Value = serde_json::from_slice(
+            &dead_letter("sightings/cam", &bytes, &rejection, 1 << 20).bytes,
+        )
+        .unwrap();
         assert_eq!(letter["payload"], Value::Null);
         let encoded = letter["payload_base64"].as_str().unwrap();
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .unwrap();
         assert_eq!(decoded, bytes);
+    }
+
+    #[test]
+    fn a_dead_letter_never_exceeds_its_limit() {
+        let rejection = decode("{").unwrap_err();
+        // UTF-8 that JSON escapes six-fold, and bytes that are not UTF-8.
+        let control = vec![1u8; 300_000];
+        let binary: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8 | 0x80).collect();
+        for payload in [&control[..], &binary[..], &[b'x'; 10][..]] {
+            for max in [2_000, 64 * 1024, 1 << 20] {
+                let letter = dead_letter("sightings/cam", payload, &rejection, max);
+                assert!(letter.bytes.len() <= max, "{} > {max}", letter.bytes.len());
+                let value: Value = serde_json::from_slice(&letter.bytes).unwrap();
+                if payload.len() == 10 {
+                    assert_eq!(letter.truncated_from, None);
+                    assert!(value.get("truncated").is_none());
+                    continue;
+                }
+                assert_eq!(letter.truncated_from, Some(payload.len()));
+                assert_eq!(value["truncated"], true);
+                assert_eq!(value["payload"], Value::Null);
+                assert_eq!(value["payload_bytes"], payload.len());
+                assert_eq!(value["payload_sha256"], sha256_hex(payload).as_str());
+                let kept = base64::engine::general_purpose::STANDARD
+                    .decode(value["payload_base64"].as_str().unwrap())
+                    .unwrap();
+                assert!(!kept.is_empty() && payload.starts_with(&kept));
+            }
+        }
+        // The SHA-256 of "abc" (FIPS 180-2).
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     /// Any JSON value, nested a little.

@@ -98,6 +98,10 @@ pub enum TargetError {
     BadLocation(String),
     #[error("unknown court_id {0:?}")]
     UnknownCourt(String),
+    #[error("case {0:?} has an amount_cny that is negative or not a number")]
+    BadAmount(usize),
+    #[error("case {0:?} is filed_on {1}, after today")]
+    FiledInFuture(usize, NaiveDate),
 }
 
 impl Target {
@@ -128,6 +132,12 @@ impl Target {
             if !is_valid_court_id(&case.court_id) {
                 return Err(TargetError::BadCourtId(case.court_id.clone()));
             }
+            if case
+                .amount_cny
+                .is_some_and(|a| !(a.is_finite() && a >= 0.0))
+            {
+                return Err(TargetError::BadAmount(i));
+            }
         }
         if let Some(lead) = &self.lead_court_id {
             if !is_valid_court_id(lead) {
@@ -144,6 +154,17 @@ impl Target {
             }
         }
         Ok(())
+    }
+
+    /// [`Target::validate`], and that no case is filed after `today`. A day of grace: `today`
+    /// is the UTC date, and courts date their filings in China (UTC+8).
+    pub fn validate_at(&self, today: NaiveDate) -> Result<(), TargetError> {
+        self.validate()?;
+        let latest = today.succ_opt().unwrap_or(today);
+        match self.cases.iter().position(|c| c.filed_on > latest) {
+            Some(i) => Err(TargetError::FiledInFuture(i, self.cases[i].filed_on)),
+            None => Ok(()),
+        }
     }
 
     /// Checks that every court the target names (its cases' and its lead court) is in the
@@ -226,6 +247,19 @@ mod tests {
         assert!(matches!(t.validate(), Err(TargetError::BadCourtId(_))));
         let bad_plate = HEADLINE.replace("浙B·12345", "B12345");
         assert!(serde_json::from_str::<Target>(&bad_plate).is_err());
+        for amount in [-0.01, f64::NAN, f64::INFINITY] {
+            let mut t: Target = serde_json::from_str(HEADLINE).unwrap();
+            t.cases[0].amount_cny = Some(amount);
+            assert_eq!(t.validate(), Err(TargetError::BadAmount(0)), "{amount}");
+        }
+        let t: Target = serde_json::from_str(HEADLINE).unwrap();
+        let day = |s: &str| s.parse::<NaiveDate>().unwrap();
+        // Filed 2024-03-01: fine from the day before (a day of grace for UTC+8) onwards.
+        assert_eq!(t.validate_at(day("2024-02-29")), Ok(()));
+        assert_eq!(
+            t.validate_at(day("2024-02-28")),
+            Err(TargetError::FiledInFuture(0, day("2024-03-01")))
+        );
     }
 
     #[test]

@@ -191,6 +191,69 @@ pub struct StatusReport {
     pub note: String,
 }
 
+/// Longest `note` of a StatusReport, in characters.
+pub const MAX_NOTE_CHARS: usize = 2_000;
+/// Longest `by` of a StatusReport, in characters.
+pub const MAX_BY_CHARS: usize = 200;
+/// Longest `task_id` of a StatusReport, in characters (ids we issue are far shorter).
+pub const MAX_TASK_ID_CHARS: usize = 200;
+
+/// Bounds on a StatusReport: its text is copied into the TaskUpdate the service publishes,
+/// which must stay well inside the largest MQTT packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusLimits {
+    /// How far `at` may lie after our clock (the sightings' `max_future_skew`).
+    pub max_future_skew: chrono::Duration,
+}
+
+impl Default for StatusLimits {
+    fn default() -> Self {
+        StatusLimits {
+            max_future_skew: chrono::Duration::minutes(5),
+        }
+    }
+}
+
+impl StatusReport {
+    /// Checks what serde cannot: lengths, and that `at` is neither ahead of `now` by more than
+    /// the allowed skew nor before 2000 (no task can be that old). The error is one sentence
+    /// for the dead letter or the HTTP 400.
+    pub fn validate(&self, now: DateTime<Utc>, limits: &StatusLimits) -> Result<(), String> {
+        let too_long = |s: &str, max: usize| s.len() > max && s.chars().count() > max;
+        if self.task_id.is_empty() || too_long(&self.task_id, MAX_TASK_ID_CHARS) {
+            return Err(format!(
+                "field `task_id` must be 1 to {MAX_TASK_ID_CHARS} characters"
+            ));
+        }
+        if too_long(&self.by, MAX_BY_CHARS) {
+            return Err(format!(
+                "field `by` is longer than {MAX_BY_CHARS} characters"
+            ));
+        }
+        if too_long(&self.note, MAX_NOTE_CHARS) {
+            return Err(format!(
+                "field `note` is longer than {MAX_NOTE_CHARS} characters"
+            ));
+        }
+        if let Some(at) = self.at {
+            let earliest = DateTime::<Utc>::from_timestamp(946_684_800, 0).unwrap_or_default();
+            if at < earliest {
+                return Err(format!("field `at` {at} is before 2000-01-01"));
+            }
+            if let Some(latest) = now.checked_add_signed(limits.max_future_skew) {
+                if at > latest {
+                    return Err(format!(
+                        "field `at` {at} is {}s ahead of our clock; at most {}s is allowed",
+                        (at - now).num_seconds(),
+                        limits.max_future_skew.num_seconds()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Topic names, with the optional configured prefix (e.g. `prod/`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Topics {
@@ -353,6 +416,48 @@ mod tests {
             assert_eq!(TaskStatus::parse(s.as_str()), Some(s));
         }
         assert!(TaskStatus::EnRoute.is_open() && !TaskStatus::Seized.is_open());
+    }
+
+    #[test]
+    fn status_reports_are_bounded() {
+        let now: DateTime<Utc> = "2026-12-08T00:00:00Z".parse().unwrap();
+        let limits = StatusLimits::default();
+        let ok = StatusReport {
+            task_id: "t-1".into(),
+            status: TaskStatus::Acknowledged,
+            at: Some(now),
+            by: "浙".repeat(MAX_BY_CHARS),
+            note: "浙".repeat(MAX_NOTE_CHARS),
+        };
+        assert_eq!(ok.validate(now, &limits), Ok(()));
+        let refused = |change: &dyn Fn(&mut StatusReport), field: &str| {
+            let mut r = ok.clone();
+            change(&mut r);
+            let err = r.validate(now, &limits).unwrap_err();
+            assert!(err.contains(field), "{err}");
+        };
+        refused(&|r| r.note = "x".repeat(2_000_000), "`note`");
+        refused(&|r| r.note.push('x'), "`note`");
+        refused(&|r| r.by = "x".repeat(100_000), "`by`");
+        refused(&|r| r.task_id = String::new(), "`task_id`");
+        refused(&|r| r.task_id = "x".repeat(201), "`task_id`");
+        refused(
+            &|r| r.at = Some("2099-01-01T00:00:00Z".parse().unwrap()),
+            "`at`",
+        );
+        refused(
+            &|r| r.at = Some(now + chrono::Duration::seconds(301)),
+            "`at`",
+        );
+        refused(
+            &|r| r.at = Some("1999-12-31T23:59:59Z".parse().unwrap()),
+            "`at`",
+        );
+        let mut r = ok.clone();
+        r.at = Some(now + chrono::Duration::seconds(300));
+        assert_eq!(r.validate(now, &limits), Ok(()));
+        r.at = None;
+        assert_eq!(r.validate(now, &limits), Ok(()));
     }
 
     #[test]

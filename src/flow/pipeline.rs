@@ -27,7 +27,7 @@ use crate::dispatch::policy::MatchedSighting;
 use crate::dispatch::route;
 use crate::matching::targets::{Match, match_sightings};
 use crate::metrics::{self, Stage};
-use crate::mqtt::{Inbound, IngestClient, OutboundMeta};
+use crate::mqtt::{Inbound, IngestClient, OutboundMeta, publish_size};
 use crate::store::{MatchOutcome, StatusOutcome};
 
 /// Everything the pipeline needs; built by the service.
@@ -195,7 +195,7 @@ impl Pipeline {
             let topic = &inbound.publish.topic;
             let outcome = match self.ctx.topics.sighting_source(topic) {
                 Some(source) => self.decode_sighting(&inbound, source, now),
-                None => Err(self.classify_other(&inbound)),
+                None => Err(self.classify_other(&inbound, now)),
             };
             if let Err(Disposition::Status { .. }) = &outcome {
                 batch.durable_items += 1;
@@ -229,30 +229,60 @@ impl Pipeline {
     }
 
     /// A status report, or a message on a topic the service does not read.
-    fn classify_other(&self, inbound: &Inbound) -> Disposition {
+    fn classify_other(&self, inbound: &Inbound, now: chrono::DateTime<Utc>) -> Disposition {
         let topic = &inbound.publish.topic;
         let Some(court) = self.ctx.topics.status_court(topic) else {
             tracing::debug!(%topic, "message on an unexpected topic; acked and ignored");
             return Disposition::Ack;
         };
-        match decode_status(&inbound.publish.payload) {
+        let payload = &inbound.publish.payload;
+        let decoded = if payload.len() > self.limits.max_payload_bytes {
+            Err(format!(
+                "payload is {} bytes, more than the limit of {} bytes",
+                payload.len(),
+                self.limits.max_payload_bytes
+            ))
+        } else {
+            decode_status(payload)
+                .and_then(|r| r.validate(now, &self.ctx.status_limits).map(|()| r))
+        };
+        match decoded {
             Ok(report) => Disposition::Status {
                 court: court.to_string(),
                 report,
             },
             Err(detail) => {
                 metrics::status_rejected();
-                Disposition::DeadLetter {
-                    topic: self.ctx.topics.deadletter_status(),
-                    payload: decode::dead_letter_for(
-                        "invalid_report",
-                        &detail,
-                        topic,
-                        &inbound.publish.payload,
-                    ),
-                }
+                let to = self.ctx.topics.deadletter_status();
+                let payload = self.dead_letter(&to, inbound, "invalid_report", &detail);
+                Disposition::DeadLetter { topic: to, payload }
             }
         }
+    }
+
+    /// The dead letter of `inbound`, to be published on `to`: cut to the ingest connection's
+    /// packet limit (counted and logged when that drops part of the payload).
+    fn dead_letter(&self, to: &str, inbound: &Inbound, reason: &str, detail: &str) -> Vec<u8> {
+        let max_packet_size = self.ingest.max_packet_size();
+        let room = max_packet_size.saturating_sub(publish_size(to, 0));
+        let letter = decode::dead_letter_for(
+            reason,
+            detail,
+            &inbound.publish.topic,
+            &inbound.publish.payload,
+            room,
+        );
+        if let Some(bytes) = letter.truncated_from {
+            metrics::dead_letter_truncated();
+            tracing::warn!(
+                topic = %inbound.publish.topic,
+                bytes,
+                max_packet_size,
+                reason,
+                "dead letter's payload truncated to fit the packet limit"
+            );
+        }
+        letter.bytes
     }
 
     /// Decodes a sighting; a rejected one becomes its dead letter.
@@ -277,14 +307,10 @@ impl Pipeline {
                     reason = rejection.reason.as_str(),
                     "sighting rejected"
                 );
-                Err(Disposition::DeadLetter {
-                    topic: self.ctx.topics.deadletter_sightings(),
-                    payload: decode::dead_letter(
-                        &inbound.publish.topic,
-                        &inbound.publish.payload,
-                        &rejection,
-                    ),
-                })
+                let to = self.ctx.topics.deadletter_sightings();
+                let payload =
+                    self.dead_letter(&to, inbound, rejection.reason.as_str(), &rejection.detail);
+                Err(Disposition::DeadLetter { topic: to, payload })
             }
         }
     }
@@ -496,12 +522,8 @@ impl Pipeline {
             }
             StatusOutcome::Refused { reason } => {
                 span.in_scope(|| tracing::info!(%reason, "status report refused"));
-                Some(decode::dead_letter_for(
-                    "refused",
-                    &reason,
-                    &inbound.publish.topic,
-                    &inbound.publish.payload,
-                ))
+                let to = self.ctx.topics.deadletter_status();
+                Some(self.dead_letter(&to, inbound, "refused", &reason))
             }
         }
     }

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::{self};
 
-use super::{BrokerAddr, FLUSH_TIMEOUT, options};
+use super::{BrokerAddr, FLUSH_TIMEOUT, options, publish_size};
 
 /// One received message with what the pipeline needs to ack it correctly.
 #[derive(Debug)]
@@ -27,8 +27,9 @@ pub struct Inbound {
 
 /// What the pipeline asks the ingest connection to send.
 enum IngestRequest {
-    /// Ack this message if it arrived on the current connection.
-    Ack { publish: Publish, epoch: u64 },
+    /// Ack this message if it arrived on the current connection. Not the publish itself:
+    /// an ack waiting for a connection must not keep a large payload alive.
+    Ack { pkid: u16, qos: QoS, epoch: u64 },
     /// A dead letter (QoS 1, fire and forget: the original is acked right after it).
     DeadLetter { topic: String, payload: Vec<u8> },
     /// End the session after everything queued before it.
@@ -44,6 +45,7 @@ enum IngestRequest {
 pub struct IngestClient {
     outgoing: mpsc::UnboundedSender<IngestRequest>,
     connected: Arc<AtomicBool>,
+    max_packet_size: usize,
 }
 
 impl IngestClient {
@@ -51,7 +53,8 @@ impl IngestClient {
     /// gone: the broker redelivers it on the new one and de-duplication absorbs it).
     pub async fn ack(&self, inbound: &Inbound) {
         let _ = self.outgoing.send(IngestRequest::Ack {
-            publish: inbound.publish.clone(),
+            pkid: inbound.publish.pkid,
+            qos: inbound.publish.qos,
             epoch: inbound.epoch,
         });
     }
@@ -61,6 +64,11 @@ impl IngestClient {
         let _ = self
             .outgoing
             .send(IngestRequest::DeadLetter { topic, payload });
+    }
+
+    /// The largest packet this connection sends: dead letters must fit in it.
+    pub fn max_packet_size(&self) -> usize {
+        self.max_packet_size
     }
 
     pub fn is_connected(&self) -> bool {
@@ -75,19 +83,22 @@ impl IngestClient {
 }
 
 /// Starts the ingest connection: subscribes `filters` at QoS 1 on every (re)connect.
+/// Nothing larger than `max_packet_size` is sent.
 pub fn spawn_ingest(
     broker: &BrokerAddr,
     client_id: &str,
     filters: Vec<String>,
     tx: mpsc::Sender<Inbound>,
+    max_packet_size: usize,
 ) -> (IngestClient, JoinHandle<()>) {
-    let mut opts = options(broker, client_id, false);
+    let mut opts = options(broker, client_id, false, max_packet_size);
     opts.set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(opts, 20_000);
     let (outgoing_tx, outgoing_rx) = mpsc::unbounded_channel();
     let ingest = IngestClient {
         outgoing: outgoing_tx,
         connected: Arc::new(AtomicBool::new(false)),
+        max_packet_size,
     };
     let handle = tokio::spawn(ingest_loop(
         eventloop,
@@ -96,6 +107,7 @@ pub fn spawn_ingest(
         outgoing_rx,
         filters,
         tx,
+        max_packet_size,
     ));
     (ingest, handle)
 }
@@ -107,6 +119,7 @@ async fn ingest_loop(
     mut outgoing: mpsc::UnboundedReceiver<IngestRequest>,
     filters: Vec<String>,
     tx: mpsc::Sender<Inbound>,
+    max_packet_size: usize,
 ) {
     let mut epoch: u64 = 0;
     let mut backoff = Duration::from_millis(100);
@@ -114,7 +127,7 @@ async fn ingest_loop(
     let mut queued: VecDeque<IngestRequest> = VecDeque::new();
     loop {
         if !queued.is_empty() {
-            write_queued(&mut eventloop, &mut queued, epoch).await;
+            write_queued(&mut eventloop, &mut queued, epoch, max_packet_size).await;
         }
         let event = tokio::select! {
             biased;
@@ -191,7 +204,15 @@ async fn ingest_loop(
 /// A write that fails stops here: the event loop then reports the broken connection, and what
 /// was not written belongs to a connection that is gone (the broker redelivers those messages
 /// unacked; a dead letter stays in rumqttc's state and is sent again on the next connection).
-async fn write_queued(eventloop: &mut EventLoop, queued: &mut VecDeque<IngestRequest>, epoch: u64) {
+///
+/// A dead letter over `max_packet_size` (the pipeline cuts them to fit, so this is a bug) is
+/// dropped with an error: rumqttc would keep it and fail every connection that retries it.
+async fn write_queued(
+    eventloop: &mut EventLoop,
+    queued: &mut VecDeque<IngestRequest>,
+    epoch: u64,
+    max_packet_size: usize,
+) {
     let Some(network) = eventloop.network.as_mut() else {
         return; // not connected: the next ConnAck starts a new epoch
     };
@@ -209,12 +230,22 @@ async fn write_queued(eventloop: &mut EventLoop, queued: &mut VecDeque<IngestReq
         }
         let request = match next {
             IngestRequest::Ack { epoch: e, .. } if e != epoch => continue, // a previous connection's
-            IngestRequest::Ack { publish, .. } => match publish.qos {
+            IngestRequest::Ack { pkid, qos, .. } => match qos {
                 QoS::AtMostOnce => continue,
-                QoS::AtLeastOnce => Request::PubAck(PubAck::new(publish.pkid)),
-                QoS::ExactlyOnce => Request::PubRec(PubRec::new(publish.pkid)),
+                QoS::AtLeastOnce => Request::PubAck(PubAck::new(pkid)),
+                QoS::ExactlyOnce => Request::PubRec(PubRec::new(pkid)),
             },
             IngestRequest::DeadLetter { topic, payload } => {
+                let size = publish_size(&topic, payload.len());
+                if size > max_packet_size {
+                    tracing::error!(
+                        %topic,
+                        size,
+                        max_packet_size,
+                        "dead letter larger than the packet limit; dropped"
+                    );
+                    continue;
+                }
                 Request::Publish(Publish::new(topic, QoS::AtLeastOnce, payload))
             }
             IngestRequest::Disconnect => Request::Disconnect(Disconnect),

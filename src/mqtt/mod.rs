@@ -29,16 +29,33 @@ pub struct BrokerAddr {
     pub port: u16,
 }
 
-/// Largest packet accepted from the broker. Far above the 64 KiB sighting limit on purpose:
-/// an oversized sighting must reach the decoder to be dead-lettered; a client-side limit
-/// would drop the connection and the broker would redeliver it forever.
-const MAX_INCOMING_PACKET: usize = 256 * 1024 * 1024;
+/// Largest packet accepted from the broker. Far above the 64 KiB sighting limit and the
+/// outgoing limit on purpose: rumqttc answers a larger incoming packet by dropping the
+/// connection, and the broker would then redeliver it forever. An oversized message must
+/// reach the decoder to be dead-lettered (its dead letter is cut to the outgoing limit).
+pub const MAX_INCOMING_PACKET: usize = 256 * 1024 * 1024;
 
-pub(crate) fn options(broker: &BrokerAddr, client_id: &str, clean_session: bool) -> MqttOptions {
+/// Bytes an MQTT 3.1.1 PUBLISH adds around its topic and payload: the fixed header (at most
+/// 5), the topic's length (2) and the packet id (2).
+pub const PUBLISH_OVERHEAD: usize = 9;
+
+/// The size of a QoS 1 PUBLISH of `payload_len` bytes on `topic`, as rumqttc checks it
+/// against the outgoing limit.
+pub fn publish_size(topic: &str, payload_len: usize) -> usize {
+    PUBLISH_OVERHEAD + topic.len() + payload_len
+}
+
+/// `max_packet_size` bounds what is sent; rumqttc refuses to write anything larger.
+pub(crate) fn options(
+    broker: &BrokerAddr,
+    client_id: &str,
+    clean_session: bool,
+    max_packet_size: usize,
+) -> MqttOptions {
     let mut o = MqttOptions::new(client_id, broker.host.clone(), broker.port);
     o.set_keep_alive(Duration::from_secs(20));
     o.set_clean_session(clean_session);
-    o.set_max_packet_size(MAX_INCOMING_PACKET, 1024 * 1024);
+    o.set_max_packet_size(MAX_INCOMING_PACKET.max(max_packet_size), max_packet_size);
     o.set_inflight(1000);
     o.set_request_channel_capacity(20_000);
     // Nagle's algorithm stays on (rumqttc's default): rumqttc writes every packet on its own,

@@ -17,7 +17,7 @@ use crate::contract::task::{MessageKind, OutboxMessage};
 use crate::metrics::{self, Stage};
 use crate::store::Store;
 
-use super::{BrokerAddr, FLUSH_TIMEOUT, options};
+use super::{BrokerAddr, FLUSH_TIMEOUT, options, publish_size};
 
 /// What the publisher should record when a message is acknowledged by the broker.
 #[derive(Debug, Clone, Default)]
@@ -85,10 +85,18 @@ pub fn spawn_publisher(
     store: Store,
     clock: Clock,
     stop: CancellationToken,
+    max_packet_size: usize,
 ) -> (Publisher, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(20_000);
-    let opts = options(broker, client_id, true);
-    let handle = tokio::spawn(publisher_loop(opts, store, clock, rx, stop));
+    let opts = options(broker, client_id, true, max_packet_size);
+    let handle = tokio::spawn(publisher_loop(
+        opts,
+        store,
+        clock,
+        rx,
+        stop,
+        max_packet_size,
+    ));
     (Publisher { tx }, handle)
 }
 
@@ -172,6 +180,7 @@ async fn publisher_loop(
     clock: Clock,
     mut rx: mpsc::Receiver<Outbound>,
     stop: CancellationToken,
+    max_packet_size: usize,
 ) {
     let mut tracking = Tracking::new();
     let mut backoff = Duration::from_millis(100);
@@ -214,7 +223,11 @@ async fn publisher_loop(
             // Events already read (PUBACKs come many per read) are taken first, so the room they
             // free is filled with one write and one flush, not one per acknowledgement.
             if connected && !tracking.backlog.is_empty() && eventloop.state.events.is_empty() {
-                write_backlog(&mut eventloop, &mut tracking).await;
+                let unsendable =
+                    write_backlog(&mut eventloop, &mut tracking, max_packet_size).await;
+                for (outbound, reason) in unsendable {
+                    set_aside(&store, &mut tracking, outbound, &reason, clock.now()).await;
+                }
             }
             let window_has_room = tracking.backlog.len() < WINDOW;
             tokio::select! {
@@ -298,9 +311,18 @@ async fn publisher_loop(
 /// (packet ids, in-flight count, retransmission on collision) is what the client would have
 /// made it. A failed write stops here; the event loop then reports the broken connection and
 /// everything handed or in flight goes back to the backlog.
-async fn write_backlog(eventloop: &mut EventLoop, tracking: &mut Tracking) {
+///
+/// A message that can never be sent (see [`unsendable`]) is not given to rumqttc, which would
+/// keep it and fail every connection that retries it: it is returned with the reason, to be
+/// set aside.
+async fn write_backlog(
+    eventloop: &mut EventLoop,
+    tracking: &mut Tracking,
+    max_packet_size: usize,
+) -> Vec<(Outbound, String)> {
+    let mut refused = Vec::new();
     let Some(network) = eventloop.network.as_mut() else {
-        return;
+        return refused;
     };
     let state = &mut eventloop.state;
     let max_inflight = eventloop.mqtt_options.inflight();
@@ -310,6 +332,10 @@ async fn write_backlog(eventloop: &mut EventLoop, tracking: &mut Tracking) {
             break;
         };
         let m = &next.message;
+        if let Some(reason) = unsendable(m, max_packet_size) {
+            refused.push((next, reason));
+            continue;
+        }
         let publish = Publish::new(m.topic.clone(), QoS::AtLeastOnce, m.payload.clone());
         match state.handle_outgoing_packet(Request::Publish(publish)) {
             Ok(packet) => {
@@ -318,7 +344,7 @@ async fn write_backlog(eventloop: &mut EventLoop, tracking: &mut Tracking) {
                 tracking.handed.push_back(next);
                 if let Some(packet) = packet {
                     if network.write(packet).await.is_err() {
-                        return;
+                        return refused;
                     }
                     written = true;
                 }
@@ -333,6 +359,48 @@ async fn write_backlog(eventloop: &mut EventLoop, tracking: &mut Tracking) {
     if written {
         let _ = tokio::time::timeout(FLUSH_TIMEOUT, network.flush()).await;
     }
+    refused
+}
+
+/// Why the client or the broker would refuse `m` on every attempt, if they would: larger
+/// than the packet limit, or a topic no broker accepts for a publish.
+fn unsendable(m: &OutboxMessage, max_packet_size: usize) -> Option<String> {
+    let size = publish_size(&m.topic, m.payload.len());
+    if size > max_packet_size {
+        Some(format!(
+            "a packet of {size} bytes, more than the limit of {max_packet_size} bytes"
+        ))
+    } else if m.topic.is_empty() || m.topic.contains(['+', '#', '\0']) {
+        Some(format!("topic {:?} cannot be published to", m.topic))
+    } else {
+        None
+    }
+}
+
+/// Moves a message that can never be sent out of the outbox into `outbox_rejected`. It stays
+/// known for a minute, so the outbox re-read does not queue it again meanwhile; if the database
+/// refuses, it is tried again after that.
+async fn set_aside(
+    store: &Store,
+    tracking: &mut Tracking,
+    outbound: Outbound,
+    reason: &str,
+    now: DateTime<Utc>,
+) {
+    let m = &outbound.message;
+    metrics::outbox_rejected();
+    tracing::error!(
+        id = m.id,
+        kind = m.kind.as_str(),
+        task_id = m.task_id.as_deref().unwrap_or(""),
+        topic = %m.topic,
+        reason,
+        "outbox message can never be published; moved to outbox_rejected"
+    );
+    if let Err(e) = store.reject_outbox(m, reason, now).await {
+        tracing::warn!(error = %e, id = m.id, "could not set an unsendable outbox message aside");
+    }
+    tracking.acknowledged(m.id);
 }
 
 /// Adds unsent outbox rows (optionally only those created before `older_than`).

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::http::{self, AppState};
 use crate::app::App;
 use crate::clock::Clock;
-use crate::contract::task::Topics;
+use crate::contract::task::{StatusLimits, Topics};
 use crate::flow::pipeline::{Pending, Pipeline};
 use crate::geo::geodata::DataError;
 use crate::geo::locate::JurisdictionIndex;
@@ -137,6 +137,7 @@ pub async fn start_with_clock(
         store.clone(),
         clock.clone(),
         stop.clone(),
+        config.max_packet_size,
     );
     let share = |filter: String| match &config.share_group {
         Some(group) => format!("$share/{group}/{filter}"),
@@ -147,7 +148,13 @@ pub async fn start_with_clock(
         share(topics.status_filter()),
     ];
     let (tx, rx) = tokio::sync::mpsc::channel(10_000);
-    let (ingest, ingest_task) = mqtt::spawn_ingest(&broker, &config.client_id, filters, tx);
+    let (ingest, ingest_task) = mqtt::spawn_ingest(
+        &broker,
+        &config.client_id,
+        filters,
+        tx,
+        config.max_packet_size,
+    );
 
     let app = App {
         store: store.clone(),
@@ -158,6 +165,9 @@ pub async fn start_with_clock(
         policy: config.policy.clone(),
         publisher: publisher.clone(),
         clock: clock.clone(),
+        status_limits: StatusLimits {
+            max_future_skew: config.decode.max_future_skew,
+        },
     };
     let timers_task = tokio::spawn(crate::flow::timers::run(
         app.clone(),

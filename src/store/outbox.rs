@@ -416,6 +416,34 @@ impl Store {
         Ok(())
     }
 
+    /// Sets aside a message the MQTT client can never send: recorded in `outbox_rejected`
+    /// with `reason`, then removed from the outbox as if the broker had it.
+    pub async fn reject_outbox(
+        &self,
+        message: &OutboxMessage,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let q = tx
+            .query(
+                "INSERT INTO outbox_rejected \
+                 (message_id, kind, task_id, topic, payload, created_at, rejected_at, reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(message.id)
+            .bind(message.kind.as_str())
+            .bind(message.task_id.clone())
+            .bind(message.topic.clone())
+            .bind(message.payload.clone())
+            .bind(ms(message.created_at))
+            .bind(ms(now))
+            .bind(reason.to_string());
+        tx.execute(q).await?;
+        tx.commit().await?;
+        self.remove_sent(&[message.id]).await
+    }
+
     /// Messages written and not yet acknowledged.
     pub async fn outbox_pending_count(&self) -> Result<i64, StoreError> {
         let mut pool = self.pool.clone();
@@ -425,6 +453,19 @@ impl Store {
         );
         let row = pool.fetch_optional(q).await?;
         Ok(row.map(|r| r.get::<i64>("n")).transpose()?.unwrap_or(0))
+    }
+
+    /// Messages set aside by [`Store::reject_outbox`]: `(kind, task id, reason)`, in order.
+    pub async fn rejected_outbox(
+        &self,
+    ) -> Result<Vec<(String, Option<String>, String)>, StoreError> {
+        let mut pool = self.pool.clone();
+        let q = pool.query("SELECT kind, task_id, reason FROM outbox_rejected ORDER BY id");
+        let mut out = Vec::new();
+        for row in pool.fetch_all(q).await? {
+            out.push((row.get("kind")?, row.get("task_id")?, row.get("reason")?));
+        }
+        Ok(out)
     }
 
     /// Forgets processed event ids recorded before `cutoff` (a redelivery older than the

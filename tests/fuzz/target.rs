@@ -123,10 +123,12 @@ fn broken_rule(t: &Target) -> Option<&'static str> {
     if t.cases.is_empty() {
         return Some("no cases");
     }
-    if t.cases
-        .iter()
-        .any(|c| c.case_no.trim().is_empty() || !court_ok(&c.court_id))
-    {
+    if t.cases.iter().any(|c| {
+        c.case_no.trim().is_empty()
+            || !court_ok(&c.court_id)
+            || c.amount_cny
+                .is_some_and(|a| a.is_nan() || a < 0.0 || a.is_infinite())
+    }) {
         return Some("case");
     }
     if t.lead_court_id.as_deref().is_some_and(|l| !court_ok(l)) {

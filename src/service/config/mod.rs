@@ -140,6 +140,8 @@ pub struct Config {
     pub client_id: String,
     pub share_group: Option<String>,
     pub topic_prefix: String,
+    /// Largest MQTT packet sent, in bytes.
+    pub max_packet_size: usize,
     /// Kept out of `Debug`: it may hold a password.
     pub database_url: String,
     pub db_limits: DbLimits,
@@ -165,6 +167,7 @@ impl std::fmt::Debug for Config {
             .field("client_id", &self.client_id)
             .field("share_group", &self.share_group)
             .field("topic_prefix", &self.topic_prefix)
+            .field("max_packet_size", &self.max_packet_size)
             .field("database_url", &redact(&self.database_url))
             .field("db_limits", &self.db_limits)
             .field("http_addr", &self.http_addr)
@@ -198,6 +201,7 @@ impl ServeArgs {
             client_id: mqtt.client_id,
             share_group: mqtt.share_group,
             topic_prefix: mqtt.topic_prefix,
+            max_packet_size: mqtt.max_packet_size,
             database_url: store.url,
             db_limits: store.limits,
             http_addr,
@@ -251,6 +255,7 @@ mod tests {
         assert_eq!(c.http_addr, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.client_id, "leadrelay");
         assert_eq!(c.topic_prefix, "");
+        assert_eq!(c.max_packet_size, 1024 * 1024);
         assert_eq!(c.max_batch, 500);
         assert_eq!(c.batch_window, Duration::from_millis(1));
         assert_eq!(c.decode, DecodeLimits::default());
@@ -347,6 +352,7 @@ mod tests {
                 .starts_with("db_operation_timeout")
         );
         assert!(bad(|a| a.mqtt.client_id = Some("a/b".into())).starts_with("client_id"));
+        assert!(bad(|a| a.mqtt.max_packet_size = Some(1000)).starts_with("max_packet_size"));
     }
 
     #[test]

@@ -12,6 +12,12 @@ use crate::service::config::store::redact;
 /// The default port of the embedded broker: not 1883, which a system Mosquitto often holds.
 pub const DEFAULT_EMBEDDED_BROKER_ADDR: &str = "127.0.0.1:18830";
 
+/// The default largest packet sent: 1 MiB, what brokers commonly accept.
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 1024 * 1024;
+
+/// Smallest accepted `max_packet_size`: a dead letter's fields must fit beside its payload.
+const MIN_MAX_PACKET_SIZE: usize = 16 * 1024;
+
 /// MQTT settings.
 #[derive(Clone, Default, PartialEq, Args, Serialize, Deserialize)]
 #[serde(default)]
@@ -34,6 +40,10 @@ pub struct MqttArgs {
     /// Prefix before every topic, e.g. `prod/` (default: none).
     #[arg(long, env = "LEADRELAY_TOPIC_PREFIX")]
     pub topic_prefix: Option<String>,
+    /// Largest MQTT packet the service sends, in bytes; dead letters are cut to fit and
+    /// outbox messages above it are set aside (default 1048576).
+    #[arg(long, env = "LEADRELAY_MAX_PACKET_SIZE")]
+    pub max_packet_size: Option<usize>,
 }
 
 impl std::fmt::Debug for MqttArgs {
@@ -44,6 +54,7 @@ impl std::fmt::Debug for MqttArgs {
             .field("client_id", &self.client_id)
             .field("share_group", &self.share_group)
             .field("topic_prefix", &self.topic_prefix)
+            .field("max_packet_size", &self.max_packet_size)
             .finish()
     }
 }
@@ -56,6 +67,7 @@ impl Layered for MqttArgs {
             client_id: Some("leadrelay".into()),
             share_group: None,
             topic_prefix: Some(String::new()),
+            max_packet_size: Some(DEFAULT_MAX_PACKET_SIZE),
         }
     }
 }
@@ -85,6 +97,7 @@ pub struct MqttSettings {
     pub client_id: String,
     pub share_group: Option<String>,
     pub topic_prefix: String,
+    pub max_packet_size: usize,
 }
 
 impl MqttArgs {
@@ -116,11 +129,22 @@ impl MqttArgs {
                 format!("{topic_prefix:?}: no wildcards"),
             ));
         }
+        let max_packet_size = required(self.max_packet_size, "max_packet_size")?;
+        if !(MIN_MAX_PACKET_SIZE..=crate::mqtt::MAX_INCOMING_PACKET).contains(&max_packet_size) {
+            return Err(invalid(
+                "max_packet_size",
+                format!(
+                    "{max_packet_size}: between {MIN_MAX_PACKET_SIZE} and {} bytes",
+                    crate::mqtt::MAX_INCOMING_PACKET
+                ),
+            ));
+        }
         Ok(MqttSettings {
             broker,
             client_id,
             share_group,
             topic_prefix,
+            max_packet_size,
         })
     }
 }
