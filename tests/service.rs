@@ -619,6 +619,15 @@ async fn a_database_outage_mid_stream_loses_no_accepted_sighting() {
             "[{}] no group commit failed during the outage",
             backend.name()
         );
+        // Every acknowledged message leaves the outbox once the database is back, so a
+        // restart publishes none of them again.
+        wait_for_metric(
+            &h,
+            "leadrelay_outbox_pending ",
+            Duration::from_secs(20),
+            |n| n == 0.0,
+        )
+        .await;
     }
 }
 

@@ -439,8 +439,8 @@ fn record_delivery(meta: &OutboundMeta, now: DateTime<Utc>) {
     }
 }
 
-/// Removes acknowledged messages from the outbox, in batches; retries on database errors (a
-/// message not removed is at worst published again).
+/// Removes acknowledged messages from the outbox, in batches (a message not removed is at
+/// worst published again).
 async fn remove_sent_loop(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {
     let mut ids = Vec::new();
     while let Some(id) = rx.recv().await {
@@ -455,15 +455,33 @@ async fn remove_sent_loop(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {
                 break;
             }
         }
-        for attempt in 0..5u32 {
-            match store.bounded(store.remove_sent(&ids)).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt, "could not remove sent messages from the outbox");
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                }
-            }
-        }
+        remove_until_done(&store, &ids, &rx).await;
         ids.clear();
+    }
+}
+
+/// Longest pause between attempts to remove acknowledged messages.
+const REMOVE_SENT_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Removes `ids`, retrying with a capped backoff for as long as the database is unreachable
+/// and the service runs: messages left behind would all be published again at the next start.
+/// Gives up on an error retrying cannot fix, and after a few attempts once the publisher has
+/// stopped (`rx` closed), so shutdown is not held by a database that is gone.
+async fn remove_until_done(store: &Store, ids: &[i64], rx: &mpsc::UnboundedReceiver<i64>) {
+    let mut backoff = Duration::from_millis(100);
+    for attempt in 0u32.. {
+        let Err(e) = store.bounded(store.remove_sent(ids)).await else {
+            return;
+        };
+        let stopping = rx.is_closed() && attempt >= 4;
+        if !e.is_retryable() || stopping {
+            tracing::error!(error = %e, messages = ids.len(), "acknowledged messages stay in the outbox and will be published again at the next start");
+            return;
+        }
+        if attempt % 10 == 0 {
+            tracing::warn!(error = %e, attempt, "could not remove sent messages from the outbox; retrying");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(REMOVE_SENT_MAX_BACKOFF);
     }
 }
