@@ -14,37 +14,6 @@ const WAIT: Duration = Duration::from_secs(10);
 /// The default `max_packet_size`.
 const MAX_PACKET: usize = 1024 * 1024;
 
-/// The value of one series in a Prometheus text exposition (0 when absent).
-fn metric(exposition: &str, series: &str) -> f64 {
-    exposition
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
-/// Polls `/metrics` until `series` satisfies `wanted`, or fails after `within`.
-async fn wait_for_metric(
-    h: &Harness,
-    series: &str,
-    within: Duration,
-    wanted: impl Fn(f64) -> bool,
-) {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let value = metric(&h.metrics().await, series);
-        if wanted(value) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "[{}] {series} stayed at {value}",
-            h.backend.name()
-        );
-        // Polling a gauge that housekeeping refreshes in real time.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// A service that reaches the broker through a [`Proxy`] the test can cut; the test's own
 /// clients talk to the broker directly.
 async fn behind_proxy(backend: &Backend) -> (Harness, Proxy) {
@@ -71,34 +40,6 @@ async fn behind_proxy(backend: &Backend) -> (Harness, Proxy) {
     };
     let h = Harness::start_config(backend, config, dir, Some(upstream)).await;
     (h, proxy)
-}
-
-/// Flags `n` cars of Yuyao's court, plates 浙B`first`, 浙B`first + 1`, ….
-async fn flag_cars(h: &Harness, n: usize, first: usize) {
-    let targets: Vec<Value> = (0..n)
-        .map(|i| {
-            let id = format!("T-{}", first + i);
-            vehicle_target(&id, &format!("浙B{:05}", first + i), "yuyao")
-        })
-        .collect();
-    let (status, body) = h
-        .request(
-            reqwest::Method::POST,
-            "/api/v1/targets:batch",
-            Some(Value::Array(targets)),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-}
-
-/// A Cixi camera reads the plate of car number `car` (see [`flag_cars`]).
-async fn car_seen_in_cixi(h: &Harness, event_id: &str, car: usize) {
-    let plate = format!("浙B{car:05}");
-    h.sighting(
-        "cam",
-        vehicle_sighting(event_id, "cam", &plate, CIXI.0, CIXI.1),
-    )
-    .await;
 }
 
 /// Waits for Cixi's command center to have a task for each of `cars`, then checks the
