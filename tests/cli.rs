@@ -76,12 +76,30 @@ fn check_data_passes_the_shipped_data() {
 }
 
 #[test]
+fn check_data_refuses_jurisdictions_without_a_datum() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nodatum.geojson");
+    std::fs::write(
+        &path,
+        r#"{"type":"FeatureCollection","features":[
+          {"type":"Feature","properties":{"court_id":"yuyao"},"geometry":{"type":"Polygon","coordinates":[[[121,30],[121.1,30],[121.1,30.1],[121,30.1],[121,30]]]}}]}"#,
+    )
+    .unwrap();
+    let (ok, out, _) = leadrelay(&["check-data", "--jurisdictions", path.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("nodatum.geojson: feature #0 (court_id \"yuyao\"): no \"datum\" declared"),
+        "{out}"
+    );
+}
+
+#[test]
 fn check_data_names_file_feature_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.geojson");
     std::fs::write(
         &path,
-        r#"{"type":"FeatureCollection","features":[
+        r#"{"type":"FeatureCollection","datum":"wgs84","features":[
           {"type":"Feature","properties":{"court_id":"yuyao"},"geometry":{"type":"Polygon","coordinates":[[[121,30],[121.1,30],[121.1,30.1],[121,30.1]]]}},
           {"type":"Feature","properties":{"court_id":"nowhere"},"geometry":{"type":"Polygon","coordinates":[[[121,30],[121.1,30],[121.1,30.1],[121,30.1],[121,30]]]}}]}"#,
     )

@@ -2,6 +2,7 @@
 //!
 //! This is the binary's edge, so errors here are `anyhow` with context for the operator.
 
+pub mod broker_acl;
 pub mod check_data;
 pub mod locate;
 pub mod sweep;
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::cli::broker_acl::BrokerAclArgs;
 use crate::cli::check_data::CheckDataArgs;
 use crate::cli::locate::LocateArgs;
 use crate::cli::sweep::SweepArgs;
@@ -57,6 +59,9 @@ pub enum Command {
     CheckData(CheckDataArgs),
     /// Export the active targets whose known locations lie in a court's area (sweep planning).
     Sweep(SweepArgs),
+    /// Write the broker's ACL and password entries: each court, feed and the service gets
+    /// only its own topics.
+    BrokerAcl(BrokerAclArgs),
     /// Load generator: publish realistic sightings, check and time what comes back.
     Simulate(crate::tools::simulate::SimulateArgs),
 }
@@ -73,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Locate(args) => locate::run(args),
         Command::CheckData(args) => check_data::run(args),
+        Command::BrokerAcl(args) => broker_acl::run(args),
         Command::Sweep(args) => runtime()?.block_on(sweep::run(args)),
         Command::Serve(args) => {
             let config = args.resolve()?;

@@ -33,6 +33,10 @@ pub struct DecodeLimits {
     /// How far `observed_at` may lie after our clock: cameras' clocks drift, but a sighting
     /// from the future would outrank real ones as "the newest".
     pub max_future_skew: chrono::Duration,
+    /// How old `observed_at` may be. A feed that buffered through an outage delivers within
+    /// hours; an older position (or a clock reset to 1970) would open a live task for a car
+    /// long gone.
+    pub max_age: chrono::Duration,
 }
 
 impl Default for DecodeLimits {
@@ -40,6 +44,7 @@ impl Default for DecodeLimits {
         DecodeLimits {
             max_payload_bytes: 64 * 1024,
             max_future_skew: chrono::Duration::minutes(5),
+            max_age: chrono::Duration::days(1),
         }
     }
 }
@@ -62,11 +67,18 @@ pub enum RejectReason {
     InvalidEventId,
     InvalidSource,
     InvalidConfidence,
+    /// The payload's `source` is not the topic's: a camera publishes only as itself.
+    SourceMismatch,
+    /// `observed_at` is older than the limit: no lead for a live task.
+    StaleTime,
+    /// Outside every participating court's area and too far from the nearest command center
+    /// to be a lead for it (decided when a matched sighting is routed, not by the decoder).
+    OutOfArea,
 }
 
 impl RejectReason {
     /// Every reason, e.g. to pre-register metric series at zero.
-    pub const ALL: [RejectReason; 14] = [
+    pub const ALL: [RejectReason; 17] = [
         RejectReason::TooLarge,
         RejectReason::NotJson,
         RejectReason::WrongType,
@@ -81,6 +93,9 @@ impl RejectReason {
         RejectReason::InvalidEventId,
         RejectReason::InvalidSource,
         RejectReason::InvalidConfidence,
+        RejectReason::SourceMismatch,
+        RejectReason::StaleTime,
+        RejectReason::OutOfArea,
     ];
 
     /// The snake_case name used as metric label and as the dead letter's `reason`.
@@ -100,6 +115,9 @@ impl RejectReason {
             RejectReason::InvalidEventId => "invalid_event_id",
             RejectReason::InvalidSource => "invalid_source",
             RejectReason::InvalidConfidence => "invalid_confidence",
+            RejectReason::SourceMismatch => "source_mismatch",
+            RejectReason::StaleTime => "stale_time",
+            RejectReason::OutOfArea => "out_of_area",
         }
     }
 }
@@ -240,7 +258,8 @@ fn too_long(s: &str) -> bool {
     s.len() > MAX_ID_CHARS && s.chars().count() > MAX_ID_CHARS
 }
 
-/// The payload's `source` wins; the topic's is the fallback. It is half of the dedupe key
+/// The payload's `source`, if given, must be the topic's (the broker's ACL ties a camera to its
+/// topic, so this ties it to its dedupe key too); the topic's is the fallback. It is half of the dedupe key
 /// `(source, event_id)` and may be used in topics, so MQTT wildcards and `/` are refused.
 fn check_source(from_payload: Option<&str>, topic_source: &str) -> Result<String, Rejection> {
     let (source, origin) = match from_payload {
@@ -259,6 +278,16 @@ fn check_source(from_payload: Option<&str>, topic_source: &str) -> Result<String
         .find(|c| matches!(c, '/' | '+' | '#') || c.is_control())
     {
         format!("{} contains {c:?}, which a source must not", quote(source))
+    } else if source != topic_source {
+        return Err(reject(
+            RejectReason::SourceMismatch,
+            format!(
+                "field `source` {} differs from the topic's source {}: a feed publishes only \
+                 on its own topic",
+                quote(source),
+                quote(topic_source)
+            ),
+        ));
     } else {
         return Ok(source.to_owned());
     };
@@ -357,7 +386,18 @@ fn parse_observed_at(
                 limits.max_future_skew.num_seconds()
             ),
         )),
-        _ => Ok(at),
+        _ => match now.checked_sub_signed(limits.max_age) {
+            Some(earliest) if at < earliest => Err(reject(
+                RejectReason::StaleTime,
+                format!(
+                    "field `observed_at` {} is {}s before our clock; at most {}s is allowed",
+                    quote(text),
+                    (now - at).num_seconds(),
+                    limits.max_age.num_seconds()
+                ),
+            )),
+            _ => Ok(at),
+        },
     }
 }
 
@@ -606,7 +646,7 @@ mod tests {
 
     fn decode(payload: &str) -> Result<Sighting, Rejection> {
         decode_sighting(
-            "topic-cam",
+            "cixi-cam-0042",
             payload.as_bytes(),
             now(),
             &DecodeLimits::default(),
@@ -650,7 +690,7 @@ mod tests {
         let s = decode(PERSON).unwrap();
         assert_eq!(s.person_id.unwrap().as_str(), "11010519491231002X");
         assert_eq!(s.plate, None);
-        assert_eq!(s.source, "topic-cam");
+        assert_eq!(s.source, "cixi-cam-0042");
         assert_eq!(s.datum, Datum::Wgs84);
         assert_eq!(s.confidence, None);
     }
@@ -744,7 +784,10 @@ mod tests {
         }
         // Limits are inclusive.
         assert!(decode(&vehicle_with("event_id", Some(json!("x".repeat(200))))).is_ok());
-        assert!(decode(&vehicle_with("source", Some(json!("浙".repeat(200))))).is_ok());
+        let long_source = "浙".repeat(200);
+        let payload = vehicle_with("source", Some(json!(long_source)));
+        let limits = DecodeLimits::default();
+        assert!(decode_sighting(&long_source, payload.as_bytes(), now(), &limits).is_ok());
         assert!(decode(&vehicle_with("confidence", Some(json!(1)))).is_ok());
         assert!(
             decode(&vehicle_with(

@@ -49,18 +49,22 @@ pub struct Policy {
     pub reassign_dwell: chrono::Duration,
     /// ... or at once when the sighting is farther than this from the holder's command center.
     pub reassign_distance_km: f64,
+    /// Outside every participating area, a sighting farther than this from the nearest
+    /// command center is no lead for any court (an OCR'd GPS fix at (0, 0), a foreign feed).
+    pub max_outside_km: f64,
     /// Court id -> command center (lon, lat), WGS-84. A holder missing here is never moved by
     /// distance, only by dwell.
     pub centers: Arc<HashMap<String, (f64, f64)>>,
 }
 
 impl Default for Policy {
-    /// 10 minutes' cooldown, 3 minutes' dwell, 15 km, no command centers.
+    /// 10 minutes' cooldown, 3 minutes' dwell, 15 km, 300 km outside, no command centers.
     fn default() -> Self {
         Policy {
             not_found_cooldown: chrono::Duration::minutes(10),
             reassign_dwell: chrono::Duration::minutes(3),
             reassign_distance_km: 15.0,
+            max_outside_km: 300.0,
             centers: Arc::new(HashMap::new()),
         }
     }

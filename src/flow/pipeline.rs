@@ -20,11 +20,12 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::app::status;
-use crate::contract::decode::{self, DecodeLimits};
+use crate::contract::decode::{self, DecodeLimits, RejectReason};
 use crate::contract::model::Sighting;
 use crate::contract::task::{MessageKind, StatusReport};
 use crate::dispatch::policy::MatchedSighting;
 use crate::dispatch::route;
+use crate::geo::locate::{Location, Placement};
 use crate::matching::targets::{Match, match_sightings};
 use crate::metrics::{self, Stage};
 use crate::mqtt::{Inbound, IngestClient, OutboundMeta, publish_size};
@@ -328,6 +329,10 @@ impl Pipeline {
         metrics::sighting_matched(sighting.kind, found.fuzzy);
         let started = Instant::now();
         let location = self.ctx.index.locate(sighting.lon, sighting.lat);
+        if let Some(letter) = self.out_of_area(inbound, &sighting, &location) {
+            metrics::stage(Stage::Locate, started.elapsed());
+            return letter;
+        }
         let kind = route::sighting_task_kind(sighting.kind);
         let decision = route::decide(
             &found.target,
@@ -359,6 +364,44 @@ impl Pipeline {
         });
         batch.received.push(inbound.received_at);
         Disposition::Matched
+    }
+
+    /// The dead letter of a matched sighting too far outside every participating area to be
+    /// a lead for the nearest court, if it is one.
+    fn out_of_area(
+        &self,
+        inbound: &Inbound,
+        sighting: &Sighting,
+        location: &Location,
+    ) -> Option<Disposition> {
+        if location.placement != Placement::NearestCenter {
+            return None;
+        }
+        let km = self
+            .ctx
+            .index
+            .distance_km(location.acting_court, sighting.lon, sighting.lat);
+        let limit = self.ctx.policy.max_outside_km;
+        if km <= limit {
+            return None;
+        }
+        let reason = RejectReason::OutOfArea;
+        metrics::sighting_rejected(reason);
+        let nearest = &self.ctx.index.data().courts[location.acting_court].court_id;
+        tracing::warn!(
+            source = %sighting.source,
+            event_id = %sighting.event_id,
+            km = km.round(),
+            "matched sighting outside every area and too far from any command center"
+        );
+        let detail = format!(
+            "({}, {}) lies in no participating court's area and {km:.0} km from the nearest \
+             command center ({nearest}); at most {limit} km is routed",
+            sighting.lat, sighting.lon
+        );
+        let to = self.ctx.topics.deadletter_sightings();
+        let payload = self.dead_letter(&to, inbound, reason.as_str(), &detail);
+        Some(Disposition::DeadLetter { topic: to, payload })
     }
 
     /// Commits, publishes and acks a batch. Returns false if the pipeline must stop (the

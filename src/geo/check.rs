@@ -128,10 +128,10 @@ mod tests {
 
     #[test]
     fn overlapping_areas_are_reported() {
-        let geojson = r#"{"type":"FeatureCollection","features":[
+        let geojson = r#"{"type":"FeatureCollection","datum":"wgs84","features":[
           {"type":"Feature","properties":{"court_id":"a"},"geometry":{"type":"Polygon","coordinates":[[[121,30],[121.1,30],[121.1,30.1],[121,30.1],[121,30]]]}},
           {"type":"Feature","properties":{"court_id":"b"},"geometry":{"type":"Polygon","coordinates":[[[121.05,30],[121.2,30],[121.2,30.1],[121.05,30.1],[121.05,30]]]}}]}"#;
-        let courts = "court_id,court_name,adcode,lat,lon\na,A,1,30.05,121.02\nb,B,2,30.05,121.15\n";
+        let courts = "court_id,court_name,adcode,lat,lon,datum\na,A,1,30.05,121.02,wgs84\nb,B,2,30.05,121.15,wgs84\n";
         let report = check(
             &[Source::inline("o.geojson", geojson)],
             &Source::inline("c", courts),

@@ -284,8 +284,11 @@ fn parse_courts(source: &Source, problems: &mut Vec<Problem>) -> Vec<Court> {
             problem(format!("duplicate court_id {:?}", row.court_id));
             continue;
         }
+        // As for the jurisdictions, no default datum: a seat off by ~500 m misroutes sightings
+        // outside every area to the wrong nearest center.
         let datum = if row.datum.trim().is_empty() {
-            Datum::Wgs84
+            problem("no datum: say which (wgs84, gcj02 or bd09)".into());
+            continue;
         } else {
             match row.datum.parse::<Datum>() {
                 Ok(d) => d,
@@ -400,18 +403,26 @@ fn parse_jurisdictions(source: &Source, problems: &mut Vec<Problem>) -> Vec<Juri
     out
 }
 
-/// The datum a GeoJSON object declares (`"datum"` member), defaulting to WGS-84 (RFC 7946).
-fn declared_datum(object: &Value) -> Result<Datum, String> {
+/// The datum a GeoJSON object declares (`"datum"` member), if it declares one.
+///
+/// There is no default: RFC 7946 says WGS-84, but Chinese map sources (Amap, DataV, Baidu)
+/// publish GCJ-02 or BD-09, ~500 m off, enough to put a border street in the wrong court.
+fn declared_datum(object: &Value) -> Result<Option<Datum>, String> {
     match object.get("datum") {
-        None | Some(Value::Null) => Ok(Datum::Wgs84),
-        Some(Value::String(s)) => s.parse::<Datum>().map_err(|e| e.to_string()),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => s.parse::<Datum>().map(Some).map_err(|e| e.to_string()),
         Some(other) => Err(format!("\"datum\" must be a string, found {other}")),
     }
 }
 
+/// What a file or feature without a datum is told.
+const NO_DATUM: &str = "no \"datum\" declared for the file or the feature: say which \
+    (\"wgs84\", \"gcj02\" or \"bd09\"); there is no default, as Chinese map sources are \
+    rarely WGS-84";
+
 fn parse_feature(
     feature: &Value,
-    file_datum: Datum,
+    file_datum: Option<Datum>,
     problems: &mut Vec<String>,
 ) -> Option<Jurisdiction> {
     let props = feature.get("properties").unwrap_or(&Value::Null);
@@ -440,7 +451,11 @@ fn parse_feature(
         (None, None) => Ok(file_datum),
     };
     let datum = match datum {
-        Ok(d) => d,
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            problems.push(NO_DATUM.into());
+            return None;
+        }
         Err(reason) => {
             problems.push(reason);
             return None;
@@ -719,7 +734,7 @@ mod tests {
         assert!(reasons(&feature("zz", SQUARE), &courts())[0].contains("unknown court_id"));
         let dup_rows = Source::inline(
             "courts.csv",
-            "court_id,court_name,adcode,lat,lon\na,A,1,30,121\na,A,1,30,121\n",
+            "court_id,court_name,adcode,lat,lon,datum\na,A,1,30,121,wgs84\na,A,1,30,121,wgs84\n",
         );
         assert!(reasons(&feature("a", SQUARE), &dup_rows)[0].contains("duplicate court_id"));
     }

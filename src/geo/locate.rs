@@ -705,8 +705,8 @@ mod tests {
     #[test]
     fn holes_are_outside() {
         use crate::geo::geodata::Source;
-        let geojson = r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"court_id":"a"},"geometry":{"type":"Polygon","coordinates":[[[121,30],[121.1,30],[121.1,30.1],[121,30.1],[121,30]],[[121.04,30.04],[121.06,30.04],[121.06,30.06],[121.04,30.06],[121.04,30.04]]]}}]}"#;
-        let courts = "court_id,court_name,adcode,lat,lon\na,A,1,30.05,121.05\n";
+        let geojson = r#"{"type":"FeatureCollection","datum":"wgs84","features":[{"type":"Feature","properties":{"court_id":"a"},"geometry":{"type":"Polygon","coordinates":[[[121,30],[121.1,30],[121.1,30.1],[121,30.1],[121,30]],[[121.04,30.04],[121.06,30.04],[121.06,30.06],[121.04,30.06],[121.04,30.04]]]}}]}"#;
+        let courts = "court_id,court_name,adcode,lat,lon,datum\na,A,1,30.05,121.05,wgs84\n";
         let data = GeoData::load(
             &[Source::inline("g", geojson)],
             &Source::inline("c", courts),

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::{self};
 
-use super::{BrokerAddr, FLUSH_TIMEOUT, options, publish_size};
+use super::{BrokerAddr, FLUSH_TIMEOUT, ReconnectReport, options, publish_size};
 
 /// One received message with what the pipeline needs to ack it correctly.
 #[derive(Debug)]
@@ -123,6 +123,7 @@ async fn ingest_loop(
 ) {
     let mut epoch: u64 = 0;
     let mut backoff = Duration::from_millis(100);
+    let mut report = ReconnectReport::new("ingest");
     // Acks, dead letters and the disconnect, in order, waiting for a connection to write to.
     let mut queued: VecDeque<IngestRequest> = VecDeque::new();
     loop {
@@ -144,6 +145,7 @@ async fn ingest_loop(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 epoch += 1;
                 connected.store(true, Ordering::Release);
+                report.connected();
                 metrics::set_mqtt_connected(true);
                 backoff = Duration::from_millis(100);
                 let subs = filters
@@ -174,11 +176,7 @@ async fn ingest_loop(
                 // that message. (rumqttc itself drops the acks still in its channel.) The
                 // broker redelivers the unacked ones; de-duplication absorbs them.
                 epoch += 1;
-                if connected.swap(false, Ordering::AcqRel) {
-                    tracing::warn!(error = %e, "MQTT ingest connection lost; reconnecting");
-                } else {
-                    tracing::debug!(error = %e, "MQTT ingest reconnect failed");
-                }
+                report.failed(&e, connected.swap(false, Ordering::AcqRel));
                 metrics::set_mqtt_connected(false);
                 if tx.is_closed() {
                     break;

@@ -11,9 +11,11 @@
 //!   connection and re-reads the unsent outbox, so nothing is lost and consumers (who
 //!   de-duplicate by `task_id`) see at-least-once delivery.
 
+pub mod acl;
 pub mod broker;
 mod ingest;
 mod publisher;
+pub mod security;
 
 pub use ingest::*;
 pub use publisher::*;
@@ -22,11 +24,12 @@ use std::time::Duration;
 
 use rumqttc::MqttOptions;
 
-/// Where the broker is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the broker is, and how to connect to it safely.
+#[derive(Debug, Clone)]
 pub struct BrokerAddr {
     pub host: String,
     pub port: u16,
+    pub security: security::ClientSecurity,
 }
 
 /// Largest packet accepted from the broker. Far above the 64 KiB sighting limit and the
@@ -53,6 +56,7 @@ pub(crate) fn options(
     max_packet_size: usize,
 ) -> MqttOptions {
     let mut o = MqttOptions::new(client_id, broker.host.clone(), broker.port);
+    broker.security.apply(&mut o);
     o.set_keep_alive(Duration::from_secs(20));
     o.set_clean_session(clean_session);
     o.set_max_packet_size(MAX_INCOMING_PACKET.max(max_packet_size), max_packet_size);
@@ -67,3 +71,68 @@ pub(crate) fn options(
 
 /// How long one flush of queued packets may wait for the socket (as rumqttc's own flushes).
 pub(crate) const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Says why a connection to the broker failed, at a level an operator sees, without a line
+/// per retry: a refused login or a failed TLS handshake is an error (it will not heal by
+/// itself), any other failure a warning; repeats within [`RECONNECT_REPORT_EVERY`] are debug.
+pub(crate) struct ReconnectReport {
+    role: &'static str,
+    failures: u64,
+    last_reported: Option<std::time::Instant>,
+}
+
+/// How often a connection that keeps failing is reported again.
+pub(crate) const RECONNECT_REPORT_EVERY: Duration = Duration::from_secs(30);
+
+impl ReconnectReport {
+    pub(crate) fn new(role: &'static str) -> Self {
+        ReconnectReport {
+            role,
+            failures: 0,
+            last_reported: None,
+        }
+    }
+
+    /// A connection was made: the next failure is reported at once.
+    pub(crate) fn connected(&mut self) {
+        self.failures = 0;
+        self.last_reported = None;
+    }
+
+    /// A connection attempt (or the connection) failed with `error`.
+    pub(crate) fn failed(&mut self, error: &rumqttc::ConnectionError, was_connected: bool) {
+        self.failures += 1;
+        let due = self
+            .last_reported
+            .is_none_or(|at| at.elapsed() >= RECONNECT_REPORT_EVERY);
+        let role = self.role;
+        let failures = self.failures;
+        if was_connected {
+            tracing::warn!(error = %error, "MQTT {role} connection lost; reconnecting");
+        } else if !due {
+            tracing::debug!(error = %error, failures, "MQTT {role} reconnect failed");
+            return;
+        } else if let Some(why) = refusal(error) {
+            tracing::error!(error = %error, failures, "MQTT {role} cannot connect: {why}");
+        } else {
+            tracing::warn!(error = %error, failures, "MQTT {role} cannot reach the broker; retrying");
+        }
+        self.last_reported = Some(std::time::Instant::now());
+    }
+}
+
+/// What an operator must fix when the broker refuses the service, if that is the failure.
+fn refusal(error: &rumqttc::ConnectionError) -> Option<&'static str> {
+    use rumqttc::{ConnectReturnCode as Code, ConnectionError as E};
+    match error {
+        E::ConnectionRefused(Code::BadUserNamePassword) => {
+            Some("the broker refused the user name or password")
+        }
+        E::ConnectionRefused(Code::NotAuthorized) => {
+            Some("the broker does not authorize this client (credentials or ACL)")
+        }
+        E::ConnectionRefused(Code::BadClientId) => Some("the broker refused the client id"),
+        E::Tls(_) => Some("the TLS handshake failed (CA file, host name or certificate)"),
+        _ => None,
+    }
+}

@@ -17,7 +17,7 @@ use crate::contract::task::{MessageKind, OutboxMessage};
 use crate::metrics::{self, Stage};
 use crate::store::Store;
 
-use super::{BrokerAddr, FLUSH_TIMEOUT, options, publish_size};
+use super::{BrokerAddr, FLUSH_TIMEOUT, ReconnectReport, options, publish_size};
 
 /// What the publisher should record when a message is acknowledged by the broker.
 #[derive(Debug, Clone, Default)]
@@ -184,6 +184,7 @@ async fn publisher_loop(
 ) {
     let mut tracking = Tracking::new();
     let mut backoff = Duration::from_millis(100);
+    let mut report = ReconnectReport::new("publisher");
     let mut rx_open = true;
     let mut drain_until: Option<tokio::time::Instant> = None;
     // Acked ids are removed from the outbox by a helper task, off the poll loop.
@@ -235,6 +236,7 @@ async fn publisher_loop(
                 event = eventloop.poll() => match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         connected = true;
+                        report.connected();
                         backoff = Duration::from_millis(100);
                         // Anything unsent in the database (from before a crash, or older than
                         // the orphan age) joins the backlog.
@@ -254,9 +256,7 @@ async fn publisher_loop(
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        if connected {
-                            tracing::warn!(error = %e, "MQTT publisher connection lost; reconnecting");
-                        }
+                        report.failed(&e, connected);
                         metrics::publish_failure();
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));

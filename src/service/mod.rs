@@ -112,12 +112,14 @@ pub async fn start_with_clock(
         BrokerChoice::External { host, port } => BrokerAddr {
             host: host.clone(),
             port: *port,
+            security: config.mqtt_security.clone(),
         },
         BrokerChoice::Embedded(addr) => {
             let running = broker::start(*addr)?;
             BrokerAddr {
                 host: running.addr.ip().to_string(),
                 port: running.addr.port(),
+                security: Default::default(),
             }
         }
     };

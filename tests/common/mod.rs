@@ -473,6 +473,18 @@ impl ServeProcess {
         prefix: &str,
         dir: &std::path::Path,
     ) -> ServeProcess {
+        Self::start_with_args(mqtt_url, database_url, client_id, prefix, dir, &[]).await
+    }
+
+    /// As [`start`](Self::start), with more `serve` arguments.
+    pub async fn start_with_args(
+        mqtt_url: &str,
+        database_url: &str,
+        client_id: &str,
+        prefix: &str,
+        dir: &std::path::Path,
+        extra: &[&str],
+    ) -> ServeProcess {
         // A port that was free a moment ago: the binary is told it, rather than asked.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -494,6 +506,7 @@ impl ServeProcess {
             ])
             .args(["--http-addr", &format!("127.0.0.1:{port}")])
             .args(["--client-id", client_id, "--topic-prefix", prefix])
+            .args(extra)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

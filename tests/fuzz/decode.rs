@@ -19,8 +19,19 @@ fn now() -> DateTime<Utc> {
     "2024-12-03T02:20:00Z".parse().unwrap_or_default()
 }
 
+/// Decodes as the feed named in the payload would publish it: on its own topic (the topic's
+/// source when the payload names none or is not an object).
 fn decode(payload: &[u8]) -> Result<Sighting, leadrelay::contract::decode::Rejection> {
-    decode_sighting(TOPIC_SOURCE, payload, now(), &DecodeLimits::default())
+    /// Only the `source`: other fields are skipped as the decoder skips them.
+    #[derive(serde::Deserialize)]
+    struct SourceOnly {
+        source: Option<String>,
+    }
+    let own_topic = serde_json::from_slice::<SourceOnly>(payload)
+        .ok()
+        .and_then(|v| v.source);
+    let topic_source = own_topic.as_deref().unwrap_or(TOPIC_SOURCE);
+    decode_sighting(topic_source, payload, now(), &DecodeLimits::default())
 }
 
 /// What a valid payload was built from, to compare the decoded sighting against.
@@ -119,7 +130,7 @@ fn valid_spec() -> impl Strategy<Value = Spec> {
         kind_and_id,
         position,
         datum,
-        (-300..10_000_000i64, -720..=840i32),
+        (-300..86_000i64, -720..=840i32),
         prop::option::of(0.0..=1.0f64),
     )
         .prop_map(
@@ -592,5 +603,27 @@ proptest! {
             Err(e) if bytes.len() > limit => prop_assert_eq!(e.reason, RejectReason::TooLarge),
             Err(_) => {}
         }
+    }
+
+    /// A valid payload on another feed's topic is refused as a mismatch, whatever the two
+    /// sources are, and a valid payload older than the age limit as stale.
+    #[test]
+    fn foreign_topics_and_stale_times_are_refused(
+        spec in valid_spec(),
+        other in "[a-z0-9-]{1,20}",
+        extra_age in 1..10_000_000i64,
+    ) {
+        let payload = spec.to_json().to_string();
+        let claimed = spec.source.clone().unwrap_or_else(|| TOPIC_SOURCE.to_string());
+        let on_other = format!("{other}-x");
+        if on_other != claimed && spec.source.is_some() {
+            let result = decode_sighting(&on_other, payload.as_bytes(), now(), &DecodeLimits::default());
+            prop_assert_eq!(result.map_err(|e| e.reason).err(), Some(RejectReason::SourceMismatch));
+        }
+        let limits = DecodeLimits::default();
+        let mut stale = spec.clone();
+        stale.age_secs = limits.max_age.num_seconds() + extra_age;
+        let result = decode(stale.to_json().to_string().as_bytes());
+        prop_assert_eq!(result.map_err(|e| e.reason).err(), Some(RejectReason::StaleTime));
     }
 }

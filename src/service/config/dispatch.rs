@@ -35,6 +35,12 @@ pub struct DispatchArgs {
     /// once (default 15).
     #[arg(long, env = "LEADRELAY_REASSIGN_DISTANCE_KM")]
     pub reassign_distance_km: Option<f64>,
+    /// A matched sighting outside every participating court's area and farther than this (km)
+    /// from the nearest command center is a dead letter `out_of_area`, not a task: a
+    /// neighbouring city (Shanghai is ~100 km from Cixi) still reaches the nearest center, a
+    /// position at (0, 0) does not (default 300).
+    #[arg(long, env = "LEADRELAY_MAX_OUTSIDE_KM")]
+    pub max_outside_km: Option<f64>,
     /// How often deadlines are checked for escalation (default 1s).
     #[arg(long, env = "LEADRELAY_TIMER_INTERVAL")]
     pub timer_interval: Option<HumanDuration>,
@@ -48,6 +54,7 @@ impl Layered for DispatchArgs {
             not_found_cooldown: Some(HumanDuration::from_secs(10 * 60)),
             reassign_dwell: Some(HumanDuration::from_secs(3 * 60)),
             reassign_distance_km: Some(15.0),
+            max_outside_km: Some(300.0),
             timer_interval: Some(HumanDuration::from_secs(1)),
         }
     }
@@ -112,6 +119,13 @@ impl DispatchArgs {
                 format!("{reassign_distance_km}: must be positive"),
             ));
         }
+        let max_outside_km = required(self.max_outside_km, "max_outside_km")?;
+        if !(max_outside_km.is_finite() && max_outside_km > 0.0) {
+            return Err(invalid(
+                "max_outside_km",
+                format!("{max_outside_km}: must be positive"),
+            ));
+        }
         let centers = geo
             .courts
             .iter()
@@ -123,6 +137,7 @@ impl DispatchArgs {
             reassign_dwell: required(self.reassign_dwell, "reassign_dwell")?
                 .to_chrono("reassign_dwell")?,
             reassign_distance_km,
+            max_outside_km,
             centers: Arc::new(centers),
         };
         Ok(DispatchSettings {

@@ -24,6 +24,10 @@ pub struct IngestArgs {
     /// How far in the future `observed_at` may lie: cameras' clocks drift (default 5m).
     #[arg(long, env = "LEADRELAY_MAX_FUTURE_SKEW")]
     pub max_future_skew: Option<HumanDuration>,
+    /// How old `observed_at` may be; older sightings are dead letters `stale_time`, never
+    /// tasks (default 1day).
+    #[arg(long, env = "LEADRELAY_MAX_SIGHTING_AGE")]
+    pub max_sighting_age: Option<HumanDuration>,
     /// How long processed event ids are kept for de-duplication (default 7days).
     #[arg(long, env = "LEADRELAY_DEDUP_RETENTION")]
     pub dedup_retention: Option<HumanDuration>,
@@ -39,6 +43,7 @@ impl Layered for IngestArgs {
             max_batch: Some(500),
             batch_window: Some(HumanDuration::from_millis(1)),
             max_future_skew: Some(HumanDuration::from_secs(5 * 60)),
+            max_sighting_age: Some(HumanDuration::from_secs(24 * 3600)),
             dedup_retention: Some(HumanDuration::from_secs(7 * 24 * 3600)),
             max_unacked_age: Some(HumanDuration::from_secs(30)),
         }
@@ -66,11 +71,16 @@ impl IngestArgs {
             ));
         }
         let max_future_skew = required(self.max_future_skew, "max_future_skew")?;
+        let max_sighting_age = required(self.max_sighting_age, "max_sighting_age")?;
+        if max_sighting_age.0.is_zero() {
+            return Err(invalid("max_sighting_age", "must be positive"));
+        }
         Ok(IngestSettings {
             max_batch,
             batch_window: required(self.batch_window, "batch_window")?.0,
             decode: DecodeLimits {
                 max_future_skew: max_future_skew.to_chrono("max_future_skew")?,
+                max_age: max_sighting_age.to_chrono("max_sighting_age")?,
                 ..DecodeLimits::default()
             },
             dedup_retention: required(self.dedup_retention, "dedup_retention")?.0,

@@ -30,6 +30,7 @@ use crate::contract::decode::DecodeLimits;
 use crate::dispatch::policy::{Deadlines, Policy};
 use crate::geo::geodata::GeoData;
 use crate::matching::hotlist::MatchConfig;
+use crate::mqtt::security::ClientSecurity;
 use crate::store::DbLimits;
 
 pub use crate::service::config::data::DataArgs;
@@ -39,7 +40,8 @@ pub use crate::service::config::http::HttpArgs;
 pub use crate::service::config::ingest::IngestArgs;
 pub use crate::service::config::matching::MatchingArgs;
 pub use crate::service::config::mqtt::{
-    BrokerChoice, DEFAULT_EMBEDDED_BROKER_ADDR, MqttArgs, parse_mqtt_url,
+    BrokerChoice, BrokerUrl, DEFAULT_EMBEDDED_BROKER_ADDR, MqttArgs, parse_broker_url,
+    parse_mqtt_url,
 };
 pub use crate::service::config::store::{StoreArgs, StoreSettings, redact};
 
@@ -137,6 +139,8 @@ fn from_file<T: DeserializeOwned + Default>(file: &Option<SettingsFile>) -> Resu
 #[derive(Clone)]
 pub struct Config {
     pub broker: BrokerChoice,
+    /// TLS and credentials for an external broker (kept out of `Debug` but whether set).
+    pub mqtt_security: ClientSecurity,
     pub client_id: String,
     pub share_group: Option<String>,
     pub topic_prefix: String,
@@ -164,6 +168,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("broker", &self.broker)
+            .field("mqtt_security", &self.mqtt_security)
             .field("client_id", &self.client_id)
             .field("share_group", &self.share_group)
             .field("topic_prefix", &self.topic_prefix)
@@ -198,6 +203,7 @@ impl ServeArgs {
             .validate(&per_court.court_deadlines, &geo)?;
         Ok(Config {
             broker: mqtt.broker,
+            mqtt_security: mqtt.security,
             client_id: mqtt.client_id,
             share_group: mqtt.share_group,
             topic_prefix: mqtt.topic_prefix,

@@ -1,10 +1,12 @@
 //! The broker, the client and its topics.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use crate::mqtt::security::{ClientSecurity, Credentials, Secret, TlsSettings, TrustAnchors};
 use crate::service::config::error::{ConfigError, invalid};
 use crate::service::config::layer::{Layered, required};
 use crate::service::config::store::redact;
@@ -23,9 +25,31 @@ const MIN_MAX_PACKET_SIZE: usize = 16 * 1024;
 #[serde(default)]
 #[command(next_help_heading = "MQTT")]
 pub struct MqttArgs {
-    /// Broker URL, `mqtt://host:port` (default: an embedded broker is started).
-    #[arg(long, env = "LEADRELAY_MQTT_URL")]
+    /// Broker URL, `mqtt://[user[:password]@]host[:1883]` or `mqtts://...[:8883]` for TLS
+    /// (default: an embedded broker is started).
+    #[arg(long, env = "LEADRELAY_MQTT_URL", hide_env_values = true)]
     pub mqtt_url: Option<String>,
+    /// MQTT user name, over the URL's (default: the URL's, else none).
+    #[arg(long, env = "LEADRELAY_MQTT_USERNAME")]
+    pub mqtt_username: Option<String>,
+    /// MQTT password, over the URL's (default: the URL's, else none). Prefer the env var or
+    /// --mqtt-password-file: a flag is visible to every user of the machine in `ps`.
+    #[arg(long, env = "LEADRELAY_MQTT_PASSWORD", hide_env_values = true)]
+    pub mqtt_password: Option<String>,
+    /// File holding the MQTT password; a trailing newline is ignored (default: none).
+    #[arg(long, env = "LEADRELAY_MQTT_PASSWORD_FILE")]
+    pub mqtt_password_file: Option<PathBuf>,
+    /// PEM file of the CA certificates the broker's certificate is checked against
+    /// (default with mqtts://: the system's root certificates).
+    #[arg(long, env = "LEADRELAY_MQTT_CA_FILE")]
+    pub mqtt_ca_file: Option<PathBuf>,
+    /// PEM client certificate chain, for brokers that authenticate clients by certificate
+    /// (default: none).
+    #[arg(long, env = "LEADRELAY_MQTT_CLIENT_CERT", requires = "mqtt_client_key")]
+    pub mqtt_client_cert: Option<PathBuf>,
+    /// PEM private key of --mqtt-client-cert (default: none).
+    #[arg(long, env = "LEADRELAY_MQTT_CLIENT_KEY", requires = "mqtt_client_cert")]
+    pub mqtt_client_key: Option<PathBuf>,
     /// Address of the embedded broker when no --mqtt-url is given (default 127.0.0.1:18830).
     #[arg(long, env = "LEADRELAY_EMBEDDED_BROKER_ADDR")]
     pub embedded_broker_addr: Option<SocketAddr>,
@@ -50,6 +74,12 @@ impl std::fmt::Debug for MqttArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MqttArgs")
             .field("mqtt_url", &self.mqtt_url.as_deref().map(redact))
+            .field("mqtt_username", &self.mqtt_username)
+            .field("mqtt_password", &self.mqtt_password.as_ref().map(|_| "***"))
+            .field("mqtt_password_file", &self.mqtt_password_file)
+            .field("mqtt_ca_file", &self.mqtt_ca_file)
+            .field("mqtt_client_cert", &self.mqtt_client_cert)
+            .field("mqtt_client_key", &self.mqtt_client_key)
             .field("embedded_broker_addr", &self.embedded_broker_addr)
             .field("client_id", &self.client_id)
             .field("share_group", &self.share_group)
@@ -63,6 +93,12 @@ impl Layered for MqttArgs {
     fn defaults() -> Self {
         MqttArgs {
             mqtt_url: None,
+            mqtt_username: None,
+            mqtt_password: None,
+            mqtt_password_file: None,
+            mqtt_ca_file: None,
+            mqtt_client_cert: None,
+            mqtt_client_key: None,
             embedded_broker_addr: DEFAULT_EMBEDDED_BROKER_ADDR.parse().ok(),
             client_id: Some("leadrelay".into()),
             share_group: None,
@@ -91,9 +127,11 @@ impl std::fmt::Debug for BrokerChoice {
 }
 
 /// Validated MQTT settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct MqttSettings {
     pub broker: BrokerChoice,
+    /// TLS and credentials for an external broker.
+    pub security: ClientSecurity,
     pub client_id: String,
     pub share_group: Option<String>,
     pub topic_prefix: String,
@@ -103,10 +141,25 @@ pub struct MqttSettings {
 impl MqttArgs {
     /// Checks the layered settings.
     pub fn validate(self) -> Result<MqttSettings, ConfigError> {
-        let broker = match &self.mqtt_url {
-            Some(url) => parse_mqtt_url(url)?,
+        let (broker, security) = match &self.mqtt_url {
+            Some(url) => {
+                let parsed = parse_broker_url(url)?;
+                let security = self.security(&parsed)?;
+                let broker = BrokerChoice::External {
+                    host: parsed.host,
+                    port: parsed.port,
+                };
+                (broker, security)
+            }
             None => {
-                BrokerChoice::Embedded(required(self.embedded_broker_addr, "embedded_broker_addr")?)
+                if self.mqtt_ca_file.is_some() || self.mqtt_username.is_some() {
+                    return Err(invalid(
+                        "mqtt_url",
+                        "TLS and credentials are for an external broker: give --mqtt-url",
+                    ));
+                }
+                let addr = required(self.embedded_broker_addr, "embedded_broker_addr")?;
+                (BrokerChoice::Embedded(addr), ClientSecurity::default())
             }
         };
         let client_id = required(self.client_id, "client_id")?;
@@ -141,6 +194,7 @@ impl MqttArgs {
         }
         Ok(MqttSettings {
             broker,
+            security,
             client_id,
             share_group,
             topic_prefix,
@@ -149,41 +203,127 @@ impl MqttArgs {
     }
 }
 
-/// `mqtt://host:port` (port defaults to 1883). TLS (`mqtts://`) is not built in.
-pub fn parse_mqtt_url(url: &str) -> Result<BrokerChoice, ConfigError> {
-    let rest = if let Some(rest) = url
-        .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))
-    {
-        rest
-    } else if url.starts_with("mqtts://") || url.starts_with("ssl://") {
-        return Err(invalid(
-            "mqtt_url",
-            "mqtts:// needs TLS, which this build does not include; terminate TLS in front of the broker or use mqtt://",
-        ));
-    } else {
-        return Err(invalid(
-            "mqtt_url",
-            format!("{:?}: expected mqtt://host:port", redact(url)),
-        ));
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) => (
-            host,
-            port.parse::<u16>()
-                .map_err(|_| invalid("mqtt_url", format!("{:?}: bad port", redact(url))))?,
-        ),
-        None => (rest, 1883),
-    };
-    if host.is_empty() {
-        return Err(invalid("mqtt_url", format!("{url:?}: no host")));
+impl MqttArgs {
+    /// The URL's TLS and credentials, overridden by the flags; files read and checked now.
+    pub fn security(&self, url: &BrokerUrl) -> Result<ClientSecurity, ConfigError> {
+        let password = match (&self.mqtt_password, &self.mqtt_password_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "mqtt_password",
+                    "give the password or its file, not both",
+                ));
+            }
+            (Some(p), None) => Some(Secret::new(p.clone())),
+            (None, Some(path)) => Some(read_password_file(path)?),
+            (None, None) => url.credentials.as_ref().map(|c| c.password.clone()),
+        };
+        let username = self
+            .mqtt_username
+            .clone()
+            .or_else(|| url.credentials.as_ref().map(|c| c.username.clone()));
+        let credentials = match (username, password) {
+            (Some(username), password) => Some(Credentials {
+                username,
+                password: password.unwrap_or_else(|| Secret::new("")),
+            }),
+            (None, Some(_)) => {
+                return Err(invalid("mqtt_password", "a password needs a user name"));
+            }
+            (None, None) => None,
+        };
+        let wants_tls_files = self.mqtt_ca_file.is_some() || self.mqtt_client_cert.is_some();
+        if wants_tls_files && !url.tls {
+            return Err(invalid(
+                "mqtt_url",
+                "a CA file or client certificate needs an mqtts:// URL",
+            ));
+        }
+        let tls = if url.tls {
+            let settings = TlsSettings {
+                trust: self
+                    .mqtt_ca_file
+                    .clone()
+                    .map_or(TrustAnchors::System, TrustAnchors::CaFile),
+                client_auth: self
+                    .mqtt_client_cert
+                    .clone()
+                    .zip(self.mqtt_client_key.clone()),
+            };
+            Some(
+                settings
+                    .client_config()
+                    .map_err(|e| invalid("mqtt_ca_file", e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        Ok(ClientSecurity { tls, credentials })
     }
+}
+
+fn read_password_file(path: &std::path::Path) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid("mqtt_password_file", format!("{}: {e}", path.display())))?;
+    Ok(Secret::new(text.trim_end_matches(['\n', '\r'])))
+}
+
+/// A broker URL taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub host: String,
+    pub port: u16,
+    /// `mqtts://` (or `ssl://`).
+    pub tls: bool,
+    pub credentials: Option<Credentials>,
+}
+
+/// `mqtt://[user[:password]@]host[:port]`; `mqtts://` for TLS. The port defaults to 1883, or
+/// 8883 with TLS; user and password may be percent-encoded.
+pub fn parse_broker_url(text: &str) -> Result<BrokerUrl, ConfigError> {
+    let bad = |why: &str| invalid("mqtt_url", format!("{:?}: {why}", redact(text)));
+    let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+    let tls = match url.scheme() {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" => true,
+        _ => return Err(bad("expected mqtt://host:port or mqtts://host:port")),
+    };
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| bad("no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if !matches!(url.path(), "" | "/") || url.query().is_some() {
+        return Err(bad("a broker URL has no path or query"));
+    }
+    let decode = |part: &str| {
+        percent_encoding::percent_decode_str(part)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| bad("user name or password is not UTF-8 once decoded"))
+    };
+    let credentials = if url.username().is_empty() {
+        None
+    } else {
+        Some(Credentials {
+            username: decode(url.username())?,
+            password: Secret::new(url.password().map(decode).transpose()?.unwrap_or_default()),
+        })
+    };
+    Ok(BrokerUrl {
+        host,
+        port: url.port().unwrap_or(if tls { 8883 } else { 1883 }),
+        tls,
+        credentials,
+    })
+}
+
+/// The host and port of a broker URL (see [`parse_broker_url`]).
+pub fn parse_mqtt_url(url: &str) -> Result<BrokerChoice, ConfigError> {
+    let parsed = parse_broker_url(url)?;
     Ok(BrokerChoice::External {
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port,
+        host: parsed.host,
+        port: parsed.port,
     })
 }

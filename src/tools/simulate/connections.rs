@@ -9,6 +9,14 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::oneshot;
 
 use super::analysis::{Got, Progress, Tags};
+use crate::mqtt::BrokerAddr;
+
+/// Options for one of the generator's connections, with the broker's TLS and credentials.
+pub(super) fn client_options(broker: &BrokerAddr, client_id: String) -> MqttOptions {
+    let mut opts = MqttOptions::new(client_id, broker.host.clone(), broker.port);
+    broker.security.apply(&mut opts);
+    opts
+}
 
 pub(super) async fn publish(
     client: &AsyncClient,
@@ -42,12 +50,11 @@ pub(super) const ALERT_BYTES: usize = 335;
 /// connection, subscribed to the sightings before this returns. Returns its client (to
 /// disconnect) and its tasks (to stop).
 pub(super) async fn start_relay(
-    host: &str,
-    port: u16,
+    broker: &BrokerAddr,
     run_tag: &str,
     prefix: &str,
 ) -> anyhow::Result<(AsyncClient, [tokio::task::JoinHandle<()>; 2])> {
-    let mut opts = MqttOptions::new(format!("leadrelay-sim-relay-{run_tag}"), host, port);
+    let mut opts = client_options(broker, format!("leadrelay-sim-relay-{run_tag}"));
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_inflight(1000);
     opts.set_max_packet_size(1024 * 1024, 1024 * 1024);
@@ -100,7 +107,7 @@ pub(super) async fn start_relay(
             }
         }
     });
-    wait_ready(ready_rx, host, port, "relay").await?;
+    wait_ready(ready_rx, broker, "relay").await?;
     Ok((client, [poller, forwarder]))
 }
 
@@ -137,10 +144,10 @@ impl Readiness {
 
 pub(super) async fn wait_ready(
     ready: oneshot::Receiver<Result<(), String>>,
-    host: &str,
-    port: u16,
+    broker: &BrokerAddr,
     who: &str,
 ) -> anyhow::Result<()> {
+    let (host, port) = (&broker.host, broker.port);
     match tokio::time::timeout(Duration::from_secs(10), ready).await {
         Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(e))) => bail!(
@@ -193,15 +200,14 @@ pub(super) type Subscriber = (
 
 /// Connects, subscribes and waits for the SUBACK, so nothing published after is missed.
 pub(super) async fn start_subscriber(
-    host: &str,
-    port: u16,
+    broker: &BrokerAddr,
     run_tag: &str,
     filters: Vec<String>,
     tags: Arc<Tags>,
     progress: Arc<Progress>,
     t0: Instant,
 ) -> anyhow::Result<Subscriber> {
-    let mut opts = MqttOptions::new(format!("leadrelay-sim-sub-{run_tag}"), host, port);
+    let mut opts = client_options(broker, format!("leadrelay-sim-sub-{run_tag}"));
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_max_packet_size(16 * 1024 * 1024, 1024 * 1024);
     let (client, mut eventloop) = AsyncClient::new(opts, 100);
@@ -259,6 +265,6 @@ pub(super) async fn start_subscriber(
         }
         receipts
     });
-    wait_ready(ready_rx, host, port, "subscriber").await?;
+    wait_ready(ready_rx, broker, "subscriber").await?;
     Ok((client, task, stop))
 }

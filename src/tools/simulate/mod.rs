@@ -34,15 +34,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
-use rumqttc::{AsyncClient, MqttOptions};
+use rumqttc::AsyncClient;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::service::config::{BrokerChoice, parse_mqtt_url};
+use crate::mqtt::BrokerAddr;
+use crate::service::config::{MqttArgs, parse_broker_url};
 
 use analysis::{Progress, Report, Tags, analyse, print_table};
 use connections::{
-    RELAY_HEARD, publish, publisher_loop, start_relay, start_subscriber, wait_ready,
+    RELAY_HEARD, client_options, publish, publisher_loop, start_relay, start_subscriber, wait_ready,
 };
 use service_api::{load_targets, service_processed};
 pub use workload::misread_at;
@@ -51,9 +52,13 @@ use workload::{Sent, Workload};
 
 #[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
-    /// The broker, `mqtt://host:port`.
+    /// The broker, `mqtt://[user:password@]host:port`, or `mqtts://...` for TLS.
     #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     pub mqtt_url: String,
+    /// With `mqtts://`: the CA certificates (PEM) to check the broker against (default: the
+    /// system's).
+    #[arg(long)]
+    pub mqtt_ca_file: Option<std::path::PathBuf>,
     /// Prefix before every topic (the service's `--topic-prefix`).
     #[arg(long, default_value = "")]
     pub topic_prefix: String,
@@ -135,13 +140,25 @@ pub struct SimulateArgs {
     pub threads: usize,
 }
 
+/// The broker named by `--mqtt-url`, with its TLS and credentials.
+fn broker_of(args: &SimulateArgs) -> anyhow::Result<BrokerAddr> {
+    let url = parse_broker_url(&args.mqtt_url)?;
+    let security = MqttArgs {
+        mqtt_ca_file: args.mqtt_ca_file.clone(),
+        ..MqttArgs::default()
+    }
+    .security(&url)?;
+    Ok(BrokerAddr {
+        host: url.host,
+        port: url.port,
+        security,
+    })
+}
+
 /// Runs the generator; `Ok(false)` when the check found a discrepancy.
 pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
     validate(&args)?;
-    let (host, port) = match parse_mqtt_url(&args.mqtt_url)? {
-        BrokerChoice::External { host, port } => (host, port),
-        BrokerChoice::Embedded(_) => bail!("--mqtt-url must name a broker"),
-    };
+    let broker = broker_of(&args)?;
     let duration = args
         .duration
         .as_deref()
@@ -203,8 +220,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
         };
         Some(
             start_subscriber(
-                &host,
-                port,
+                &broker,
                 &run_tag,
                 filters,
                 tags.clone(),
@@ -216,13 +232,13 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
     };
 
     let relay = if args.relay {
-        Some(start_relay(&host, port, &run_tag, prefix).await?)
+        Some(start_relay(&broker, &run_tag, prefix).await?)
     } else {
         None
     };
 
     // Publish.
-    let mut opts = MqttOptions::new(format!("leadrelay-sim-pub-{run_tag}"), host.clone(), port);
+    let mut opts = client_options(&broker, format!("leadrelay-sim-pub-{run_tag}"));
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_inflight(args.inflight);
     opts.set_max_packet_size(1024 * 1024, 1024 * 1024);
@@ -239,7 +255,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
         pub_failed.clone(),
         t0,
     ));
-    wait_ready(ready_rx, &host, port, "publisher").await?;
+    wait_ready(ready_rx, &broker, "publisher").await?;
     let mut ledger: Vec<Sent> = Vec::new();
     let mut sent_at: Vec<Duration> = Vec::new();
     let started = Instant::now();

@@ -432,6 +432,7 @@ mod tests {
     #[test]
     fn workload_is_reproducible_and_unambiguous() {
         let args = SimulateArgs {
+            mqtt_ca_file: None,
             mqtt_url: String::new(),
             topic_prefix: "p/".into(),
             rate: 0.0,
