@@ -50,3 +50,4 @@ mod outbox;
 mod requests;
 mod status;
 mod targets;
+mod tls;
