@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # End-to-end benchmarks, as ratios against baselines run in the same run.
 #
-#   benches/e2e.sh [--embedded | --system-mosquitto] [--count N] [--unique N] [--skip-criterion]
+#   benches/e2e.sh [--embedded | --system-mosquitto | --tls] [--count N] [--unique N] [--skip-criterion]
+#
+# --tls: the dedicated Mosquitto also listens with TLS on 127.0.0.1:18833 (a CA and a
+# certificate for localhost made in the work dir); (a) and (b) run over both listeners of
+# the same broker, alternating, and only that table is printed.
 #
 # By default a dedicated Mosquitto runs on 127.0.0.1:18831 with the settings a durable
 # consumer needs (max_inflight_messages 10000, max_queued_messages 1000000): the service acks
@@ -24,6 +28,7 @@ cd "$(dirname "$0")/.."
 
 EMBEDDED=0
 SYSTEM_MOSQUITTO=0
+TLS=0
 COUNT=200000
 UNIQUE=100000
 CRITERION=1
@@ -34,6 +39,7 @@ while [ $# -gt 0 ]; do
         --count) COUNT="$2"; shift ;;
         --unique) UNIQUE="$2"; shift ;;
         --skip-criterion) CRITERION=0 ;;
+        --tls) TLS=1 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -73,6 +79,7 @@ else
         exit 2
     fi
     cat >"$WORK/mosquitto.conf" <<CONF
+per_listener_settings false
 listener 18831 127.0.0.1
 allow_anonymous true
 max_inflight_messages 10000
@@ -80,6 +87,21 @@ max_queued_messages 1000000
 persistence false
 log_dest file $WORK/mosquitto.log
 CONF
+    if [ "$TLS" = 1 ]; then
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=e2e CA" \
+            -keyout "$WORK/ca.key" -out "$WORK/ca.crt" 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+            -keyout "$WORK/server.key" -out "$WORK/server.csr" 2>/dev/null
+        echo "subjectAltName=DNS:localhost,IP:127.0.0.1" >"$WORK/san.ext"
+        openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.crt" -CAkey "$WORK/ca.key" \
+            -CAcreateserial -days 2 -extfile "$WORK/san.ext" -out "$WORK/server.crt" 2>/dev/null
+        cat >>"$WORK/mosquitto.conf" <<CONF
+listener 18833 127.0.0.1
+cafile $WORK/ca.crt
+certfile $WORK/server.crt
+keyfile $WORK/server.key
+CONF
+    fi
     mosquitto -c "$WORK/mosquitto.conf" >/dev/null 2>&1 &
     BROKER_PID=$!
     for _ in $(seq 50); do port_open 18831 && break; sleep 0.1; done
@@ -190,6 +212,39 @@ sim() { # name args... → $WORK/name.json; CPU seconds meanwhile of the service
             dup: (.tasks.duplicated + .updates.duplicated), lost: .lost_before_service, p99: .latency.p99_ms, ok}' "$WORK/$name.json"
 }
 j() { jq -r "$2" "$WORK/$1.json"; }
+
+if [ "$TLS" = 1 ]; then
+    [ "$EMBEDDED" = 0 ] && [ "$SYSTEM_MOSQUITTO" = 0 ] || { echo "--tls needs the dedicated broker" >&2; exit 2; }
+    PLAIN_MQTT=$MQTT
+    TLS_MQTT=mqtts://localhost:18833
+    for round in 1 2; do
+        for mode in plain tls; do
+            if [ "$mode" = tls ]; then
+                MQTT=$TLS_MQTT; CA=(--mqtt-ca-file "$WORK/ca.crt")
+            else
+                MQTT=$PLAIN_MQTT; CA=()
+            fi
+            PREFIX="bench-$RUN-raw-$mode$round/"
+            sim "a-$mode$round" --baseline --count "$COUNT" "${CA[@]}"
+            start_service "b-$mode$round" "${CA[@]}"
+            sim "b-$mode$round" --hit-ratio 0.01 --count "$COUNT" "${CA[@]}" --seed "$((10 + round))"
+            stop_service
+        done
+    done
+    echo
+    echo "Machine: $(nproc) cores, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo); broker: $BROKER; TLS listener 127.0.0.1:18833"
+    echo
+    echo "| round | listener | (a) raw broker msg/s | (b) leadrelay msg/s | (b)/(a) | tasks missing/dup |"
+    echo "|---|---|---|---|---|---|"
+    for round in 1 2; do
+        for mode in plain tls; do
+            ta=$(j "a-$mode$round" '.throughput|floor'); tb=$(j "b-$mode$round" '.throughput|floor')
+            bad=$(j "b-$mode$round" '.tasks.missing + .tasks.duplicated')
+            echo "| $round | $mode | $ta | $tb | $(printf '%.2f' "$(echo "$tb / $ta" | bc -l)") | $bad |"
+        done
+    done | tee "$WORK/table.md"
+    exit 0
+fi
 
 # (a) the broker's own ceiling, and the publisher's.
 if [ "$EMBEDDED" = 1 ]; then start_service a; PREFIX="bench-$RUN-raw/"; else PREFIX="bench-$RUN-raw/"; fi
