@@ -511,3 +511,71 @@ async fn an_expired_target_stops_matching_and_says_so() {
     let (_, t) = h.get("/api/v1/targets/T-2024-0001").await;
     assert_eq!(t["expired"], true);
 }
+
+/// Retention by the service's clock: a month after a seizure the task no longer says where
+/// the car was seen, a year after it the task is gone from the API; the open task is kept whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_tasks_forget_sightings_then_go_and_open_ones_stay() {
+    for backend in backends() {
+        let h = Harness::start_manual(&backend, |_| {}).await;
+        h.put_target(headline_target()).await;
+        h.put_target(vehicle_target("T-KEEP", "浙B77777", "cixi"))
+            .await;
+        h.sighting(
+            "cam",
+            vehicle_sighting("ret-1", "cam", "浙B12345", CIXI.0, CIXI.1),
+        )
+        .await;
+        h.sighting(
+            "cam",
+            vehicle_sighting("ret-2", "cam", "浙B77777", CIXI.0, CIXI.1),
+        )
+        .await;
+        let tasks = h.wait_for("dispatch/cixi/tasks", 2, WAIT).await;
+        let id_of = |target: &str| {
+            tasks
+                .iter()
+                .find(|t| t.body["target_id"] == target)
+                .unwrap()
+                .body["task_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let (closed, open) = (id_of("T-2024-0001"), id_of("T-KEEP"));
+        h.publish("dispatch/cixi/status", report(&closed, "seized"))
+            .await;
+        h.wait_for("dispatch/cixi/updates", 1, WAIT).await;
+        let path = |id: &str| format!("/api/v1/tasks/{id}");
+        assert!(h.get(&path(&closed)).await.1["sighting"].is_object());
+
+        let eventually = |id: String, check: fn(u16, &Value) -> bool| {
+            let h = &h;
+            async move {
+                let deadline = std::time::Instant::now() + WAIT;
+                loop {
+                    let (status, body) = h.get(&format!("/api/v1/tasks/{id}")).await;
+                    if check(status, &body) {
+                        return;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "[{}] {status} {body}",
+                        h.backend.name()
+                    );
+                    // Housekeeping applies the retention on its next one-second turn.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        h.advance(Duration::from_secs(31 * 86_400));
+        eventually(closed.clone(), |s, b| s == 200 && b["sighting"].is_null()).await;
+        assert_eq!(h.get(&path(&closed)).await.1["status"], "seized");
+
+        h.advance(Duration::from_secs(335 * 86_400));
+        eventually(closed.clone(), |s, _| s == 404).await;
+        let (status, task) = h.get(&path(&open)).await;
+        assert_eq!(status, 200);
+        assert!(task["sighting"].is_object(), "{task}");
+    }
+}

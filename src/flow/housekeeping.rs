@@ -11,7 +11,7 @@ use crate::app::{App, consolidation};
 use crate::contract::model::Target;
 use crate::matching::targets::LiveTargets;
 use crate::metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Retention, Store, StoreError};
 
 /// How long after its `updated_at` an edit may still become visible (its transaction commits
 /// after it stamped the row, or on a replica whose clock runs a little behind).
@@ -74,11 +74,22 @@ async fn refresh_targets(
     Ok((newest, store.targets_with_ids(&wanted).await?))
 }
 
+/// How often closed tasks are checked against their retention, by the service's clock.
+const RETENTION_EVERY: chrono::Duration = chrono::Duration::hours(1);
+
 /// Picks up target edits made elsewhere (another replica, `targets import`) since the hotlist
 /// was loaded (a read begun at `loaded_at`, epoch ms), refreshes gauges, and purges processed
-/// event ids past their retention.
-pub async fn run(app: App, loaded_at: i64, retention: Duration, stop: CancellationToken) {
+/// event ids past their retention and closed tasks past theirs.
+pub async fn run(
+    app: App,
+    loaded_at: i64,
+    retention: Duration,
+    task_retention: Retention,
+    stop: CancellationToken,
+) {
     let (store, targets) = (app.store.clone(), app.targets.clone());
+    // By the service's clock, so that a test's manual clock drives it like the deadlines.
+    let mut retention_due = app.now();
     let mut window = RefreshWindow::new(loaded_at);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut ticks: u64 = 0;
@@ -128,6 +139,19 @@ pub async fn run(app: App, loaded_at: i64, retention: Duration, stop: Cancellati
             }
             for (kind, n) in targets.active_counts() {
                 metrics::set_targets(kind, n);
+            }
+        }
+        if app.now() >= retention_due {
+            retention_due = app.now() + RETENTION_EVERY;
+            // Not bounded as a whole: each chunk is.
+            match store.apply_retention(app.now(), &task_retention).await {
+                Ok(p) if p.reduced + p.deleted > 0 => tracing::info!(
+                    reduced = p.reduced,
+                    deleted = p.deleted,
+                    "closed tasks past their retention reduced or deleted"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not apply the task retention"),
             }
         }
         if ticks % 3600 == 1 {

@@ -218,6 +218,7 @@ pub async fn start_with_clock(
         app,
         loaded_at,
         config.dedup_retention,
+        config.retention,
         stop.clone(),
     ));
     tracing::info!(%http_addr, broker = ?config.broker, client_id = %config.client_id, "leadrelay serving");

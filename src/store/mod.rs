@@ -27,6 +27,7 @@ mod codec;
 mod db;
 mod dispatch;
 mod outbox;
+mod retention;
 mod targets;
 mod tasks;
 mod workflow;
@@ -40,6 +41,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use db::Dialect;
+pub use retention::{Purged, Retention};
 pub use targets::target_version;
 
 /// What [`Store::record_matches`] did with one matched sighting, and the kinds of history rows.

@@ -48,6 +48,7 @@ mod harness;
 mod matches;
 mod outbox;
 mod requests;
+mod retention;
 mod status;
 mod targets;
 mod tls;

@@ -25,7 +25,10 @@ async fn the_store_works_over_verified_tls() {
     let store = Store::connect(&url).await.unwrap();
     store.ping().await.unwrap();
     let target = crate::harness::vehicle("T-TLS-1", "浙B12345");
-    store.upsert_target(&target, chrono::Utc::now()).await.unwrap();
+    store
+        .upsert_target(&target, chrono::Utc::now())
+        .await
+        .unwrap();
     assert!(
         store
             .all_targets()
@@ -50,7 +53,9 @@ async fn a_certificate_from_another_ca_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let other_ca = dir.path().join("other-ca.crt");
     let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
         .args(["-subj", "/CN=another CA", "-keyout"])
         .arg(dir.path().join("other-ca.key"))
         .arg("-out")
@@ -58,7 +63,9 @@ async fn a_certificate_from_another_ca_is_refused() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let (before, _) = base.split_once("sslrootcert=").expect("the URL names its CA");
+    let (before, _) = base
+        .split_once("sslrootcert=")
+        .expect("the URL names its CA");
     let url = format!("{before}sslrootcert={}", other_ca.display());
     let err = match Store::connect(&url).await {
         Ok(_) => panic!("connected to a server the CA did not sign"),

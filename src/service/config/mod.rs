@@ -31,7 +31,7 @@ use crate::dispatch::policy::{Deadlines, Policy};
 use crate::geo::geodata::GeoData;
 use crate::matching::hotlist::MatchConfig;
 use crate::mqtt::security::ClientSecurity;
-use crate::store::DbLimits;
+use crate::store::{DbLimits, Retention};
 
 pub use crate::service::config::data::DataArgs;
 pub use crate::service::config::dispatch::{CourtDeadlines, DispatchArgs};
@@ -149,6 +149,8 @@ pub struct Config {
     /// Kept out of `Debug`: it may hold a password.
     pub database_url: String,
     pub db_limits: DbLimits,
+    /// How long closed tasks keep sighting details, and themselves.
+    pub retention: Retention,
     pub http_addr: SocketAddr,
     /// Jurisdictions and courts, loaded and checked.
     pub geo: Arc<GeoData>,
@@ -175,6 +177,7 @@ impl std::fmt::Debug for Config {
             .field("max_packet_size", &self.max_packet_size)
             .field("database_url", &redact(&self.database_url))
             .field("db_limits", &self.db_limits)
+            .field("retention", &self.retention)
             .field("http_addr", &self.http_addr)
             .field("courts", &self.geo.courts.len())
             .field("max_batch", &self.max_batch)
@@ -210,6 +213,7 @@ impl ServeArgs {
             max_packet_size: mqtt.max_packet_size,
             database_url: store.url,
             db_limits: store.limits,
+            retention: store.retention,
             http_addr,
             geo: Arc::new(geo),
             max_batch: ingest.max_batch,

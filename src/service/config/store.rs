@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::service::config::duration::HumanDuration;
 use crate::service::config::error::{ConfigError, invalid};
 use crate::service::config::layer::{Layered, layered, required};
-use crate::store::DbLimits;
+use crate::store::{DbLimits, Retention};
 
 /// Database settings.
 #[derive(Clone, Default, PartialEq, Args, Serialize, Deserialize)]
@@ -30,6 +30,14 @@ pub struct StoreArgs {
     /// retrying on a fresh connection (default 30s).
     #[arg(long, env = "LEADRELAY_DB_OPERATION_TIMEOUT")]
     pub db_operation_timeout: Option<HumanDuration>,
+    /// How long a closed task keeps its sighting details (positions, the plate as read, the
+    /// source) after it closed (default 30days).
+    #[arg(long, env = "LEADRELAY_SIGHTING_RETENTION")]
+    pub sighting_retention: Option<HumanDuration>,
+    /// How long a closed task and its history are kept after it closed; open tasks are kept
+    /// (default 365days).
+    #[arg(long, env = "LEADRELAY_RETENTION")]
+    pub retention: Option<HumanDuration>,
 }
 
 /// Kept out of `Debug` in full: the URL may hold a password.
@@ -44,6 +52,8 @@ impl std::fmt::Debug for StoreArgs {
                 &self.db_idle_in_transaction_timeout,
             )
             .field("db_operation_timeout", &self.db_operation_timeout)
+            .field("sighting_retention", &self.sighting_retention)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -57,6 +67,8 @@ impl Layered for StoreArgs {
             db_lock_timeout: Some(HumanDuration(limits.lock_timeout)),
             db_idle_in_transaction_timeout: Some(HumanDuration(limits.idle_in_transaction_timeout)),
             db_operation_timeout: Some(HumanDuration(limits.operation_timeout)),
+            sighting_retention: Some(HumanDuration::from_secs(30 * 24 * 3600)),
+            retention: Some(HumanDuration::from_secs(365 * 24 * 3600)),
         }
     }
 }
@@ -66,6 +78,7 @@ impl Layered for StoreArgs {
 pub struct StoreSettings {
     pub url: String,
     pub limits: DbLimits,
+    pub retention: Retention,
 }
 
 impl StoreArgs {
@@ -98,7 +111,23 @@ impl StoreArgs {
             .0,
             operation_timeout,
         };
-        Ok(StoreSettings { url, limits })
+        let sighting_details = required(self.sighting_retention, "sighting_retention")?
+            .to_chrono("sighting_retention")?;
+        let closed_tasks = required(self.retention, "retention")?.to_chrono("retention")?;
+        if sighting_details <= chrono::Duration::zero() || closed_tasks < sighting_details {
+            return Err(invalid(
+                "retention",
+                "both retentions must be positive, and --retention at least --sighting-retention",
+            ));
+        }
+        Ok(StoreSettings {
+            url,
+            limits,
+            retention: Retention {
+                sighting_details,
+                closed_tasks,
+            },
+        })
     }
 
     /// The database URL of a command that reads no config file: the flag or the default.
