@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod layer;
 pub mod matching;
 pub mod mqtt;
+pub mod shutdown;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -29,18 +30,20 @@ use serde::de::DeserializeOwned;
 use crate::contract::decode::DecodeLimits;
 use crate::dispatch::policy::{Deadlines, Policy};
 use crate::geo::geodata::GeoData;
+use crate::api::serve::HttpLimits;
 use crate::matching::hotlist::MatchConfig;
 use crate::store::DbLimits;
 
 pub use crate::service::config::data::DataArgs;
 pub use crate::service::config::dispatch::{CourtDeadlines, DispatchArgs};
 pub use crate::service::config::error::ConfigError;
-pub use crate::service::config::http::HttpArgs;
+pub use crate::service::config::http::{HttpArgs, HttpSettings};
 pub use crate::service::config::ingest::IngestArgs;
 pub use crate::service::config::matching::MatchingArgs;
 pub use crate::service::config::mqtt::{
     BrokerChoice, DEFAULT_EMBEDDED_BROKER_ADDR, MqttArgs, parse_mqtt_url,
 };
+pub use crate::service::config::shutdown::ShutdownArgs;
 pub use crate::service::config::store::{StoreArgs, StoreSettings, redact};
 
 use crate::service::config::layer::layered;
@@ -67,6 +70,8 @@ pub struct ServeArgs {
     pub matching: MatchingArgs,
     #[command(flatten)]
     pub dispatch: DispatchArgs,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
 }
 
 /// The TOML file: every group's settings at the top level, and per-court deadlines.
@@ -146,6 +151,10 @@ pub struct Config {
     pub database_url: String,
     pub db_limits: DbLimits,
     pub http_addr: SocketAddr,
+    /// What one HTTP client may take: header and request timeouts, connections at once.
+    pub http_limits: HttpLimits,
+    /// Longest a graceful shutdown may take before the service gives up on it.
+    pub shutdown_grace: Duration,
     /// Jurisdictions and courts, loaded and checked.
     pub geo: Arc<GeoData>,
     pub max_batch: usize,
@@ -171,6 +180,8 @@ impl std::fmt::Debug for Config {
             .field("database_url", &redact(&self.database_url))
             .field("db_limits", &self.db_limits)
             .field("http_addr", &self.http_addr)
+            .field("http_limits", &self.http_limits)
+            .field("shutdown_grace", &self.shutdown_grace)
             .field("courts", &self.geo.courts.len())
             .field("max_batch", &self.max_batch)
             .field("batch_window", &self.batch_window)
@@ -187,7 +198,8 @@ impl ServeArgs {
         let file = self.config.as_deref().map(SettingsFile::read).transpose()?;
         let mqtt = layered(&self.mqtt, &from_file(&file)?)?.validate()?;
         let store = layered(&self.store, &from_file(&file)?)?.validate()?;
-        let http_addr = layered(&self.http, &from_file(&file)?)?.validate()?;
+        let http = layered(&self.http, &from_file(&file)?)?.validate()?;
+        let shutdown_grace = layered(&self.shutdown, &from_file(&file)?)?.validate()?;
         let ingest = layered(&self.ingest, &from_file(&file)?)?.validate()?;
         let matching = layered(&self.matching, &from_file(&file)?)?.validate()?;
         let geo = layered(&self.data, &from_file(&file)?)?
@@ -204,7 +216,9 @@ impl ServeArgs {
             max_packet_size: mqtt.max_packet_size,
             database_url: store.url,
             db_limits: store.limits,
-            http_addr,
+            http_addr: http.addr,
+            http_limits: http.limits,
+            shutdown_grace,
             geo: Arc::new(geo),
             max_batch: ingest.max_batch,
             batch_window: ingest.batch_window,
@@ -253,6 +267,8 @@ mod tests {
         assert_eq!(c.db_limits, DbLimits::default());
         assert_eq!(c.max_unacked_age, Duration::from_secs(30));
         assert_eq!(c.http_addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.http_limits, HttpLimits::default());
+        assert_eq!(c.shutdown_grace, Duration::from_secs(20));
         assert_eq!(c.client_id, "leadrelay");
         assert_eq!(c.topic_prefix, "");
         assert_eq!(c.max_packet_size, 1024 * 1024);
@@ -353,6 +369,15 @@ mod tests {
         );
         assert!(bad(|a| a.mqtt.client_id = Some("a/b".into())).starts_with("client_id"));
         assert!(bad(|a| a.mqtt.max_packet_size = Some(1000)).starts_with("max_packet_size"));
+        assert!(
+            bad(|a| a.http.http_header_timeout = Some("0s".parse().unwrap()))
+                .starts_with("http_header_timeout")
+        );
+        assert!(bad(|a| a.http.http_max_connections = Some(0)).starts_with("http_max_connections"));
+        assert!(
+            bad(|a| a.shutdown.shutdown_grace = Some("0s".parse().unwrap()))
+                .starts_with("shutdown_grace")
+        );
     }
 
     #[test]
@@ -387,6 +412,7 @@ mod tests {
         check::<IngestArgs>();
         check::<MatchingArgs>();
         check::<DispatchArgs>();
+        check::<ShutdownArgs>();
     }
 
     #[test]
