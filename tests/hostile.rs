@@ -223,3 +223,106 @@ async fn slow_clients_are_cut_off_and_others_are_still_served() {
     let (status, _) = h.get("/healthz").await;
     assert_eq!(status, 200);
 }
+
+/// The external broker and PostgreSQL, when configured (process-level tests need both).
+fn external() -> Option<(String, String)> {
+    backends().into_iter().find_map(|b| match b {
+        Backend::External {
+            mqtt_url,
+            database_url,
+        } => Some((mqtt_url, database_url)),
+        Backend::Embedded => None,
+    })
+}
+
+/// SIGTERM while the group commit hangs on a half-open database connection: the binary gives
+/// the drain `--shutdown-grace`, then exits non-zero and says why, rather than waiting for
+/// the database (`--db-operation-timeout` is far longer than the grace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_frozen_database_exits_non_zero_after_the_grace() {
+    let Some((mqtt_url, database_url)) = external() else {
+        eprintln!("no external broker and PostgreSQL configured: the shutdown test is skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let database = leadrelay::store::isolated_postgres_url(&database_url)
+        .await
+        .unwrap()
+        .replace("127.0.0.1:5432", &proxy.addr.to_string());
+    assert!(database.contains(&proxy.addr.to_string()), "{database}");
+    let prefix = format!("{}/", unique("grace"));
+    let grace = Duration::from_secs(2);
+    let mut service = ServeProcess::start_with(
+        &mqtt_url,
+        &database,
+        &unique("lr-grace-"),
+        &prefix,
+        dir.path(),
+        &["--shutdown-grace", "2s", "--db-operation-timeout", "60s"],
+    )
+    .await;
+    let targets: Vec<Value> = (0..10)
+        .map(|i| vehicle_target(&format!("G-{i}"), &format!("浙B{:05}", 40_000 + i), "yuyao"))
+        .collect();
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/targets:batch", service.http))
+        .json(&targets)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let broker = mqtt_url.trim_start_matches("mqtt://");
+    let (host, port) = broker.split_once(':').unwrap();
+    let mut opts = rumqttc::MqttOptions::new(unique("lr-grace-pub-"), host, port.parse().unwrap());
+    opts.set_keep_alive(Duration::from_secs(20));
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 100);
+    let pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    // The group commit that binds this event id freezes every database connection of the moment.
+    proxy.freeze_on(b"grace-3");
+    for i in 0..10 {
+        let body = vehicle_sighting(
+            &format!("grace-{i}"),
+            "cam",
+            &format!("浙B{:05}", 40_000 + i),
+            CIXI.0,
+            CIXI.1,
+        );
+        client
+            .publish(
+                format!("{prefix}sightings/cam"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                body.to_string(),
+            )
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !proxy.has_frozen() {
+        assert!(Instant::now() < deadline, "no group commit bound the event id");
+        // Polling for the commit that freezes the database connections.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let asked = Instant::now();
+    service.terminate();
+    let status = service
+        .wait_exit(grace + Duration::from_secs(8))
+        .await
+        .expect("the process exits within the grace and a margin");
+    let took = asked.elapsed();
+    pump.abort();
+    assert!(!status.success(), "a drain cut short is an error: {status}");
+    assert!(
+        took >= grace,
+        "exited after {took:?}: before the grace, so the drain did not hang"
+    );
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(
+        log.contains("graceful shutdown did not finish in time"),
+        "the log says why: {log}"
+    );
+    assert!(log.contains("shutdown did not finish within 2s"), "{log}");
+}

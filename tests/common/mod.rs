@@ -473,6 +473,18 @@ impl ServeProcess {
         prefix: &str,
         dir: &std::path::Path,
     ) -> ServeProcess {
+        Self::start_with(mqtt_url, database_url, client_id, prefix, dir, &[]).await
+    }
+
+    /// As [`start`](Self::start), with `extra` flags.
+    pub async fn start_with(
+        mqtt_url: &str,
+        database_url: &str,
+        client_id: &str,
+        prefix: &str,
+        dir: &std::path::Path,
+        extra: &[&str],
+    ) -> ServeProcess {
         // A port that was free a moment ago: the binary is told it, rather than asked.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -494,6 +506,7 @@ impl ServeProcess {
             ])
             .args(["--http-addr", &format!("127.0.0.1:{port}")])
             .args(["--client-id", client_id, "--topic-prefix", prefix])
+            .args(extra)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -513,6 +526,35 @@ impl ServeProcess {
             dir.join("serve.log").display()
         );
         service
+    }
+
+    /// The child's process id (for /proc/PID/status).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, as an orchestrator stops it.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits up to `within` for the process to exit; its status, if it did.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child can be waited for") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            // Polling a real child process for its exit.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// SIGKILL: no shutdown, no flush, no DISCONNECT; as a crash or a power cut.
