@@ -165,7 +165,10 @@ async fn slow_clients_are_cut_off_and_others_are_still_served() {
             (closed, started.elapsed())
         }));
     }
-    let body = format!(r#"{{"status": "acknowledged", "note": "{}"}}"#, "x".repeat(500));
+    let body = format!(
+        r#"{{"status": "acknowledged", "note": "{}"}}"#,
+        "x".repeat(500)
+    );
     let mut slow_bodies = Vec::new();
     for _ in 0..50 {
         let addr = addr.clone();
@@ -216,7 +219,10 @@ async fn slow_clients_are_cut_off_and_others_are_still_served() {
         );
     }
     for task in slow_bodies {
-        let answer = task.await.unwrap().expect("a slow body's connection is closed");
+        let answer = task
+            .await
+            .unwrap()
+            .expect("a slow body's connection is closed");
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(answer.contains(r#""error":"timeout""#), "{answer}");
     }
@@ -301,7 +307,10 @@ async fn sigterm_with_a_frozen_database_exits_non_zero_after_the_grace() {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while !proxy.has_frozen() {
-        assert!(Instant::now() < deadline, "no group commit bound the event id");
+        assert!(
+            Instant::now() < deadline,
+            "no group commit bound the event id"
+        );
         // Polling for the commit that freezes the database connections.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

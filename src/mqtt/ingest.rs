@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::{self};
 
-use super::{BrokerAddr, FLUSH_TIMEOUT, options, publish_size};
+use super::{BrokerAddr, FLUSH_TIMEOUT, RELEASE_READ_BUFFER_ABOVE, options, publish_size};
 
 /// One received message with what the pipeline needs to ack it correctly.
 #[derive(Debug)]
@@ -125,9 +125,31 @@ async fn ingest_loop(
     let mut backoff = Duration::from_millis(100);
     // Acks, dead letters and the disconnect, in order, waiting for a connection to write to.
     let mut queued: VecDeque<IngestRequest> = VecDeque::new();
+    // A packet above RELEASE_READ_BUFFER_ABOVE grew the connection's read buffer to its size;
+    // once its ack is written, the connection is replaced so that the buffer goes with it.
+    let mut oversized: Option<(u16, u64)> = None;
+    let mut release_due = false;
+    // Messages of this connection still waiting for their ack.
+    let mut unacked: usize = 0;
     loop {
         if !queued.is_empty() {
-            write_queued(&mut eventloop, &mut queued, epoch, max_packet_size).await;
+            let acked = write_queued(&mut eventloop, &mut queued, epoch, max_packet_size).await;
+            unacked = unacked.saturating_sub(acked.len());
+            if oversized.is_some_and(|(pkid, e)| e == epoch && acked.contains(&pkid)) {
+                oversized = None;
+                release_due = true;
+            }
+        }
+        // Only between messages: when every message of this connection is acked (else the
+        // broker sends them again, a large one included), no event rumqttc read ahead is left
+        // (it would be taken as the next connection's), and no dead letter waits for its
+        // PUBACK (the next connection would send it again).
+        let idle =
+            unacked == 0 && eventloop.state.events.is_empty() && eventloop.state.inflight() == 0;
+        if release_due && idle {
+            release_due = false;
+            release_read_buffer(&mut eventloop);
+            epoch += 1;
         }
         let event = tokio::select! {
             biased;
@@ -143,6 +165,8 @@ async fn ingest_loop(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 epoch += 1;
+                // A new connection starts with a small read buffer and owes no acks.
+                (oversized, release_due, unacked) = (None, false, 0);
                 connected.store(true, Ordering::Release);
                 metrics::set_mqtt_connected(true);
                 backoff = Duration::from_millis(100);
@@ -155,6 +179,12 @@ async fn ingest_loop(
                 tracing::info!(?filters, "MQTT ingest connected and subscribed");
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if publish.qos != QoS::AtMostOnce {
+                    unacked += 1;
+                    if publish.payload.len() > RELEASE_READ_BUFFER_ABOVE {
+                        oversized = Some((publish.pkid, epoch));
+                    }
+                }
                 let inbound = Inbound {
                     publish,
                     received_at: Instant::now(),
@@ -191,8 +221,24 @@ async fn ingest_loop(
     connected.store(false, Ordering::Release);
 }
 
+/// Drops the connection (rumqttc connects again on the next poll, and keeps the dead letters
+/// in flight for it): tokio-util's read buffer keeps the capacity the largest packet gave it
+/// for as long as the connection lives, and rumqttc offers no way to shrink it. The broker
+/// redelivers what was not acked yet; de-duplication absorbs it.
+fn release_read_buffer(eventloop: &mut EventLoop) {
+    tracing::info!(
+        threshold = RELEASE_READ_BUFFER_ABOVE,
+        "reconnecting the ingest connection to release the read buffer a large message grew"
+    );
+    eventloop.clean();
+    // SAFETY: mi_collect only walks mimalloc's own structures; it is safe from any thread and
+    // harmless when mimalloc is not the global allocator (it then has nothing to collect).
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 /// Writes the queued acks, dead letters and disconnect into the ingest connection, in order,
-/// and flushes them once; acks of an earlier connection are dropped. Nothing is written while
+/// and flushes them once; acks of an earlier connection are dropped. Returns the packet ids
+/// acked on this connection. Nothing is written while
 /// there is no connection, and a dead letter (with all behind it) waits while no packet id is
 /// free for it.
 ///
@@ -212,9 +258,10 @@ async fn write_queued(
     queued: &mut VecDeque<IngestRequest>,
     epoch: u64,
     max_packet_size: usize,
-) {
+) -> Vec<u16> {
+    let mut acked = Vec::new();
     let Some(network) = eventloop.network.as_mut() else {
-        return; // not connected: the next ConnAck starts a new epoch
+        return acked; // not connected: the next ConnAck starts a new epoch
     };
     let state = &mut eventloop.state;
     let max_inflight = eventloop.mqtt_options.inflight();
@@ -232,8 +279,14 @@ async fn write_queued(
             IngestRequest::Ack { epoch: e, .. } if e != epoch => continue, // a previous connection's
             IngestRequest::Ack { pkid, qos, .. } => match qos {
                 QoS::AtMostOnce => continue,
-                QoS::AtLeastOnce => Request::PubAck(PubAck::new(pkid)),
-                QoS::ExactlyOnce => Request::PubRec(PubRec::new(pkid)),
+                QoS::AtLeastOnce => {
+                    acked.push(pkid);
+                    Request::PubAck(PubAck::new(pkid))
+                }
+                QoS::ExactlyOnce => {
+                    acked.push(pkid);
+                    Request::PubRec(PubRec::new(pkid))
+                }
             },
             IngestRequest::DeadLetter { topic, payload } => {
                 let size = publish_size(&topic, payload.len());
@@ -256,7 +309,7 @@ async fn write_queued(
             Ok(None) => {}
             Ok(Some(packet)) => {
                 if network.write(packet).await.is_err() {
-                    return;
+                    return Vec::new();
                 }
                 written = true;
             }
@@ -268,6 +321,10 @@ async fn write_queued(
         }
     }
     if written {
-        let _ = tokio::time::timeout(FLUSH_TIMEOUT, network.flush()).await;
+        let flushed = tokio::time::timeout(FLUSH_TIMEOUT, network.flush()).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            return Vec::new(); // not known to have reached the broker
+        }
     }
+    acked
 }

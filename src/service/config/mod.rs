@@ -27,10 +27,10 @@ use clap::Args;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::api::serve::HttpLimits;
 use crate::contract::decode::DecodeLimits;
 use crate::dispatch::policy::{Deadlines, Policy};
 use crate::geo::geodata::GeoData;
-use crate::api::serve::HttpLimits;
 use crate::matching::hotlist::MatchConfig;
 use crate::store::DbLimits;
 
