@@ -262,5 +262,10 @@ async fn a_flood_of_huge_and_junk_messages_does_not_starve_a_legitimate_hit() {
     );
     // One task, however often the camera sent it.
     assert_eq!(tasks.load(std::sync::atomic::Ordering::SeqCst), 1);
-    assert!(peak < baseline + 512.0, "RSS peak {peak:.1} MiB");
+    // The large messages waiting share a 64 MiB budget; with the channel's count bound only,
+    // the peak was 248 MiB above the baseline.
+    assert!(
+        peak < baseline + 200.0,
+        "RSS {baseline:.1} MiB, peak {peak:.1} MiB"
+    );
 }

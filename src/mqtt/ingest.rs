@@ -9,7 +9,7 @@ use rumqttc::{
     AsyncClient, Disconnect, Event, EventLoop, Outgoing, Packet, PubAck, PubRec, Publish, QoS,
     Request,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::metrics::{self};
@@ -23,7 +23,18 @@ pub struct Inbound {
     pub received_at: Instant,
     /// The connection epoch the message arrived in.
     pub epoch: u64,
+    /// A large message's share of [`LARGE_IN_FLIGHT_BYTES`], given back when it is dropped.
+    _large_share: Option<OwnedSemaphorePermit>,
 }
+
+/// Bytes of messages over [`LARGE_MESSAGE`] that may wait in the channel and the pipeline at
+/// once. The channel bounds messages by count (10,000), which a flood of 10 MB payloads turns
+/// into gigabytes; valid messages are all below [`LARGE_MESSAGE`] and never wait for this.
+pub const LARGE_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Above the largest valid sighting or status report (64 KiB): such a message is going to be
+/// dead-lettered.
+pub const LARGE_MESSAGE: usize = 64 * 1024;
 
 /// What the pipeline asks the ingest connection to send.
 enum IngestRequest {
@@ -131,6 +142,7 @@ async fn ingest_loop(
     let mut release_due = false;
     // Messages of this connection still waiting for their ack.
     let mut unacked: usize = 0;
+    let large_budget = Arc::new(Semaphore::new(LARGE_IN_FLIGHT_BYTES));
     loop {
         if !queued.is_empty() {
             let acked = write_queued(&mut eventloop, &mut queued, epoch, max_packet_size).await;
@@ -185,10 +197,20 @@ async fn ingest_loop(
                         oversized = Some((publish.pkid, epoch));
                     }
                 }
+                let large = if publish.payload.len() > LARGE_MESSAGE {
+                    // Waits while earlier large messages are still held; the pipeline never
+                    // waits on this task, so they are released.
+                    let share = publish.payload.len().min(LARGE_IN_FLIGHT_BYTES);
+                    let share = u32::try_from(share).unwrap_or(u32::MAX);
+                    large_budget.clone().acquire_many_owned(share).await.ok()
+                } else {
+                    None
+                };
                 let inbound = Inbound {
                     publish,
                     received_at: Instant::now(),
                     epoch,
+                    _large_share: large,
                 };
                 // Bounded: a slow pipeline applies back-pressure here, it never drops. The
                 // pipeline never waits on this task, so this cannot deadlock.
