@@ -312,7 +312,7 @@ async fn the_shipped_broker_security_lets_each_party_do_only_its_part() {
     let url = format!("mqtts://leadrelay:{}@localhost:{port}", pw["leadrelay"]);
     let database = format!("sqlite://{}", d.join("leadrelay.db").display());
     let ca = d.join("ca.crt");
-    let service = ServeProcess::start_with_args(
+    let service = ServeProcess::start_with(
         &url,
         &database,
         &unique("lr-sec-svc-"),

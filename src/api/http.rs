@@ -57,22 +57,43 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/tasks/{task_id}", get(get_task))
         .route("/api/v1/tasks/{task_id}/status", post(post_status))
         .route("/api/v1/locate-requests", post(locate_request))
-        .layer(axum::middleware::map_response(json_payload_too_large))
         .with_state(state)
 }
 
-/// axum refuses a body over its limit with a plain-text 413; clients get the contract's
-/// error shape instead.
-async fn json_payload_too_large(response: Response) -> Response {
-    if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
+/// Wraps `router` (and whatever layers it has) so that every client error it answers has the
+/// contract's JSON shape: axum answers a body over its limit, an unknown route or method, or
+/// a path segment that is not UTF-8 in plain text or with an empty body, and the timeout
+/// layer with an empty 408.
+pub fn with_json_errors(router: Router) -> Router {
+    router.layer(axum::middleware::map_response(json_client_error))
+}
+
+/// Longest plain-text error body carried over into `detail`.
+const MAX_DETAIL_BYTES: usize = 1024;
+
+async fn json_client_error(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() || is_json {
         return response;
     }
-    let detail = "the request body is larger than the limit";
-    (
-        StatusCode::PAYLOAD_TOO_LARGE,
-        Json(json!({"error": "too_large", "detail": detail})),
-    )
-        .into_response()
+    let (error, default_detail) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "the request body is larger than the limit"),
+        StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed here"),
+        StatusCode::REQUEST_TIMEOUT => ("timeout", "the request was not complete in time"),
+        _ => ("bad_request", "the request was refused"),
+    };
+    let text = axum::body::to_bytes(response.into_body(), MAX_DETAIL_BYTES)
+        .await
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .filter(|t| !t.is_empty());
+    let detail = text.unwrap_or_else(|| default_detail.to_string());
+    (status, Json(json!({"error": error, "detail": detail}))).into_response()
 }
 
 /// An answer other than success.
@@ -118,6 +139,26 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// Longest id accepted in a path, in characters: above every id the service takes (targets'
+/// 128, status reports' task ids 200), so longer ones are refused before any lookup.
+const MAX_PATH_ID_CHARS: usize = 200;
+
+/// A path's id as the handlers may look it up: 1 to [`MAX_PATH_ID_CHARS`] characters, none
+/// of them a control character (PostgreSQL refuses text holding NUL with an error, which
+/// would otherwise surface as a 500).
+fn path_id(what: &str, id: String) -> ApiResult<String> {
+    let printable = !id.is_empty()
+        && id.chars().count() <= MAX_PATH_ID_CHARS
+        && !id.chars().any(char::is_control);
+    if printable {
+        Ok(id)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{what} in the path must be 1 to {MAX_PATH_ID_CHARS} printable characters"
+        )))
+    }
+}
 
 /// Longest `/readyz` waits for the database before it says "not ready".
 const READY_DATABASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -204,6 +245,7 @@ async fn put_target(
     Path(target_id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
+    let target_id = path_id("target_id", target_id)?;
     let mut value = parse_json(&body)?;
     match value.get("target_id") {
         None => value["target_id"] = Value::String(target_id.clone()),
@@ -247,6 +289,7 @@ async fn get_target(
     State(state): State<AppState>,
     Path(target_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    let target_id = path_id("target_id", target_id)?;
     let view = targets::describe(&state.app, &target_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no target {target_id:?}")))?;
@@ -264,6 +307,7 @@ async fn withdraw_target(
     State(state): State<AppState>,
     Path(target_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    let target_id = path_id("target_id", target_id)?;
     let withdrawal = targets::withdraw(&state.app, &target_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no target {target_id:?}")))?;
@@ -364,6 +408,7 @@ async fn get_task(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    let task_id = path_id("task_id", task_id)?;
     let task = state
         .app
         .store
@@ -390,6 +435,7 @@ async fn post_status(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    let task_id = path_id("task_id", task_id)?;
     let mut value = parse_json(&body)?;
     if value.get("task_id").is_none() {
         value["task_id"] = Value::String(task_id.clone());

@@ -1,3 +1,4 @@
-//! The HTTP API: parse, call the application layer, serialise.
+//! The HTTP API: parse, call the application layer, serialise; and serving it with limits.
 
 pub mod http;
+pub mod serve;

@@ -9,12 +9,14 @@ use rumqttc::{
     AsyncClient, Disconnect, Event, EventLoop, Outgoing, Packet, PubAck, PubRec, Publish, QoS,
     Request,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::metrics::{self};
 
-use super::{BrokerAddr, FLUSH_TIMEOUT, ReconnectReport, options, publish_size};
+use super::{
+    BrokerAddr, FLUSH_TIMEOUT, RELEASE_READ_BUFFER_ABOVE, ReconnectReport, options, publish_size,
+};
 
 /// One received message with what the pipeline needs to ack it correctly.
 #[derive(Debug)]
@@ -23,7 +25,18 @@ pub struct Inbound {
     pub received_at: Instant,
     /// The connection epoch the message arrived in.
     pub epoch: u64,
+    /// A large message's share of [`LARGE_IN_FLIGHT_BYTES`], given back when it is dropped.
+    _large_share: Option<OwnedSemaphorePermit>,
 }
+
+/// Bytes of messages over [`LARGE_MESSAGE`] that may wait in the channel and the pipeline at
+/// once. The channel bounds messages by count (10,000), which a flood of 10 MB payloads turns
+/// into gigabytes; valid messages are all below [`LARGE_MESSAGE`] and never wait for this.
+pub const LARGE_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Above the largest valid sighting or status report (64 KiB): such a message is going to be
+/// dead-lettered.
+pub const LARGE_MESSAGE: usize = 64 * 1024;
 
 /// What the pipeline asks the ingest connection to send.
 enum IngestRequest {
@@ -126,9 +139,32 @@ async fn ingest_loop(
     let mut report = ReconnectReport::new("ingest");
     // Acks, dead letters and the disconnect, in order, waiting for a connection to write to.
     let mut queued: VecDeque<IngestRequest> = VecDeque::new();
+    // A packet above RELEASE_READ_BUFFER_ABOVE grew the connection's read buffer to its size;
+    // once its ack is written, the connection is replaced so that the buffer goes with it.
+    let mut oversized: Option<(u16, u64)> = None;
+    let mut release_due = false;
+    // Messages of this connection still waiting for their ack.
+    let mut unacked: usize = 0;
+    let large_budget = Arc::new(Semaphore::new(LARGE_IN_FLIGHT_BYTES));
     loop {
         if !queued.is_empty() {
-            write_queued(&mut eventloop, &mut queued, epoch, max_packet_size).await;
+            let acked = write_queued(&mut eventloop, &mut queued, epoch, max_packet_size).await;
+            unacked = unacked.saturating_sub(acked.len());
+            if oversized.is_some_and(|(pkid, e)| e == epoch && acked.contains(&pkid)) {
+                oversized = None;
+                release_due = true;
+            }
+        }
+        // Only between messages: when every message of this connection is acked (else the
+        // broker sends them again, a large one included), no event rumqttc read ahead is left
+        // (it would be taken as the next connection's), and no dead letter waits for its
+        // PUBACK (the next connection would send it again).
+        let idle =
+            unacked == 0 && eventloop.state.events.is_empty() && eventloop.state.inflight() == 0;
+        if release_due && idle {
+            release_due = false;
+            release_read_buffer(&mut eventloop);
+            epoch += 1;
         }
         let event = tokio::select! {
             biased;
@@ -144,6 +180,8 @@ async fn ingest_loop(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 epoch += 1;
+                // A new connection starts with a small read buffer and owes no acks.
+                (oversized, release_due, unacked) = (None, false, 0);
                 connected.store(true, Ordering::Release);
                 report.connected();
                 metrics::set_mqtt_connected(true);
@@ -157,10 +195,26 @@ async fn ingest_loop(
                 tracing::info!(?filters, "MQTT ingest connected and subscribed");
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if publish.qos != QoS::AtMostOnce {
+                    unacked += 1;
+                    if publish.payload.len() > RELEASE_READ_BUFFER_ABOVE {
+                        oversized = Some((publish.pkid, epoch));
+                    }
+                }
+                let large = if publish.payload.len() > LARGE_MESSAGE {
+                    // Waits while earlier large messages are still held; the pipeline never
+                    // waits on this task, so they are released.
+                    let share = publish.payload.len().min(LARGE_IN_FLIGHT_BYTES);
+                    let share = u32::try_from(share).unwrap_or(u32::MAX);
+                    large_budget.clone().acquire_many_owned(share).await.ok()
+                } else {
+                    None
+                };
                 let inbound = Inbound {
                     publish,
                     received_at: Instant::now(),
                     epoch,
+                    _large_share: large,
                 };
                 // Bounded: a slow pipeline applies back-pressure here, it never drops. The
                 // pipeline never waits on this task, so this cannot deadlock.
@@ -189,8 +243,24 @@ async fn ingest_loop(
     connected.store(false, Ordering::Release);
 }
 
+/// Drops the connection (rumqttc connects again on the next poll, and keeps the dead letters
+/// in flight for it): tokio-util's read buffer keeps the capacity the largest packet gave it
+/// for as long as the connection lives, and rumqttc offers no way to shrink it. The broker
+/// redelivers what was not acked yet; de-duplication absorbs it.
+fn release_read_buffer(eventloop: &mut EventLoop) {
+    tracing::info!(
+        threshold = RELEASE_READ_BUFFER_ABOVE,
+        "reconnecting the ingest connection to release the read buffer a large message grew"
+    );
+    eventloop.clean();
+    // SAFETY: mi_collect only walks mimalloc's own structures; it is safe from any thread and
+    // harmless when mimalloc is not the global allocator (it then has nothing to collect).
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 /// Writes the queued acks, dead letters and disconnect into the ingest connection, in order,
-/// and flushes them once; acks of an earlier connection are dropped. Nothing is written while
+/// and flushes them once; acks of an earlier connection are dropped. Returns the packet ids
+/// acked on this connection. Nothing is written while
 /// there is no connection, and a dead letter (with all behind it) waits while no packet id is
 /// free for it.
 ///
@@ -210,9 +280,10 @@ async fn write_queued(
     queued: &mut VecDeque<IngestRequest>,
     epoch: u64,
     max_packet_size: usize,
-) {
+) -> Vec<u16> {
+    let mut acked = Vec::new();
     let Some(network) = eventloop.network.as_mut() else {
-        return; // not connected: the next ConnAck starts a new epoch
+        return acked; // not connected: the next ConnAck starts a new epoch
     };
     let state = &mut eventloop.state;
     let max_inflight = eventloop.mqtt_options.inflight();
@@ -230,8 +301,14 @@ async fn write_queued(
             IngestRequest::Ack { epoch: e, .. } if e != epoch => continue, // a previous connection's
             IngestRequest::Ack { pkid, qos, .. } => match qos {
                 QoS::AtMostOnce => continue,
-                QoS::AtLeastOnce => Request::PubAck(PubAck::new(pkid)),
-                QoS::ExactlyOnce => Request::PubRec(PubRec::new(pkid)),
+                QoS::AtLeastOnce => {
+                    acked.push(pkid);
+                    Request::PubAck(PubAck::new(pkid))
+                }
+                QoS::ExactlyOnce => {
+                    acked.push(pkid);
+                    Request::PubRec(PubRec::new(pkid))
+                }
             },
             IngestRequest::DeadLetter { topic, payload } => {
                 let size = publish_size(&topic, payload.len());
@@ -254,7 +331,7 @@ async fn write_queued(
             Ok(None) => {}
             Ok(Some(packet)) => {
                 if network.write(packet).await.is_err() {
-                    return;
+                    return Vec::new();
                 }
                 written = true;
             }
@@ -266,6 +343,10 @@ async fn write_queued(
         }
     }
     if written {
-        let _ = tokio::time::timeout(FLUSH_TIMEOUT, network.flush()).await;
+        let flushed = tokio::time::timeout(FLUSH_TIMEOUT, network.flush()).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            return Vec::new(); // not known to have reached the broker
+        }
     }
+    acked
 }

@@ -38,6 +38,13 @@ pub struct BrokerAddr {
 /// reach the decoder to be dead-lettered (its dead letter is cut to the outgoing limit).
 pub const MAX_INCOMING_PACKET: usize = 256 * 1024 * 1024;
 
+/// Above this payload size a received message costs a reconnect once it is acked: the
+/// connection's read buffer keeps the capacity of the largest packet it read (three 100 MB
+/// sightings held about 110 MiB for good), and only a new connection starts it small again.
+/// Far above any valid sighting or status report (64 KiB), so only broken or hostile
+/// publishers pay it; the broker's own `max_packet_size` should refuse them before.
+pub const RELEASE_READ_BUFFER_ABOVE: usize = 4 * 1024 * 1024;
+
 /// Bytes an MQTT 3.1.1 PUBLISH adds around its topic and payload: the fixed header (at most
 /// 5), the topic's length (2) and the packet id (2).
 pub const PUBLISH_OVERHEAD: usize = 9;

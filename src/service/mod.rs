@@ -60,10 +60,7 @@ pub enum ServiceError {
     ShutdownOverran(Duration),
 }
 
-/// How long [`run`] waits for a graceful shutdown once asked: the publisher's 10 s drain plus
-/// a margin, and below the 30 s an orchestrator typically waits before it kills. Whatever was
-/// not acked is redelivered by the broker; whatever was committed, the outbox publishes.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+pub use crate::service::config::shutdown::SHUTDOWN_GRACE;
 
 /// A started service: where it listens, and how to wait for it.
 pub struct Running {
@@ -205,15 +202,12 @@ pub async fn start_with_clock(
         max_unacked_age: config.max_unacked_age,
         metrics: metrics_handle,
     });
-    let http_stop = stop.clone();
-    let http_task = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let http_task = tokio::spawn(crate::api::serve::serve(
+        listener,
+        router,
+        config.http_limits,
+        stop.clone(),
+    ));
     let housekeeping_task = tokio::spawn(crate::flow::housekeeping::run(
         app,
         loaded_at,
@@ -253,12 +247,14 @@ pub async fn start_with_clock(
     })
 }
 
-/// Runs until `shutdown` resolves and everything has been flushed, or [`SHUTDOWN_GRACE`]
-/// after it resolved (then an error: the caller should exit without waiting for the rest).
+/// Runs until `shutdown` resolves and everything has been flushed, or the configured
+/// shutdown grace after it resolved (then an error: the caller should exit without waiting
+/// for the rest).
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
+    let grace = config.shutdown_grace;
     let running = start(config, shutdown).await?;
     let asked = running.stop.clone();
     let stopped = running.wait();
@@ -267,14 +263,14 @@ pub async fn run(
         result = &mut stopped => return result,
         _ = asked.cancelled() => {}
     }
-    match tokio::time::timeout(SHUTDOWN_GRACE, stopped).await {
+    match tokio::time::timeout(grace, stopped).await {
         Ok(result) => result,
         Err(_) => {
             tracing::error!(
-                grace = ?SHUTDOWN_GRACE,
+                ?grace,
                 "graceful shutdown did not finish in time; exiting anyway"
             );
-            Err(ServiceError::ShutdownOverran(SHUTDOWN_GRACE))
+            Err(ServiceError::ShutdownOverran(grace))
         }
     }
 }

@@ -473,11 +473,11 @@ impl ServeProcess {
         prefix: &str,
         dir: &std::path::Path,
     ) -> ServeProcess {
-        Self::start_with_args(mqtt_url, database_url, client_id, prefix, dir, &[]).await
+        Self::start_with(mqtt_url, database_url, client_id, prefix, dir, &[]).await
     }
 
-    /// As [`start`](Self::start), with more `serve` arguments.
-    pub async fn start_with_args(
+    /// As [`start`](Self::start), with `extra` flags.
+    pub async fn start_with(
         mqtt_url: &str,
         database_url: &str,
         client_id: &str,
@@ -526,6 +526,35 @@ impl ServeProcess {
             dir.join("serve.log").display()
         );
         service
+    }
+
+    /// The child's process id (for /proc/PID/status).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, as an orchestrator stops it.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits up to `within` for the process to exit; its status, if it did.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child can be waited for") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            // Polling a real child process for its exit.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// SIGKILL: no shutdown, no flush, no DISCONNECT; as a crash or a power cut.

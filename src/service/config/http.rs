@@ -1,11 +1,13 @@
-//! The HTTP API.
+//! The HTTP API, and what one client may take of it.
 
 use std::net::SocketAddr;
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::service::config::error::ConfigError;
+use crate::api::serve::HttpLimits;
+use crate::service::config::duration::HumanDuration;
+use crate::service::config::error::{ConfigError, invalid};
 use crate::service::config::layer::{Layered, required};
 
 /// HTTP settings.
@@ -16,19 +18,58 @@ pub struct HttpArgs {
     /// Where the HTTP API listens; port 0 picks one (default 127.0.0.1:8080).
     #[arg(long, env = "LEADRELAY_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// Longest a client may take to send a request's headers before its connection is
+    /// closed (default 10s).
+    #[arg(long, env = "LEADRELAY_HTTP_HEADER_TIMEOUT")]
+    pub http_header_timeout: Option<HumanDuration>,
+    /// Longest a request may take, its body included, before it is answered 408 (default 30s).
+    #[arg(long, env = "LEADRELAY_HTTP_REQUEST_TIMEOUT")]
+    pub http_request_timeout: Option<HumanDuration>,
+    /// HTTP connections served at once; more wait to be accepted (default 1024).
+    #[arg(long, env = "LEADRELAY_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
 }
 
 impl Layered for HttpArgs {
     fn defaults() -> Self {
+        let limits = HttpLimits::default();
         HttpArgs {
             http_addr: "127.0.0.1:8080".parse().ok(),
+            http_header_timeout: Some(HumanDuration(limits.header_timeout)),
+            http_request_timeout: Some(HumanDuration(limits.request_timeout)),
+            http_max_connections: Some(limits.max_connections),
         }
     }
 }
 
+/// Validated HTTP settings.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpSettings {
+    pub addr: SocketAddr,
+    pub limits: HttpLimits,
+}
+
 impl HttpArgs {
-    /// Checks the layered settings: the listening address.
-    pub fn validate(self) -> Result<SocketAddr, ConfigError> {
-        required(self.http_addr, "http_addr")
+    /// Checks the layered settings: the listening address and positive limits.
+    pub fn validate(self) -> Result<HttpSettings, ConfigError> {
+        let positive = |value: Option<HumanDuration>, setting: &'static str| {
+            let value = required(value, setting)?.0;
+            if value.is_zero() {
+                return Err(invalid(setting, "must be more than 0s"));
+            }
+            Ok(value)
+        };
+        let max_connections = required(self.http_max_connections, "http_max_connections")?;
+        if max_connections == 0 {
+            return Err(invalid("http_max_connections", "must be at least 1"));
+        }
+        Ok(HttpSettings {
+            addr: required(self.http_addr, "http_addr")?,
+            limits: HttpLimits {
+                header_timeout: positive(self.http_header_timeout, "http_header_timeout")?,
+                request_timeout: positive(self.http_request_timeout, "http_request_timeout")?,
+                max_connections,
+            },
+        })
     }
 }

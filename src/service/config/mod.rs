@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod layer;
 pub mod matching;
 pub mod mqtt;
+pub mod shutdown;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use clap::Args;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::api::serve::HttpLimits;
 use crate::contract::decode::DecodeLimits;
 use crate::dispatch::policy::{Deadlines, Policy};
 use crate::geo::geodata::GeoData;
@@ -36,13 +38,14 @@ use crate::store::{DbLimits, Retention};
 pub use crate::service::config::data::DataArgs;
 pub use crate::service::config::dispatch::{CourtDeadlines, DispatchArgs};
 pub use crate::service::config::error::ConfigError;
-pub use crate::service::config::http::HttpArgs;
+pub use crate::service::config::http::{HttpArgs, HttpSettings};
 pub use crate::service::config::ingest::IngestArgs;
 pub use crate::service::config::matching::MatchingArgs;
 pub use crate::service::config::mqtt::{
     BrokerChoice, BrokerUrl, DEFAULT_EMBEDDED_BROKER_ADDR, MqttArgs, parse_broker_url,
     parse_mqtt_url,
 };
+pub use crate::service::config::shutdown::ShutdownArgs;
 pub use crate::service::config::store::{StoreArgs, StoreSettings, redact};
 
 use crate::service::config::layer::layered;
@@ -69,6 +72,8 @@ pub struct ServeArgs {
     pub matching: MatchingArgs,
     #[command(flatten)]
     pub dispatch: DispatchArgs,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
 }
 
 /// The TOML file: every group's settings at the top level, and per-court deadlines.
@@ -152,6 +157,10 @@ pub struct Config {
     /// How long closed tasks keep sighting details, and themselves.
     pub retention: Retention,
     pub http_addr: SocketAddr,
+    /// What one HTTP client may take: header and request timeouts, connections at once.
+    pub http_limits: HttpLimits,
+    /// Longest a graceful shutdown may take before the service gives up on it.
+    pub shutdown_grace: Duration,
     /// Jurisdictions and courts, loaded and checked.
     pub geo: Arc<GeoData>,
     pub max_batch: usize,
@@ -179,6 +188,8 @@ impl std::fmt::Debug for Config {
             .field("db_limits", &self.db_limits)
             .field("retention", &self.retention)
             .field("http_addr", &self.http_addr)
+            .field("http_limits", &self.http_limits)
+            .field("shutdown_grace", &self.shutdown_grace)
             .field("courts", &self.geo.courts.len())
             .field("max_batch", &self.max_batch)
             .field("batch_window", &self.batch_window)
@@ -195,7 +206,8 @@ impl ServeArgs {
         let file = self.config.as_deref().map(SettingsFile::read).transpose()?;
         let mqtt = layered(&self.mqtt, &from_file(&file)?)?.validate()?;
         let store = layered(&self.store, &from_file(&file)?)?.validate()?;
-        let http_addr = layered(&self.http, &from_file(&file)?)?.validate()?;
+        let http = layered(&self.http, &from_file(&file)?)?.validate()?;
+        let shutdown_grace = layered(&self.shutdown, &from_file(&file)?)?.validate()?;
         let ingest = layered(&self.ingest, &from_file(&file)?)?.validate()?;
         let matching = layered(&self.matching, &from_file(&file)?)?.validate()?;
         let geo = layered(&self.data, &from_file(&file)?)?
@@ -214,7 +226,9 @@ impl ServeArgs {
             database_url: store.url,
             db_limits: store.limits,
             retention: store.retention,
-            http_addr,
+            http_addr: http.addr,
+            http_limits: http.limits,
+            shutdown_grace,
             geo: Arc::new(geo),
             max_batch: ingest.max_batch,
             batch_window: ingest.batch_window,
@@ -263,6 +277,8 @@ mod tests {
         assert_eq!(c.db_limits, DbLimits::default());
         assert_eq!(c.max_unacked_age, Duration::from_secs(30));
         assert_eq!(c.http_addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.http_limits, HttpLimits::default());
+        assert_eq!(c.shutdown_grace, Duration::from_secs(20));
         assert_eq!(c.client_id, "leadrelay");
         assert_eq!(c.topic_prefix, "");
         assert_eq!(c.max_packet_size, 1024 * 1024);
@@ -363,6 +379,15 @@ mod tests {
         );
         assert!(bad(|a| a.mqtt.client_id = Some("a/b".into())).starts_with("client_id"));
         assert!(bad(|a| a.mqtt.max_packet_size = Some(1000)).starts_with("max_packet_size"));
+        assert!(
+            bad(|a| a.http.http_header_timeout = Some("0s".parse().unwrap()))
+                .starts_with("http_header_timeout")
+        );
+        assert!(bad(|a| a.http.http_max_connections = Some(0)).starts_with("http_max_connections"));
+        assert!(
+            bad(|a| a.shutdown.shutdown_grace = Some("0s".parse().unwrap()))
+                .starts_with("shutdown_grace")
+        );
     }
 
     #[test]
@@ -397,6 +422,7 @@ mod tests {
         check::<IngestArgs>();
         check::<MatchingArgs>();
         check::<DispatchArgs>();
+        check::<ShutdownArgs>();
     }
 
     #[test]
