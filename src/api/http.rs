@@ -2,18 +2,25 @@
 //!
 //! Errors are JSON `{"error": "<reason>", "detail": "..."}` with a 4xx status for the
 //! client's mistakes; internal errors are logged in full and answered with a generic 500.
+//!
+//! Everything but the probes (`/healthz`, `/readyz`) sits behind the bearer-token middleware
+//! (`api::auth`); the routes of targets and tasks also behind the audit middleware
+//! (`api::audit`). Each handler checks its caller's scope.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api::audit::{self, AuditNote};
+use crate::api::auth::{self as scope, require_token};
 use crate::app::App;
+use crate::app::auth::Principal;
 use crate::app::locate::{self, LocateError, SearchTask};
 use crate::app::status;
 use crate::app::sweep::{self, Area, SweepError};
@@ -38,15 +45,13 @@ pub struct AppState {
     /// Past this age the pipeline counts as stuck.
     pub max_unacked_age: std::time::Duration,
     pub metrics: PrometheusHandle,
+    /// Whether requests need a bearer token (`--auth`, on by default).
+    pub auth: bool,
 }
 
 /// The router, apart from serving, so tests and the service build it the same way.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/courts", get(courts))
+    let audited = Router::new()
         .route("/api/v1/targets", get(list_targets))
         .route("/api/v1/targets:batch", post(put_targets_batch))
         .route(
@@ -57,6 +62,23 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/tasks/{task_id}", get(get_task))
         .route("/api/v1/tasks/{task_id}/status", post(post_status))
         .route("/api/v1/locate-requests", post(locate_request))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ));
+    let authenticated = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/v1/courts", get(courts))
+        .route("/api/v1/audit", get(audit::list))
+        .merge(audited)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .merge(authenticated)
         .layer(axum::middleware::map_response(json_payload_too_large))
         .with_state(state)
 }
@@ -79,6 +101,8 @@ async fn json_payload_too_large(response: Response) -> Response {
 #[derive(Debug)]
 pub enum ApiError {
     BadRequest(String),
+    /// The caller's scope does not allow this (another court's task, an admin-only route).
+    Forbidden(String),
     NotFound(String),
     Conflict(String),
     Unavailable(String),
@@ -101,6 +125,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, error, detail) = match self {
             ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad_request", d),
+            ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d),
             ApiError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", d),
             ApiError::Conflict(d) => (StatusCode::CONFLICT, "refused", d),
             ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", d),
@@ -113,11 +138,18 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        (status, Json(json!({"error": error, "detail": detail}))).into_response()
+        let note = AuditNote {
+            detail: Some(format!("{error}: {detail}")),
+            ..AuditNote::default()
+        };
+        let mut response =
+            (status, Json(json!({"error": error, "detail": detail}))).into_response();
+        response.extensions_mut().insert(note);
+        response
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Longest `/readyz` waits for the database before it says "not ready".
 const READY_DATABASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -143,16 +175,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
+) -> ApiResult<impl IntoResponse> {
+    scope::require_ops(&caller)?;
     // Read now: a stuck pipeline is exactly when nothing else would update it.
     crate::metrics::set_oldest_unacked(state.pending.oldest_age());
-    (
+    Ok((
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
         state.metrics.render(),
-    )
+    ))
 }
 
 async fn courts(State(state): State<AppState>) -> Json<Value> {
@@ -201,9 +237,11 @@ fn parse_json(body: &Bytes) -> ApiResult<Value> {
 
 async fn put_target(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     Path(target_id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
+    scope::require_admin(&caller, "change targets")?;
     let mut value = parse_json(&body)?;
     match value.get("target_id") {
         None => value["target_id"] = Value::String(target_id.clone()),
@@ -223,7 +261,12 @@ async fn put_target(
     Ok((status, Json(target)).into_response())
 }
 
-async fn put_targets_batch(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
+async fn put_targets_batch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    scope::require_admin(&caller, "change targets")?;
     let Value::Array(items) = parse_json(&body)? else {
         return Err(ApiError::BadRequest(
             "body must be a JSON array of targets".into(),
@@ -237,16 +280,37 @@ async fn put_targets_batch(State(state): State<AppState>, body: Bytes) -> ApiRes
                 .map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?,
         );
     }
+    let ids: Vec<String> = parsed.iter().map(|t| t.target_id.clone()).collect();
     let count = targets::upsert_all(&state.app, parsed).await?;
-    Ok(Json(json!({"upserted": count})))
+    let mut response = Json(json!({"upserted": count})).into_response();
+    // One row for the batch; its targets in the detail (a batch may hold thousands).
+    response.extensions_mut().insert(AuditNote {
+        detail: Some(format!("{count} target(s): {}", ids.join(","))),
+        ..AuditNote::default()
+    });
+    Ok(response)
 }
 
 /// A target, with `expired` and, when it shares its plate or identity number with targets
 /// of other courts, the `linked` cases and courts.
+#[derive(Debug, Deserialize)]
+struct LookupQuery {
+    /// Why the caller looks the target up; kept in the audit log.
+    purpose: Option<String>,
+}
+
 async fn get_target(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     Path(target_id): Path<String>,
+    Query(q): Query<LookupQuery>,
 ) -> ApiResult<Json<Value>> {
+    scope::require_admin(&caller, "read targets")?;
+    if q.purpose.as_deref().is_none_or(|p| p.trim().is_empty()) {
+        return Err(ApiError::BadRequest(
+            "a target look-up needs purpose=<why> (it is kept in the audit log)".into(),
+        ));
+    }
     let view = targets::describe(&state.app, &target_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no target {target_id:?}")))?;
@@ -262,8 +326,10 @@ async fn get_target(
 
 async fn withdraw_target(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     Path(target_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    scope::require_admin(&caller, "withdraw targets")?;
     let withdrawal = targets::withdraw(&state.app, &target_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no target {target_id:?}")))?;
@@ -285,8 +351,11 @@ struct TargetQuery {
 /// (sweep planning), with their cases and amounts.
 async fn list_targets(
     State(state): State<AppState>,
-    Query(q): Query<TargetQuery>,
+    Extension(caller): Extension<Principal>,
+    Query(mut q): Query<TargetQuery>,
 ) -> ApiResult<Json<Value>> {
+    // A court sweeps its own area (a radius only within it).
+    q.court_id = scope::own_court(&caller, q.court_id.take(), "sweep")?;
     let area = sweep_area(&q)?;
     let targets = sweep::live(&state.app, &area).map_err(|e| match e {
         SweepError::UnknownCourt(_) => ApiError::BadRequest(e.to_string()),
@@ -342,8 +411,10 @@ struct TaskQuery {
 
 async fn list_tasks(
     State(state): State<AppState>,
-    Query(q): Query<TaskQuery>,
+    Extension(caller): Extension<Principal>,
+    Query(mut q): Query<TaskQuery>,
 ) -> ApiResult<Json<Value>> {
+    q.court_id = scope::own_court(&caller, q.court_id.take(), "list tasks")?;
     let status = match &q.status {
         None => None,
         Some(s) => Some(
@@ -362,19 +433,28 @@ async fn list_tasks(
 
 async fn get_task(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     Path(task_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
+    scope::court_of(&caller, "read tasks")?;
     let task = state
         .app
         .store
         .get_task(&task_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no task {task_id:?}")))?;
+    scope::may_see_task(&caller, &task)?;
+    let target_id = task.target_id.clone();
     let history = state.app.store.task_history(&task_id).await?;
     let mut value = serde_json::to_value(&task).map_err(|e| ApiError::Internal(e.to_string()))?;
     value["history"] =
         serde_json::to_value(history).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(value))
+    let mut response = Json(value).into_response();
+    response.extensions_mut().insert(AuditNote {
+        target_id: Some(target_id),
+        ..AuditNote::default()
+    });
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize)]
@@ -385,11 +465,13 @@ struct StatusQuery {
 
 async fn post_status(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     Path(task_id): Path<String>,
     Query(q): Query<StatusQuery>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
+    scope::court_of(&caller, "report a task's status")?;
     let mut value = parse_json(&body)?;
     if value.get("task_id").is_none() {
         value["task_id"] = Value::String(task_id.clone());
@@ -404,21 +486,31 @@ async fn post_status(
             "task_id in the body differs from the path".into(),
         ));
     }
-    let court = q.court_id.or_else(|| {
+    let named = q.court_id.or_else(|| {
         headers
             .get("x-court-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     });
-    if state.app.store.get_task(&task_id).await?.is_none() {
+    let court = scope::own_court(&caller, named, "report a status")?;
+    let Some(task) = state.app.store.get_task(&task_id).await? else {
         return Err(ApiError::NotFound(format!("no task {task_id:?}")));
-    }
-    match status::apply(&state.app, &report, court.as_deref()).await? {
-        StatusOutcome::Applied { task, .. } => Ok(Json(
-            serde_json::to_value(task).map_err(|e| ApiError::Internal(e.to_string()))?,
-        )),
-        StatusOutcome::Refused { reason } => Err(ApiError::Conflict(reason)),
-    }
+    };
+    scope::may_report(&caller, &task)?;
+    // The audit row is written in the status change's transaction.
+    let written = AuditNote {
+        written: true,
+        ..AuditNote::default()
+    };
+    let mut response = match status::apply(&state.app, &report, court.as_deref(), &caller).await? {
+        StatusOutcome::Applied { task, .. } => {
+            Json(serde_json::to_value(task).map_err(|e| ApiError::Internal(e.to_string()))?)
+                .into_response()
+        }
+        StatusOutcome::Refused { reason } => ApiError::Conflict(reason).into_response(),
+    };
+    response.extensions_mut().insert(written);
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize)]
@@ -428,19 +520,58 @@ struct LocateRequest {
 
 /// Story 1: a `person_search` task to the court whose area holds the target's domicile
 /// (else its first known location).
-async fn locate_request(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {
+async fn locate_request(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let request: LocateRequest = serde_json::from_value(parse_json(&body)?)
         .map_err(|e| ApiError::BadRequest(format!("expected {{\"target_id\": ...}}: {e}")))?;
-    match locate::request_search(&state.app, &request.target_id).await {
-        Ok(SearchTask::Created(task)) => Ok((StatusCode::CREATED, Json(task)).into_response()),
-        Ok(SearchTask::AlreadyOpen(task)) => Ok((StatusCode::OK, Json(task)).into_response()),
-        Err(e) => Err(match e {
+    let target_id = request.target_id;
+    let note = |task_id: Option<String>| AuditNote {
+        target_id: Some(target_id.clone()),
+        task_id,
+        ..AuditNote::default()
+    };
+    if scope::court_of(&caller, "request a search")?.is_some() {
+        let target = state.app.store.get_target(&target_id).await?;
+        if let Err(e) = scope::may_request_search(&caller, target.as_ref(), &target_id) {
+            let mut response = e.into_response();
+            response.extensions_mut().insert(note(None));
+            return Ok(response);
+        }
+    }
+    let mut response = match locate::request_search(&state.app, &target_id).await {
+        Ok(SearchTask::Created(task)) => {
+            let id = task.task_id.clone();
+            let mut r = (StatusCode::CREATED, Json(task)).into_response();
+            r.extensions_mut().insert(note(Some(id)));
+            return Ok(r);
+        }
+        Ok(SearchTask::AlreadyOpen(task)) => {
+            let id = task.task_id.clone();
+            let mut r = (StatusCode::OK, Json(task)).into_response();
+            r.extensions_mut().insert(note(Some(id)));
+            return Ok(r);
+        }
+        Err(e) => match e {
             LocateError::NoTarget(_) => ApiError::NotFound(e.to_string()),
             LocateError::Inactive(_) => ApiError::Conflict(e.to_string()),
             LocateError::NotAPerson | LocateError::NoKnownLocation | LocateError::Unroutable(_) => {
                 ApiError::BadRequest(e.to_string())
             }
-            LocateError::Store(e) => e.into(),
-        }),
-    }
+            LocateError::Store(e) => ApiError::from(e),
+        }
+        .into_response(),
+    };
+    // The error's note carries its detail; add the target.
+    let detail = response
+        .extensions()
+        .get::<AuditNote>()
+        .and_then(|n| n.detail.clone());
+    response.extensions_mut().insert(AuditNote {
+        detail,
+        ..note(None)
+    });
+    Ok(response)
 }

@@ -146,6 +146,8 @@ pub struct Config {
     pub database_url: String,
     pub db_limits: DbLimits,
     pub http_addr: SocketAddr,
+    /// Whether the HTTP API needs a bearer token.
+    pub auth: bool,
     /// Jurisdictions and courts, loaded and checked.
     pub geo: Arc<GeoData>,
     pub max_batch: usize,
@@ -171,6 +173,7 @@ impl std::fmt::Debug for Config {
             .field("database_url", &redact(&self.database_url))
             .field("db_limits", &self.db_limits)
             .field("http_addr", &self.http_addr)
+            .field("auth", &self.auth)
             .field("courts", &self.geo.courts.len())
             .field("max_batch", &self.max_batch)
             .field("batch_window", &self.batch_window)
@@ -187,7 +190,7 @@ impl ServeArgs {
         let file = self.config.as_deref().map(SettingsFile::read).transpose()?;
         let mqtt = layered(&self.mqtt, &from_file(&file)?)?.validate()?;
         let store = layered(&self.store, &from_file(&file)?)?.validate()?;
-        let http_addr = layered(&self.http, &from_file(&file)?)?.validate()?;
+        let (http_addr, auth) = layered(&self.http, &from_file(&file)?)?.validate()?;
         let ingest = layered(&self.ingest, &from_file(&file)?)?.validate()?;
         let matching = layered(&self.matching, &from_file(&file)?)?.validate()?;
         let geo = layered(&self.data, &from_file(&file)?)?
@@ -205,6 +208,7 @@ impl ServeArgs {
             database_url: store.url,
             db_limits: store.limits,
             http_addr,
+            auth,
             geo: Arc::new(geo),
             max_batch: ingest.max_batch,
             batch_window: ingest.batch_window,
