@@ -6,6 +6,7 @@ pub mod check_data;
 pub mod locate;
 pub mod sweep;
 pub mod targets_import;
+pub mod tokens;
 
 use std::process::ExitCode;
 
@@ -57,6 +58,9 @@ pub enum Command {
     CheckData(CheckDataArgs),
     /// Export the active targets whose known locations lie in a court's area (sweep planning).
     Sweep(SweepArgs),
+    /// Bearer tokens of the HTTP API: create (printed once), list, revoke.
+    #[command(subcommand)]
+    Tokens(crate::cli::tokens::TokensCommand),
     /// Load generator: publish realistic sightings, check and time what comes back.
     Simulate(crate::tools::simulate::SimulateArgs),
 }
@@ -95,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Targets(TargetsCommand::Import(args)) => {
             runtime()?.block_on(targets_import::run(args))
         }
+        Command::Tokens(command) => runtime()?.block_on(tokens::run(command)),
         Command::Simulate(args) => Ok(
             if runtime_with_threads(args.threads)?.block_on(crate::tools::simulate::run(args))? {
                 ExitCode::SUCCESS
