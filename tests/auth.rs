@@ -472,3 +472,102 @@ async fn an_mqtt_status_report_leaves_an_audit_row() {
         assert_eq!(rows[0]["task_id"], cixi_task.as_str());
     }
 }
+
+/// `leadrelay tokens ...` as an operator runs it.
+fn tokens_cli(args: &[&str], database_url: &str) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_leadrelay"))
+        .arg("tokens")
+        .args(args)
+        .args(["--database-url", database_url])
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_made_listed_and_revoked_with_the_binary_and_a_revoked_one_gets_401() {
+    for backend in backends() {
+        let h = Harness::start(&backend).await;
+        let url = h.config.database_url.clone();
+        let name = backend.name();
+        let (ok, out, err) = tokens_cli(
+            &["create", "--name", "cixi console", "--scope", "court:cixi"],
+            &url,
+        );
+        assert!(ok, "[{name}] {err}");
+        let token = out.trim().to_string();
+        assert!(
+            token.starts_with("lr_") && token.len() == 67,
+            "[{name}] {out}"
+        );
+        assert!(err.contains("shown only now"), "{err}");
+        let (s, _) = h
+            .request_as(Some(&token), Method::GET, "/api/v1/tasks", None)
+            .await;
+        assert_eq!(s, 200, "[{name}] the new token works at once");
+
+        // Refused clearly, nothing made: a taken name, a bad scope, an unknown court.
+        let (ok, _, err) = tokens_cli(
+            &["create", "--name", "cixi console", "--scope", "admin"],
+            &url,
+        );
+        assert!(!ok && err.contains("exists"), "[{name}] {err}");
+        let (ok, _, err) = tokens_cli(&["create", "--name", "x", "--scope", "root"], &url);
+        assert!(
+            !ok && err.contains("expected admin, ops or court:"),
+            "[{name}] {err}"
+        );
+        let (ok, _, err) = tokens_cli(
+            &["create", "--name", "x", "--scope", "court:atlantis"],
+            &url,
+        );
+        assert!(!ok && err.contains("no court"), "[{name}] {err}");
+
+        let (ok, listed, err) = tokens_cli(&["list"], &url);
+        assert!(ok, "{err}");
+        assert!(
+            listed.contains("cixi console") && listed.contains("court:cixi"),
+            "{listed}"
+        );
+        assert!(listed.contains("test admin"), "{listed}");
+        assert!(
+            !listed.contains(&token) && !listed.contains(&token[3..]),
+            "never the secret: {listed}"
+        );
+        assert!(
+            !listed.contains(&leadrelay::app::auth::token_hash(&token)),
+            "never the hash"
+        );
+        assert!(
+            !listed.contains("x "),
+            "the refused ones were not made: {listed}"
+        );
+
+        let (ok, _, err) = tokens_cli(&["revoke", "cixi console"], &url);
+        assert!(ok, "[{name}] {err}");
+        let (s, b) = h
+            .request_as(Some(&token), Method::GET, "/api/v1/tasks", None)
+            .await;
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (401, Some("unauthorized")),
+            "[{name}] a revoked token"
+        );
+        let (ok, listed, _) = tokens_cli(&["list"], &url);
+        assert!(ok);
+        let line = listed
+            .lines()
+            .find(|l| l.starts_with("cixi console"))
+            .unwrap();
+        assert!(
+            !line.trim_end().ends_with('-'),
+            "revoked time shown: {line}"
+        );
+        let (ok, _, err) = tokens_cli(&["revoke", "cixi console"], &url);
+        assert!(!ok && err.contains("no live token"), "{err}");
+    }
+}
