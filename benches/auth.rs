@@ -110,7 +110,7 @@ async fn tasks(store: &Store) -> Vec<String> {
     outcomes
         .iter()
         .map(|o| match o {
-            MatchOutcome::Created { task, .. } => task.task_id.clone(),
+            MatchOutcome::Created(task) => task.task_id.clone(),
             other => panic!("not a new task: {other:?}"),
         })
         .collect()

@@ -3,7 +3,7 @@
 //!
 //! The row is written before the answer leaves: a read whose row cannot be written is
 //! answered 503 instead of with the data. A status report's row is written by the store in
-//! the report's own transaction ([`AuditNote::written`]).
+//! the report's own transaction ((`AuditNote::written`)).
 
 use axum::extract::{MatchedPath, Query, RawPathParams, Request, State};
 use axum::http::{Method, StatusCode};
@@ -14,19 +14,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::auth::require_admin;
-use crate::api::http::{ApiError, ApiResult, AppState};
+use crate::api::shared::{ApiError, ApiResult, AppState, AuditNote};
 use crate::app::auth::Principal;
 use crate::store::{AuditFilter, AuditResult};
-
-/// What a handler adds to the audit row of its request (a response extension).
-#[derive(Debug, Clone, Default)]
-pub struct AuditNote {
-    pub target_id: Option<String>,
-    pub task_id: Option<String>,
-    pub detail: Option<String>,
-    /// The row is already written (in the transaction of the change).
-    pub written: bool,
-}
 
 #[derive(Debug, Deserialize)]
 struct Purpose {

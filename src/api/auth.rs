@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::api::http::{ApiError, ApiResult, AppState};
+use crate::api::shared::{ApiError, ApiResult, AppState};
 use crate::app::auth::{self, Principal, Scope};
 use crate::contract::model::Target;
 use crate::contract::task::Task;

@@ -13,13 +13,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::audit::{self, AuditNote};
+use crate::api::audit;
 use crate::api::auth::{self as scope, require_token};
-use crate::app::App;
+pub use crate::api::shared::{ApiError, ApiResult, AppState, AuditNote};
 use crate::app::auth::Principal;
 use crate::app::locate::{self, LocateError, SearchTask};
 use crate::app::status;
@@ -27,27 +26,8 @@ use crate::app::sweep::{self, Area, SweepError};
 use crate::app::targets::{self, Upserted};
 use crate::contract::model::{Target, TargetStatus};
 use crate::contract::task::{StatusReport, TaskStatus};
-use crate::flow::pipeline::Pending;
 use crate::geo::locate::JurisdictionIndex;
-use crate::mqtt::IngestClient;
-use crate::store::{StatusOutcome, StoreError};
-
-/// What the handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    /// The application context the handlers act through, shared with the pipeline and the
-    /// timers.
-    pub app: App,
-    /// For readiness: is the broker connected.
-    pub ingest: IngestClient,
-    /// For readiness: how long the oldest message taken in has waited for its ack.
-    pub pending: std::sync::Arc<Pending>,
-    /// Past this age the pipeline counts as stuck.
-    pub max_unacked_age: std::time::Duration,
-    pub metrics: PrometheusHandle,
-    /// Whether requests need a bearer token (`--auth`, on by default).
-    pub auth: bool,
-}
+use crate::store::StatusOutcome;
 
 /// The router, apart from serving, so tests and the service build it the same way.
 pub fn app(state: AppState) -> Router {
@@ -96,60 +76,6 @@ async fn json_payload_too_large(response: Response) -> Response {
     )
         .into_response()
 }
-
-/// An answer other than success.
-#[derive(Debug)]
-pub enum ApiError {
-    BadRequest(String),
-    /// The caller's scope does not allow this (another court's task, an admin-only route).
-    Forbidden(String),
-    NotFound(String),
-    Conflict(String),
-    Unavailable(String),
-    Internal(String),
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        if e.is_retryable() {
-            // The database is unreachable, busy or changed underneath: the client may retry.
-            tracing::warn!(error = %e, "database unavailable to an HTTP request");
-            ApiError::Unavailable("the database is unavailable or busy; retry later".into())
-        } else {
-            ApiError::Internal(e.to_string())
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, error, detail) = match self {
-            ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad_request", d),
-            ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d),
-            ApiError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", d),
-            ApiError::Conflict(d) => (StatusCode::CONFLICT, "refused", d),
-            ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", d),
-            ApiError::Internal(d) => {
-                tracing::error!(detail = %d, "internal error answering an HTTP request");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the service log".into(),
-                )
-            }
-        };
-        let note = AuditNote {
-            detail: Some(format!("{error}: {detail}")),
-            ..AuditNote::default()
-        };
-        let mut response =
-            (status, Json(json!({"error": error, "detail": detail}))).into_response();
-        response.extensions_mut().insert(note);
-        response
-    }
-}
-
-pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Longest `/readyz` waits for the database before it says "not ready".
 const READY_DATABASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
