@@ -1159,6 +1159,8 @@ async fn the_load_generator_checks_hold_against_the_service_and_its_baselines() 
         let service = [
             "--http",
             h.http.as_str(),
+            "--token",
+            h.token.as_str(),
             "--hit-ratio",
             "0.2",
             "--duplicate-ratio",
@@ -1189,6 +1191,8 @@ async fn the_load_generator_checks_hold_against_the_service_and_its_baselines() 
             &h.prefix,
             "--http",
             &h.http,
+            "--token",
+            &h.token,
             "--unique-hits",
             "--hit-ratio",
             "1",

@@ -189,7 +189,7 @@ impl Harness {
         let http = format!("http://{}", running.http_addr);
         let prefix = config.topic_prefix.clone();
         let (client, seen, watcher) = watch(broker_addr, &prefix).await;
-        let token = create_token(&running.store, "test admin", "admin").await;
+        let token = create_token(&running.store, &unique("test admin "), "admin").await;
         let harness = Harness {
             backend: backend.clone(),
             config,
