@@ -54,6 +54,10 @@ start_service() { # bin name [serve args...]
     local bin=$1 name=$2; shift 2
     HTTP_PORT=$((HTTP_PORT + 1))
     PREFIX="ab-$RUN-$name/"
+    # An admin token for simulate (LEADRELAY_TOKEN), from builds that have tokens.
+    LEADRELAY_TOKEN=$("$bin" tokens create --name "ab $name $(date +%s%N)" --scope admin \
+        --database-url "sqlite://$WORK/$name.db" 2>/dev/null || true)
+    export LEADRELAY_TOKEN
     RUST_LOG=warn "$bin" serve --mqtt-url "$MQTT" --database-url "sqlite://$WORK/$name.db" \
         --http-addr "127.0.0.1:$HTTP_PORT" --client-id "lr-ab-$RUN-$name" --topic-prefix "$PREFIX" \
         "$@" >"$WORK/$name.log" 2>&1 &

@@ -123,6 +123,10 @@ start_service() { # name [serve args...]
     PREFIX="bench-$RUN-$name/"
     local broker_args=(--mqtt-url "$MQTT")
     [ "$EMBEDDED" = 1 ] && broker_args=(--embedded-broker-addr "127.0.0.1:$MQTT_PORT")
+    # An admin token for simulate (LEADRELAY_TOKEN: it loads targets, reads metrics) and curl.
+    LEADRELAY_TOKEN=$("$BIN" tokens create --name "bench $name $(date +%s%N)" --scope admin \
+        --database-url "sqlite://$WORK/$name.db" 2>/dev/null)
+    export LEADRELAY_TOKEN
     RUST_LOG=${RUST_LOG:-warn} "$BIN" serve "${broker_args[@]}" \
         --database-url "sqlite://$WORK/$name.db" --http-addr "127.0.0.1:$HTTP_PORT" \
         --client-id "lr-bench-$RUN-$name" --topic-prefix "$PREFIX" "$@" >"$WORK/$name.service.log" 2>&1 &
@@ -139,7 +143,7 @@ start_service() { # name [serve args...]
 stop_service() {
     [ -n "$SERVICE_PID" ] || return 0
     # The service's own view of the run (stage and commit histograms), for the analysis.
-    curl -sf "http://127.0.0.1:$HTTP_PORT/metrics" >"$WORK/$SERVICE_NAME.metrics" 2>/dev/null || true
+    curl -sf -H "Authorization: Bearer $LEADRELAY_TOKEN" "http://127.0.0.1:$HTTP_PORT/metrics" >"$WORK/$SERVICE_NAME.metrics" 2>/dev/null || true
     kill -TERM "$SERVICE_PID" 2>/dev/null || true
     wait "$SERVICE_PID" 2>/dev/null || true
     SERVICE_PID=""

@@ -274,8 +274,11 @@ const WAIT: Duration = Duration::from_secs(15);
 /// Long enough for a message the broker let through to have become a task.
 const SETTLE: Duration = Duration::from_secs(3);
 
-async fn sightings_received(http: &str) -> f64 {
-    let text = reqwest::get(format!("{http}/metrics"))
+async fn sightings_received(service: &ServeProcess) -> f64 {
+    let text = service
+        .client
+        .get(format!("{}/metrics", service.http))
+        .send()
         .await
         .unwrap()
         .text()
@@ -287,10 +290,11 @@ async fn sightings_received(http: &str) -> f64 {
         .sum()
 }
 
-async fn put(http: &str, target: Value) {
+async fn put(service: &ServeProcess, target: Value) {
     let id = target["target_id"].as_str().unwrap().to_string();
-    let status = reqwest::Client::new()
-        .put(format!("{http}/api/v1/targets/{id}"))
+    let status = service
+        .client
+        .put(format!("{}/api/v1/targets/{id}", service.http))
         .json(&target)
         .send()
         .await
@@ -327,8 +331,8 @@ async fn the_shipped_broker_security_lets_each_party_do_only_its_part() {
         "the password was logged:\n{log}"
     );
 
-    put(&service.http, headline_target()).await; // Yuyao's car
-    put(&service.http, vehicle_target("T-SEC-2", "浙B77777", "cixi")).await;
+    put(&service, headline_target()).await; // Yuyao's car
+    put(&service, vehicle_target("T-SEC-2", "浙B77777", "cixi")).await;
     let mut cixi = connect(
         d,
         port,
@@ -367,11 +371,11 @@ async fn the_shipped_broker_security_lets_each_party_do_only_its_part() {
     assert!(cixi.next_on("alerts/yuyao", SETTLE).await.is_none());
 
     // A camera cannot publish as another source: the broker drops it, nothing is received.
-    let received = sightings_received(&service.http).await;
+    let received = sightings_received(&service).await;
     let spoofed = vehicle_sighting("sec-2", "cam-b", "浙B77777", YUYAO.0, YUYAO.1);
     cam_a.publish(t("sightings/cam-b"), &spoofed).await;
     tokio::time::sleep(SETTLE).await; // what the broker let through would be received by now
-    assert_eq!(sightings_received(&service.http).await, received);
+    assert_eq!(sightings_received(&service).await, received);
     assert!(
         yuyao
             .next_on("dispatch/yuyao/tasks", Duration::ZERO)
@@ -394,7 +398,10 @@ async fn the_shipped_broker_security_lets_each_party_do_only_its_part() {
     let report = serde_json::json!({"task_id": task_id, "status": "seized", "by": "impostor"});
     cixi.publish(t("dispatch/yuyao/status"), &report).await;
     tokio::time::sleep(SETTLE).await; // a delivered report is applied well within this
-    let task: Value = reqwest::get(format!("{}/api/v1/tasks/{task_id}", service.http))
+    let task: Value = service
+        .client
+        .get(format!("{}/api/v1/tasks/{task_id}", service.http))
+        .send()
         .await
         .unwrap()
         .json()

@@ -201,7 +201,8 @@ async fn a_flood_of_huge_and_junk_messages_does_not_starve_a_legitimate_hit() {
     .await;
     let pid = service.pid();
     let target = vehicle_target("F-1", "浙B54321", "yuyao");
-    let response = reqwest::Client::new()
+    let response = service
+        .client
         .put(format!("{}/api/v1/targets/F-1", service.http))
         .json(&target)
         .send()

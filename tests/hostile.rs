@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 /// Sends `body` raw and returns the status and the JSON body of the answer.
 async fn raw_request(h: &Harness, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
+    let response = client_with_token(&h.token)
         .request(method.parse().unwrap(), format!("{}{path}", h.http))
         .header("content-type", "application/json")
         .body(body.to_string())
@@ -191,7 +191,7 @@ async fn slow_clients_are_cut_off_and_others_are_still_served() {
     }
 
     // A normal client, meanwhile.
-    let client = reqwest::Client::new();
+    let client = client_with_token(&h.token);
     let mut slowest = Duration::ZERO;
     for path in ["/healthz", "/api/v1/tasks", "/healthz", "/api/v1/tasks"] {
         let asked = Instant::now();
@@ -282,7 +282,8 @@ async fn sigterm_with_a_frozen_database_exits_non_zero_after_the_grace() {
     let targets: Vec<Value> = (0..10)
         .map(|i| vehicle_target(&format!("G-{i}"), &format!("浙B{:05}", 40_000 + i), "yuyao"))
         .collect();
-    let response = reqwest::Client::new()
+    let response = service
+        .client
         .post(format!("{}/api/v1/targets:batch", service.http))
         .json(&targets)
         .send()

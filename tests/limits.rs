@@ -288,7 +288,8 @@ async fn oversized_or_absurd_status_reports_are_refused_and_change_nothing() {
 async fn a_body_over_the_limit_gets_a_json_413() {
     let h = Harness::start(&Backend::Embedded).await;
     let body = json!({"status": "acknowledged", "note": "x".repeat(2_200_000)}).to_string();
-    let response = reqwest::Client::new()
+    let response = h
+        .http_client()
         .post(format!("{}/api/v1/tasks/t-1/status", h.http))
         .header("content-type", "application/json")
         .body(body)

@@ -415,7 +415,7 @@ async fn status_reports_move_the_task_and_refusals_change_nothing() {
                 .any(|a| a.body["kind"] == "task_status" && a.body["status"] == "seized")
         );
         // The target is seized: no more tasks for it.
-        let (_, target) = h.get("/api/v1/targets/T-2024-0001").await;
+        let (_, target) = h.get("/api/v1/targets/T-2024-0001?purpose=test").await;
         assert_eq!(target["status"], "seized");
         // Real time: a housekeeping refresh (a 1 s poll of the database) must not bring the
         // seized target back.
@@ -809,7 +809,8 @@ async fn a_killed_service_loses_nothing_after_restart() {
         let targets: Vec<Value> = (0..N)
             .map(|i| vehicle_target(&format!("K-{i}"), &format!("浙B{:05}", 30_000 + i), "yuyao"))
             .collect();
-        let response = reqwest::Client::new()
+        let response = service
+            .client
             .post(format!("{}/api/v1/targets:batch", service.http))
             .json(&targets)
             .send()
@@ -874,15 +875,18 @@ async fn a_killed_service_loses_nothing_after_restart() {
             "[{database}] the kill came mid-stream ({before_restart} of {N} tasks out)"
         );
         assert_eq!(distinct(), N, "[{database}] every sighting became a task");
-        let listed: Value = reqwest::get(format!(
-            "{}/api/v1/tasks?court_id=cixi&limit=1000",
-            service.http
-        ))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        let listed: Value = service
+            .client
+            .get(format!(
+                "{}/api/v1/tasks?court_id=cixi&limit=1000",
+                service.http
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(listed["count"], N, "[{database}] one task per target");
     }
 }
@@ -1006,7 +1010,7 @@ async fn http_api_validates_and_withdraws() {
         ),
         (400, true)
     );
-    let (status, _) = h.get("/api/v1/targets/T-none").await;
+    let (status, _) = h.get("/api/v1/targets/T-none?purpose=test").await;
     assert_eq!(status, 404);
     assert_eq!(h.get("/healthz").await.0, 200);
     let (status, courts) = h.get("/api/v1/courts").await;
@@ -1185,6 +1189,8 @@ async fn the_load_generator_checks_hold_against_the_service_and_its_baselines() 
         let service = [
             "--http",
             h.http.as_str(),
+            "--token",
+            h.token.as_str(),
             "--hit-ratio",
             "0.2",
             "--duplicate-ratio",
@@ -1215,6 +1221,8 @@ async fn the_load_generator_checks_hold_against_the_service_and_its_baselines() 
             &h.prefix,
             "--http",
             &h.http,
+            "--token",
+            &h.token,
             "--unique-hits",
             "--hit-ratio",
             "1",

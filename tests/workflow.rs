@@ -214,7 +214,7 @@ async fn related_cases_from_two_courts_become_one_task_for_the_lead_court() {
             "[{}]",
             backend.name()
         );
-        let (_, t) = h.get("/api/v1/targets/T-Y").await;
+        let (_, t) = h.get("/api/v1/targets/T-Y?purpose=test").await;
         assert_eq!(t["linked"]["court_ids"], json!(["cixi", "yuyao"]), "{t}");
         assert_eq!(t["linked"]["lead_court_id"], "yuyao");
     }
@@ -495,7 +495,7 @@ async fn an_expired_target_stops_matching_and_says_so() {
     let mut target = headline_target();
     target["valid_until"] = json!((h.now() + chrono::Duration::days(1)).to_rfc3339());
     h.put_target(target).await;
-    let (_, t) = h.get("/api/v1/targets/T-2024-0001").await;
+    let (_, t) = h.get("/api/v1/targets/T-2024-0001?purpose=test").await;
     assert_eq!(t["expired"], false);
     h.advance(Duration::from_secs(86_401));
     h.sighting(
@@ -508,7 +508,7 @@ async fn an_expired_target_stops_matching_and_says_so() {
             .await,
         0
     );
-    let (_, t) = h.get("/api/v1/targets/T-2024-0001").await;
+    let (_, t) = h.get("/api/v1/targets/T-2024-0001?purpose=test").await;
     assert_eq!(t["expired"], true);
 }
 

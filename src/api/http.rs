@@ -2,51 +2,36 @@
 //!
 //! Errors are JSON `{"error": "<reason>", "detail": "..."}` with a 4xx status for the
 //! client's mistakes; internal errors are logged in full and answered with a generic 500.
+//!
+//! Everything but the probes (`/healthz`, `/readyz`) sits behind the bearer-token middleware
+//! (`api::auth`); the routes of targets and tasks also behind the audit middleware
+//! (`api::audit`). Each handler checks its caller's scope.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
-use metrics_exporter_prometheus::PrometheusHandle;
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::App;
+use crate::api::audit;
+use crate::api::auth::{self as scope, require_token};
+pub use crate::api::shared::{ApiError, ApiResult, AppState, AuditNote};
+use crate::app::auth::Principal;
 use crate::app::locate::{self, LocateError, SearchTask};
 use crate::app::status;
 use crate::app::sweep::{self, Area, SweepError};
 use crate::app::targets::{self, Upserted};
 use crate::contract::model::{Target, TargetStatus};
 use crate::contract::task::{StatusReport, TaskStatus};
-use crate::flow::pipeline::Pending;
 use crate::geo::locate::JurisdictionIndex;
-use crate::mqtt::IngestClient;
-use crate::store::{StatusOutcome, StoreError};
-
-/// What the handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    /// The application context the handlers act through, shared with the pipeline and the
-    /// timers.
-    pub app: App,
-    /// For readiness: is the broker connected.
-    pub ingest: IngestClient,
-    /// For readiness: how long the oldest message taken in has waited for its ack.
-    pub pending: std::sync::Arc<Pending>,
-    /// Past this age the pipeline counts as stuck.
-    pub max_unacked_age: std::time::Duration,
-    pub metrics: PrometheusHandle,
-}
+use crate::store::StatusOutcome;
 
 /// The router, apart from serving, so tests and the service build it the same way.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/courts", get(courts))
+    let audited = Router::new()
         .route("/api/v1/targets", get(list_targets))
         .route("/api/v1/targets:batch", post(put_targets_batch))
         .route(
@@ -57,6 +42,23 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/tasks/{task_id}", get(get_task))
         .route("/api/v1/tasks/{task_id}/status", post(post_status))
         .route("/api/v1/locate-requests", post(locate_request))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ));
+    let authenticated = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/v1/courts", get(courts))
+        .route("/api/v1/audit", get(audit::list))
+        .merge(audited)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .merge(authenticated)
         .with_state(state)
 }
 
@@ -95,50 +97,6 @@ async fn json_client_error(response: Response) -> Response {
     let detail = text.unwrap_or_else(|| default_detail.to_string());
     (status, Json(json!({"error": error, "detail": detail}))).into_response()
 }
-
-/// An answer other than success.
-#[derive(Debug)]
-pub enum ApiError {
-    BadRequest(String),
-    NotFound(String),
-    Conflict(String),
-    Unavailable(String),
-    Internal(String),
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        if e.is_retryable() {
-            // The database is unreachable, busy or changed underneath: the client may retry.
-            tracing::warn!(error = %e, "database unavailable to an HTTP request");
-            ApiError::Unavailable("the database is unavailable or busy; retry later".into())
-        } else {
-            ApiError::Internal(e.to_string())
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, error, detail) = match self {
-            ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad_request", d),
-            ApiError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", d),
-            ApiError::Conflict(d) => (StatusCode::CONFLICT, "refused", d),
-            ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", d),
-            ApiError::Internal(d) => {
-                tracing::error!(detail = %d, "internal error answering an HTTP request");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the service log".into(),
-                )
-            }
-        };
-        (status, Json(json!({"error": error, "detail": detail}))).into_response()
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
 
 /// Longest id accepted in a path, in characters: above every id the service takes (targets'
 /// 128, status reports' task ids 200), so longer ones are refused before any lookup.
@@ -184,16 +142,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
+) -> ApiResult<impl IntoResponse> {
+    scope::require_ops(&caller)?;
     // Read now: a stuck pipeline is exactly when nothing else would update it.
     crate::metrics::set_oldest_unacked(state.pending.oldest_age());
-    (
+    Ok((
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
         state.metrics.render(),
-    )
+    ))
 }
 
 async fn courts(State(state): State<AppState>) -> Json<Value> {
@@ -242,9 +204,11 @@ fn parse_json(body: &Bytes) -> ApiResult<Value> {
 
 async fn put_target(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     Path(target_id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
+    scope::require_admin(&caller, "change targets")?;
     let target_id = path_id("target_id", target_id)?;
     let mut value = parse_json(&body)?;
     match value.get("target_id") {
@@ -265,7 +229,12 @@ async fn put_target(
     Ok((status, Json(target)).into_response())
 }
 
-async fn put_targets_batch(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
+async fn put_targets_batch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    scope::require_admin(&caller, "change targets")?;
     let Value::Array(items) = parse_json(&body)? else {
         return Err(ApiError::BadRequest(
             "body must be a JSON array of targets".into(),
@@ -279,16 +248,37 @@ async fn put_targets_batch(State(state): State<AppState>, body: Bytes) -> ApiRes
                 .map_err(|e| ApiError::BadRequest(format!("item {i}: {e}")))?,
         );
     }
+    let ids: Vec<String> = parsed.iter().map(|t| t.target_id.clone()).collect();
     let count = targets::upsert_all(&state.app, parsed).await?;
-    Ok(Json(json!({"upserted": count})))
+    let mut response = Json(json!({"upserted": count})).into_response();
+    // One row for the batch; its targets in the detail (a batch may hold thousands).
+    response.extensions_mut().insert(AuditNote {
+        detail: Some(format!("{count} target(s): {}", ids.join(","))),
+        ..AuditNote::default()
+    });
+    Ok(response)
 }
 
 /// A target, with `expired` and, when it shares its plate or identity number with targets
 /// of other courts, the `linked` cases and courts.
+#[derive(Debug, Deserialize)]
+struct LookupQuery {
+    /// Why the caller looks the target up; kept in the audit log.
+    purpose: Option<String>,
+}
+
 async fn get_target(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     Path(target_id): Path<String>,
+    Query(q): Query<LookupQuery>,
 ) -> ApiResult<Json<Value>> {
+    scope::require_admin(&caller, "read targets")?;
+    if q.purpose.as_deref().is_none_or(|p| p.trim().is_empty()) {
+        return Err(ApiError::BadRequest(
+            "a target look-up needs purpose=<why> (it is kept in the audit log)".into(),
+        ));
+    }
     let target_id = path_id("target_id", target_id)?;
     let view = targets::describe(&state.app, &target_id)
         .await?
@@ -305,8 +295,10 @@ async fn get_target(
 
 async fn withdraw_target(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     Path(target_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    scope::require_admin(&caller, "withdraw targets")?;
     let target_id = path_id("target_id", target_id)?;
     let withdrawal = targets::withdraw(&state.app, &target_id)
         .await?
@@ -329,8 +321,11 @@ struct TargetQuery {
 /// (sweep planning), with their cases and amounts.
 async fn list_targets(
     State(state): State<AppState>,
-    Query(q): Query<TargetQuery>,
+    Extension(caller): Extension<Principal>,
+    Query(mut q): Query<TargetQuery>,
 ) -> ApiResult<Json<Value>> {
+    // A court sweeps its own area (a radius only within it).
+    q.court_id = scope::own_court(&caller, q.court_id.take(), "sweep")?;
     let area = sweep_area(&q)?;
     let targets = sweep::live(&state.app, &area).map_err(|e| match e {
         SweepError::UnknownCourt(_) => ApiError::BadRequest(e.to_string()),
@@ -386,8 +381,10 @@ struct TaskQuery {
 
 async fn list_tasks(
     State(state): State<AppState>,
-    Query(q): Query<TaskQuery>,
+    Extension(caller): Extension<Principal>,
+    Query(mut q): Query<TaskQuery>,
 ) -> ApiResult<Json<Value>> {
+    q.court_id = scope::own_court(&caller, q.court_id.take(), "list tasks")?;
     let status = match &q.status {
         None => None,
         Some(s) => Some(
@@ -406,8 +403,10 @@ async fn list_tasks(
 
 async fn get_task(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     Path(task_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
+    scope::court_of(&caller, "read tasks")?;
     let task_id = path_id("task_id", task_id)?;
     let task = state
         .app
@@ -415,11 +414,18 @@ async fn get_task(
         .get_task(&task_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no task {task_id:?}")))?;
+    scope::may_see_task(&caller, &task)?;
+    let target_id = task.target_id.clone();
     let history = state.app.store.task_history(&task_id).await?;
     let mut value = serde_json::to_value(&task).map_err(|e| ApiError::Internal(e.to_string()))?;
     value["history"] =
         serde_json::to_value(history).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(value))
+    let mut response = Json(value).into_response();
+    response.extensions_mut().insert(AuditNote {
+        target_id: Some(target_id),
+        ..AuditNote::default()
+    });
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize)]
@@ -430,11 +436,13 @@ struct StatusQuery {
 
 async fn post_status(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     Path(task_id): Path<String>,
     Query(q): Query<StatusQuery>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
+    scope::court_of(&caller, "report a task's status")?;
     let task_id = path_id("task_id", task_id)?;
     let mut value = parse_json(&body)?;
     if value.get("task_id").is_none() {
@@ -450,21 +458,31 @@ async fn post_status(
             "task_id in the body differs from the path".into(),
         ));
     }
-    let court = q.court_id.or_else(|| {
+    let named = q.court_id.or_else(|| {
         headers
             .get("x-court-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     });
-    if state.app.store.get_task(&task_id).await?.is_none() {
+    let court = scope::own_court(&caller, named, "report a status")?;
+    let Some(task) = state.app.store.get_task(&task_id).await? else {
         return Err(ApiError::NotFound(format!("no task {task_id:?}")));
-    }
-    match status::apply(&state.app, &report, court.as_deref()).await? {
-        StatusOutcome::Applied { task, .. } => Ok(Json(
-            serde_json::to_value(task).map_err(|e| ApiError::Internal(e.to_string()))?,
-        )),
-        StatusOutcome::Refused { reason } => Err(ApiError::Conflict(reason)),
-    }
+    };
+    scope::may_report(&caller, &task)?;
+    // The audit row is written in the status change's transaction.
+    let written = AuditNote {
+        written: true,
+        ..AuditNote::default()
+    };
+    let mut response = match status::apply(&state.app, &report, court.as_deref(), &caller).await? {
+        StatusOutcome::Applied { task, .. } => {
+            Json(serde_json::to_value(task).map_err(|e| ApiError::Internal(e.to_string()))?)
+                .into_response()
+        }
+        StatusOutcome::Refused { reason } => ApiError::Conflict(reason).into_response(),
+    };
+    response.extensions_mut().insert(written);
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize)]
@@ -474,19 +492,58 @@ struct LocateRequest {
 
 /// Story 1: a `person_search` task to the court whose area holds the target's domicile
 /// (else its first known location).
-async fn locate_request(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {
+async fn locate_request(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let request: LocateRequest = serde_json::from_value(parse_json(&body)?)
         .map_err(|e| ApiError::BadRequest(format!("expected {{\"target_id\": ...}}: {e}")))?;
-    match locate::request_search(&state.app, &request.target_id).await {
-        Ok(SearchTask::Created(task)) => Ok((StatusCode::CREATED, Json(task)).into_response()),
-        Ok(SearchTask::AlreadyOpen(task)) => Ok((StatusCode::OK, Json(task)).into_response()),
-        Err(e) => Err(match e {
+    let target_id = request.target_id;
+    let note = |task_id: Option<String>| AuditNote {
+        target_id: Some(target_id.clone()),
+        task_id,
+        ..AuditNote::default()
+    };
+    if scope::court_of(&caller, "request a search")?.is_some() {
+        let target = state.app.store.get_target(&target_id).await?;
+        if let Err(e) = scope::may_request_search(&caller, target.as_ref(), &target_id) {
+            let mut response = e.into_response();
+            response.extensions_mut().insert(note(None));
+            return Ok(response);
+        }
+    }
+    let mut response = match locate::request_search(&state.app, &target_id).await {
+        Ok(SearchTask::Created(task)) => {
+            let id = task.task_id.clone();
+            let mut r = (StatusCode::CREATED, Json(task)).into_response();
+            r.extensions_mut().insert(note(Some(id)));
+            return Ok(r);
+        }
+        Ok(SearchTask::AlreadyOpen(task)) => {
+            let id = task.task_id.clone();
+            let mut r = (StatusCode::OK, Json(task)).into_response();
+            r.extensions_mut().insert(note(Some(id)));
+            return Ok(r);
+        }
+        Err(e) => match e {
             LocateError::NoTarget(_) => ApiError::NotFound(e.to_string()),
             LocateError::Inactive(_) => ApiError::Conflict(e.to_string()),
             LocateError::NotAPerson | LocateError::NoKnownLocation | LocateError::Unroutable(_) => {
                 ApiError::BadRequest(e.to_string())
             }
-            LocateError::Store(e) => e.into(),
-        }),
-    }
+            LocateError::Store(e) => ApiError::from(e),
+        }
+        .into_response(),
+    };
+    // The error's note carries its detail; add the target.
+    let detail = response
+        .extensions()
+        .get::<AuditNote>()
+        .and_then(|n| n.detail.clone());
+    response.extensions_mut().insert(AuditNote {
+        detail,
+        ..note(None)
+    });
+    Ok(response)
 }

@@ -1,4 +1,8 @@
-//! The HTTP API: parse, call the application layer, serialise; and serving it with limits.
+//! The HTTP API: parse, call the application layer, serialise; who may call it (`auth`),
+//! the audit of what they did (`audit`), and serving it with limits (`serve`).
 
+pub mod audit;
+pub mod auth;
 pub mod http;
 pub mod serve;
+pub mod shared;

@@ -6,24 +6,28 @@
 //! leaves the hotlist; the closing time is measured. Used by the MQTT pipeline and the HTTP
 //! endpoint alike.
 
+use crate::app::auth::Principal;
 use crate::app::context::App;
 use crate::contract::model::Routing;
 use crate::contract::task::{StatusReport, Task, TaskStatus};
 use crate::dispatch::route::{self, RouteDecision};
 use crate::metrics;
 use crate::mqtt::OutboundMeta;
-use crate::store::{StatusOutcome, StoreError};
+use crate::store::{AuditResult, StatusOutcome, StoreError};
 
-/// Applies `report` from `court` (when known) and everything that follows from it.
+/// Applies `report` from `court` (when known), sent by `caller`, and everything that follows
+/// from it. The audit row goes in the status change's transaction.
 pub async fn apply(
     app: &App,
     report: &StatusReport,
     court: Option<&str>,
+    caller: &Principal,
 ) -> Result<StatusOutcome, StoreError> {
     let now = app.now();
+    let audit = caller.audit("task.status", AuditResult::Ok);
     let outcome = app
         .store
-        .apply_status(report, court, &app.topics, now)
+        .apply_status_audited(report, court, &app.topics, now, Some(&audit))
         .await?;
     let StatusOutcome::Applied {
         task,

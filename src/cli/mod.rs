@@ -7,6 +7,7 @@ pub mod check_data;
 pub mod locate;
 pub mod sweep;
 pub mod targets_import;
+pub mod tokens;
 
 use std::process::ExitCode;
 
@@ -62,6 +63,9 @@ pub enum Command {
     /// Write the broker's ACL and password entries: each court, feed and the service gets
     /// only its own topics.
     BrokerAcl(BrokerAclArgs),
+    /// Bearer tokens of the HTTP API: create (printed once), list, revoke.
+    #[command(subcommand)]
+    Tokens(crate::cli::tokens::TokensCommand),
     /// Load generator: publish realistic sightings, check and time what comes back.
     Simulate(crate::tools::simulate::SimulateArgs),
 }
@@ -101,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Targets(TargetsCommand::Import(args)) => {
             runtime()?.block_on(targets_import::run(args))
         }
+        Command::Tokens(command) => runtime()?.block_on(tokens::run(command)),
         Command::Simulate(args) => Ok(
             if runtime_with_threads(args.threads)?.block_on(crate::tools::simulate::run(args))? {
                 ExitCode::SUCCESS

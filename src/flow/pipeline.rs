@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::app::App;
+use crate::app::auth::Principal;
 use crate::app::status;
 use crate::contract::decode::{self, DecodeLimits, RejectReason};
 use crate::contract::model::Sighting;
@@ -543,8 +544,10 @@ impl Pipeline {
     ) -> Option<Vec<u8>> {
         let span = tracing::info_span!("status_report", task_id = %report.task_id, court, status = %report.status);
         let mut backoff = Duration::from_millis(50);
+        let caller = Principal::mqtt_court(court);
         let outcome = loop {
-            let applied = status::apply(&self.ctx, report, Some(court)).instrument(span.clone());
+            let applied =
+                status::apply(&self.ctx, report, Some(court), &caller).instrument(span.clone());
             match self.ctx.store.bounded(applied).await {
                 Ok(outcome) => break outcome,
                 Err(e) => {

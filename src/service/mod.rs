@@ -201,6 +201,7 @@ pub async fn start_with_clock(
         pending,
         max_unacked_age: config.max_unacked_age,
         metrics: metrics_handle,
+        auth: config.auth,
     });
     let http_task = tokio::spawn(crate::api::serve::serve(
         listener,

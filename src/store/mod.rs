@@ -21,8 +21,12 @@
 //!   each operation be written once; times are stored as epoch milliseconds (UTC) and nested
 //!   values as JSON text, identically in both. Migrations live in `migrations/sqlite` and
 //!   `migrations/postgres` and are applied by [`Store::connect`].
+//! - **Audit** (`audit`): an append-only log the database keeps append-only (triggers);
+//!   a status report's row is written in the report's transaction. **Tokens** (`tokens`) of
+//!   the HTTP API, stored hashed.
 //! - **Privacy**: only matched sightings ever reach the store.
 
+mod audit;
 mod codec;
 mod db;
 mod dispatch;
@@ -30,6 +34,7 @@ mod outbox;
 mod retention;
 mod targets;
 mod tasks;
+mod tokens;
 mod workflow;
 
 use std::str::FromStr;
@@ -40,9 +45,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditResult};
 pub use db::Dialect;
 pub use retention::{Purged, Retention};
 pub use targets::target_version;
+pub use tokens::StoredToken;
 
 /// What [`Store::record_matches`] did with one matched sighting, and the kinds of history rows.
 pub use crate::dispatch::plan::{MatchOutcome, TaskEventKind};

@@ -4,7 +4,9 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 
+use super::audit::{AuditEntry, AuditResult, insert_audit};
 use super::codec::{self, ms, task_columns};
+use super::db::Tx;
 use super::dispatch::{NewEvent, insert_events, open_status};
 use super::outbox::{self, NewMessage};
 use super::targets::set_target_status;
@@ -146,76 +148,45 @@ impl Store {
         topics: &Topics,
         now: DateTime<Utc>,
     ) -> Result<StatusOutcome, StoreError> {
-        let now = codec::to_ms_precision(now);
-        let at = codec::to_ms_precision(report.at.unwrap_or(now));
-        let refused = |reason: String| Ok(StatusOutcome::Refused { reason });
-        let mut tx = self.begin_write().await?;
-        let sql = tx.dialect().pick(TASK_BY_ID, TASK_BY_ID_FOR_UPDATE);
-        let q = tx.query(sql).bind(report.task_id.as_str());
-        let Some(row) = tx.fetch_optional(q).await? else {
-            return refused(format!("unknown task {}", report.task_id));
-        };
-        let mut task = codec::task_from_row(&row)?;
-        if let Some(court) = reporting_court.filter(|c| *c != task.assisting_court_id) {
-            return refused(format!(
-                "task {} is held by {}, not {court}",
-                task.task_id, task.assisting_court_id
-            ));
-        }
-        let previous = task.status;
-        if let Err(e) = check_transition(task.kind, previous, report.status) {
-            return refused(e.to_string());
-        }
-        task.status = report.status;
+        self.apply_status_audited(report, reporting_court, topics, now, None)
+            .await
+    }
 
-        let q = tx
-            .query(
-                "UPDATE tasks SET status = $1, acknowledged_at = COALESCE(acknowledged_at, $2), \
-                 resolved_at = COALESCE(resolved_at, $3), updated_at = $4 \
-                 WHERE task_id = $5 AND status = $6",
-            )
-            .bind(task.status.as_str())
-            .bind((previous == TaskStatus::Dispatched).then_some(ms(now)))
-            .bind((!task.status.is_open()).then_some(ms(now)))
-            .bind(ms(now))
-            .bind(task.task_id.as_str())
-            .bind(previous.as_str());
-        if tx.execute(q).await? == 0 {
-            // Cannot happen under the row lock (PostgreSQL) or the write lock (SQLite).
-            return Err(StoreError::Conflict(format!(
-                "task {} changed while a status report was applied",
-                task.task_id
-            )));
+    /// As [`Store::apply_status`], and writes `audit` (its result and target filled in from
+    /// the outcome) in the same transaction: the status path pays one small insert, not a
+    /// second commit. A refused report's audit row is committed too.
+    pub async fn apply_status_audited(
+        &self,
+        report: &StatusReport,
+        reporting_court: Option<&str>,
+        topics: &Topics,
+        now: DateTime<Utc>,
+        audit: Option<&AuditEntry>,
+    ) -> Result<StatusOutcome, StoreError> {
+        let now = codec::to_ms_precision(now);
+        let mut tx = self.begin_write().await?;
+        let outcome = apply_status_in(&mut tx, report, reporting_court, topics, now).await?;
+        let Some(audit) = audit else {
+            if matches!(outcome, StatusOutcome::Applied { .. }) {
+                tx.commit().await?;
+            }
+            return Ok(outcome);
+        };
+        let mut entry = audit.clone();
+        entry.task_id = Some(report.task_id.clone());
+        match &outcome {
+            StatusOutcome::Applied { task, .. } => {
+                entry.result = AuditResult::Ok;
+                entry.target_id = Some(task.target_id.clone());
+            }
+            StatusOutcome::Refused { reason } => {
+                entry.result = AuditResult::Refused;
+                entry.detail = Some(reason.clone());
+            }
         }
-        let by = Some(report.by.as_str()).filter(|s| !s.is_empty());
-        let note = Some(report.note.as_str()).filter(|s| !s.is_empty());
-        insert_events(
-            &mut tx,
-            &[NewEvent {
-                task_id: Cow::Borrowed(&task.task_id),
-                at: ms(at),
-                kind: TaskEventKind::Status,
-                status: task.status,
-                actor: by,
-                note: note.map(str::to_string),
-                sighting: None,
-                court_id: Some(Cow::Borrowed(&task.assisting_court_id)),
-            }],
-        )
-        .await?;
-        if task.status == TaskStatus::Seized {
-            set_target_status(&mut tx, &task.target_id, TargetStatus::Seized, ms(now)).await?;
-        }
-        let text = notify::status_report_text(&task, previous, by);
-        let messages = notify::status_changed(&task, by, note, text, at, topics);
-        let messages = NewMessage::encode_all(messages)?;
-        let messages = outbox::write(&mut tx, messages, now).await?;
+        insert_audit(&mut tx, &entry, ms(now)).await?;
         tx.commit().await?;
-        Ok(StatusOutcome::Applied {
-            task,
-            previous,
-            messages,
-        })
+        Ok(outcome)
     }
 
     /// Withdraws a target: status `withdrawn`, every open task `cancelled` (history row,
@@ -282,4 +253,81 @@ impl Store {
         tx.commit().await?;
         Ok(Some(messages))
     }
+}
+
+/// The checks and writes of a status report inside `tx`; a refusal writes nothing.
+async fn apply_status_in(
+    tx: &mut Tx,
+    report: &StatusReport,
+    reporting_court: Option<&str>,
+    topics: &Topics,
+    now: DateTime<Utc>,
+) -> Result<StatusOutcome, StoreError> {
+    let at = codec::to_ms_precision(report.at.unwrap_or(now));
+    let refused = |reason: String| Ok(StatusOutcome::Refused { reason });
+    let sql = tx.dialect().pick(TASK_BY_ID, TASK_BY_ID_FOR_UPDATE);
+    let q = tx.query(sql).bind(report.task_id.as_str());
+    let Some(row) = tx.fetch_optional(q).await? else {
+        return refused(format!("unknown task {}", report.task_id));
+    };
+    let mut task = codec::task_from_row(&row)?;
+    if let Some(court) = reporting_court.filter(|c| *c != task.assisting_court_id) {
+        return refused(format!(
+            "task {} is held by {}, not {court}",
+            task.task_id, task.assisting_court_id
+        ));
+    }
+    let previous = task.status;
+    if let Err(e) = check_transition(task.kind, previous, report.status) {
+        return refused(e.to_string());
+    }
+    task.status = report.status;
+
+    let q = tx
+        .query(
+            "UPDATE tasks SET status = $1, acknowledged_at = COALESCE(acknowledged_at, $2), \
+             resolved_at = COALESCE(resolved_at, $3), updated_at = $4 \
+             WHERE task_id = $5 AND status = $6",
+        )
+        .bind(task.status.as_str())
+        .bind((previous == TaskStatus::Dispatched).then_some(ms(now)))
+        .bind((!task.status.is_open()).then_some(ms(now)))
+        .bind(ms(now))
+        .bind(task.task_id.as_str())
+        .bind(previous.as_str());
+    if tx.execute(q).await? == 0 {
+        // Cannot happen under the row lock (PostgreSQL) or the write lock (SQLite).
+        return Err(StoreError::Conflict(format!(
+            "task {} changed while a status report was applied",
+            task.task_id
+        )));
+    }
+    let by = Some(report.by.as_str()).filter(|s| !s.is_empty());
+    let note = Some(report.note.as_str()).filter(|s| !s.is_empty());
+    insert_events(
+        tx,
+        &[NewEvent {
+            task_id: Cow::Borrowed(&task.task_id),
+            at: ms(at),
+            kind: TaskEventKind::Status,
+            status: task.status,
+            actor: by,
+            note: note.map(str::to_string),
+            sighting: None,
+            court_id: Some(Cow::Borrowed(&task.assisting_court_id)),
+        }],
+    )
+    .await?;
+    if task.status == TaskStatus::Seized {
+        set_target_status(tx, &task.target_id, TargetStatus::Seized, ms(now)).await?;
+    }
+    let text = notify::status_report_text(&task, previous, by);
+    let messages = notify::status_changed(&task, by, note, text, at, topics);
+    let messages = NewMessage::encode_all(messages)?;
+    let messages = outbox::write(tx, messages, now).await?;
+    Ok(StatusOutcome::Applied {
+        task,
+        previous,
+        messages,
+    })
 }

@@ -12,10 +12,12 @@ use clap::Args;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
+use crate::app::auth::{self, Scope, TokenError};
 use crate::clock::Clock;
 use crate::contract::model::Target;
 use crate::service;
 use crate::service::config::{BrokerChoice, ServeArgs};
+use crate::store::Store;
 use crate::tools::simulate::{Rng, random_plate};
 
 #[derive(Debug, Clone, Args)]
@@ -28,6 +30,15 @@ pub struct DemoArgs {
     pub rate: f64,
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+/// A fresh token for the demo: one left by an earlier run on the same database is revoked.
+async fn demo_token(store: &Store, name: &str, scope: Scope) -> anyhow::Result<String> {
+    match auth::revoke(store, name, Utc::now()).await {
+        Ok(()) | Err(TokenError::NoSuchToken(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(auth::create(store, name, &scope, Utc::now()).await?)
 }
 
 /// Runs the demo until ctrl-c or `--duration`.
@@ -58,11 +69,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let stop_signal = stop.clone();
     let running = service::start(config, async move { stop_signal.cancelled().await }).await?;
     let broker = running.broker.clone();
+    let admin = demo_token(&running.store, "demo admin", Scope::Admin).await?;
+    let cixi = demo_token(
+        &running.store,
+        "demo cixi console",
+        Scope::Court("cixi".into()),
+    )
+    .await?;
     println!("leadrelay demo");
     println!("  MQTT broker   mqtt://{}:{}", broker.host, broker.port);
     println!("  HTTP API      http://{}/api/v1/tasks", running.http_addr);
     println!("  metrics       http://{}/metrics", running.http_addr);
     println!("  database      {}", dir.path().join("demo.db").display());
+    println!("  admin token   {admin}");
+    println!("  cixi token    {cixi}   (scope court:cixi)");
+    println!(
+        "  try           curl -H 'Authorization: Bearer {cixi}' http://{}/api/v1/tasks",
+        running.http_addr
+    );
     println!();
 
     let targets = demo_targets();

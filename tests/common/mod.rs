@@ -84,6 +84,8 @@ pub struct Harness {
     /// The service's clock when the test moves time itself ([`Harness::start_manual`]);
     /// restarts keep it.
     pub clock: Option<ManualClock>,
+    /// An admin token of the service's database, which every request of the harness carries.
+    pub token: String,
     http_client: reqwest::Client,
     watcher: tokio::task::JoinHandle<()>,
 }
@@ -187,6 +189,7 @@ impl Harness {
         let http = format!("http://{}", running.http_addr);
         let prefix = config.topic_prefix.clone();
         let (client, seen, watcher) = watch(broker_addr, &prefix).await;
+        let token = create_token(&running.store, &unique("test admin "), "admin").await;
         let harness = Harness {
             backend: backend.clone(),
             config,
@@ -198,11 +201,46 @@ impl Harness {
             dir,
             broker_addr,
             clock,
-            http_client: reqwest::Client::new(),
+            http_client: client_with_token(&token),
+            token,
             watcher,
         };
         harness.wait_ready().await;
         harness
+    }
+
+    /// An HTTP client that sends the harness's admin token.
+    pub fn http_client(&self) -> reqwest::Client {
+        self.http_client.clone()
+    }
+
+    /// A new token of `scope` (`admin`, `ops`, `court:cixi`) named `name`.
+    pub async fn token(&self, name: &str, scope: &str) -> String {
+        create_token(&self.running.as_ref().expect("running").store, name, scope).await
+    }
+
+    /// As [`request`](Self::request), with `token` instead of the harness's (none: `None`).
+    pub async fn request_as(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = reqwest::Client::new().request(method, format!("{}{path}", self.http));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("HTTP request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Waits until /readyz says broker and database are reachable.
@@ -438,6 +476,25 @@ async fn start_service(config: &Config, clock: Option<&ManualClock>, what: &str)
         .expect(what)
 }
 
+/// Makes an API token in the service's database, as `leadrelay tokens create` does.
+pub async fn create_token(store: &leadrelay::store::Store, name: &str, scope: &str) -> String {
+    let scope = leadrelay::app::auth::Scope::parse(scope).expect("a valid scope");
+    leadrelay::app::auth::create(store, name, &scope, chrono::Utc::now())
+        .await
+        .expect("a token")
+}
+
+/// A client whose every request carries `token`.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {token}").parse().expect("a header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
+}
+
 /// Polls `{http}/readyz` until it succeeds (true) or `within` passes (false).
 async fn ready_within(client: &reqwest::Client, http: &str, within: Duration) -> bool {
     let deadline = Instant::now() + within;
@@ -462,6 +519,8 @@ async fn ready_within(client: &reqwest::Client, http: &str, within: Duration) ->
 pub struct ServeProcess {
     child: std::process::Child,
     pub http: String,
+    /// Sends an admin token of the service's database.
+    pub client: reqwest::Client,
 }
 
 impl ServeProcess {
@@ -496,6 +555,11 @@ impl ServeProcess {
             .append(true)
             .open(dir.join("serve.log"))
             .unwrap();
+        let store = leadrelay::store::Store::connect(database_url)
+            .await
+            .expect("the service's database");
+        let token = create_token(&store, &unique("crash admin "), "admin").await;
+        store.close().await;
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_leadrelay"))
             .args([
                 "serve",
@@ -514,6 +578,7 @@ impl ServeProcess {
         let service = ServeProcess {
             child,
             http: format!("http://127.0.0.1:{port}"),
+            client: client_with_token(&token),
         };
         assert!(
             ready_within(

@@ -42,6 +42,7 @@ macro_rules! on_each_backend {
     };
 }
 
+mod audit;
 mod border;
 mod deadlines;
 mod harness;

@@ -28,6 +28,10 @@ pub struct HttpArgs {
     /// HTTP connections served at once; more wait to be accepted (default 1024).
     #[arg(long, env = "LEADRELAY_HTTP_MAX_CONNECTIONS")]
     pub http_max_connections: Option<usize>,
+    /// Whether the API needs a bearer token (`leadrelay tokens create`); `false` only for a
+    /// closed test setup (default true). `/healthz` and `/readyz` never do.
+    #[arg(long, env = "LEADRELAY_AUTH")]
+    pub auth: Option<bool>,
 }
 
 impl Layered for HttpArgs {
@@ -38,6 +42,7 @@ impl Layered for HttpArgs {
             http_header_timeout: Some(HumanDuration(limits.header_timeout)),
             http_request_timeout: Some(HumanDuration(limits.request_timeout)),
             http_max_connections: Some(limits.max_connections),
+            auth: Some(true),
         }
     }
 }
@@ -47,10 +52,13 @@ impl Layered for HttpArgs {
 pub struct HttpSettings {
     pub addr: SocketAddr,
     pub limits: HttpLimits,
+    /// Whether the API needs a bearer token.
+    pub auth: bool,
 }
 
 impl HttpArgs {
-    /// Checks the layered settings: the listening address and positive limits.
+    /// Checks the layered settings: the listening address, positive limits, whether tokens
+    /// are required.
     pub fn validate(self) -> Result<HttpSettings, ConfigError> {
         let positive = |value: Option<HumanDuration>, setting: &'static str| {
             let value = required(value, setting)?.0;
@@ -65,6 +73,7 @@ impl HttpArgs {
         }
         Ok(HttpSettings {
             addr: required(self.http_addr, "http_addr")?,
+            auth: required(self.auth, "auth")?,
             limits: HttpLimits {
                 header_timeout: positive(self.http_header_timeout, "http_header_timeout")?,
                 request_timeout: positive(self.http_request_timeout, "http_request_timeout")?,

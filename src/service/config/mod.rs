@@ -161,6 +161,8 @@ pub struct Config {
     pub http_limits: HttpLimits,
     /// Longest a graceful shutdown may take before the service gives up on it.
     pub shutdown_grace: Duration,
+    /// Whether the HTTP API needs a bearer token.
+    pub auth: bool,
     /// Jurisdictions and courts, loaded and checked.
     pub geo: Arc<GeoData>,
     pub max_batch: usize,
@@ -190,6 +192,7 @@ impl std::fmt::Debug for Config {
             .field("http_addr", &self.http_addr)
             .field("http_limits", &self.http_limits)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("auth", &self.auth)
             .field("courts", &self.geo.courts.len())
             .field("max_batch", &self.max_batch)
             .field("batch_window", &self.batch_window)
@@ -229,6 +232,7 @@ impl ServeArgs {
             http_addr: http.addr,
             http_limits: http.limits,
             shutdown_grace,
+            auth: http.auth,
             geo: Arc::new(geo),
             max_batch: ingest.max_batch,
             batch_window: ingest.batch_window,

@@ -95,6 +95,10 @@ pub struct SimulateArgs {
     /// The service's HTTP base URL: targets are loaded through it, and its metrics read.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub http: String,
+    /// Bearer token for the service's HTTP API (an admin token: it loads targets and reads
+    /// metrics); needed unless the service runs with `--auth false`.
+    #[arg(long, env = "LEADRELAY_TOKEN")]
+    pub token: Option<String>,
     /// Do not load the generated targets (the service already has them).
     #[arg(long)]
     pub no_load_targets: bool,
@@ -182,7 +186,8 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
             let targets = workload.targets_json(args.seed);
             let loaded = targets.len();
             let base = args.http.clone();
-            tokio::task::spawn_blocking(move || load_targets(&base, targets))
+            let token = args.token.clone();
+            tokio::task::spawn_blocking(move || load_targets(&base, token.as_deref(), targets))
                 .await
                 .context("loading targets")??;
             eprintln!(
@@ -191,7 +196,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
                 started.elapsed()
             );
         }
-        processed_before = service_processed(&args.http).await;
+        processed_before = service_processed(&args.http, args.token.as_deref()).await;
     }
     let tags = Arc::new(Tags {
         run: run_tag.clone(),
@@ -346,7 +351,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
         }
     }
     let processed = match processed_before {
-        Some(before) => service_processed(&args.http)
+        Some(before) => service_processed(&args.http, args.token.as_deref())
             .await
             .map(|after| after - before),
         None => None,

@@ -14,9 +14,10 @@ pub(super) fn http_authority(base: &str) -> anyhow::Result<&str> {
 }
 
 /// A minimal HTTP/1.1 exchange over a fresh connection (no HTTP client dependency needed
-/// for two calls); returns the status and body.
+/// for two calls), with `token` as its bearer token when given; returns the status and body.
 pub(super) fn http(
     base: &str,
+    token: Option<&str>,
     method: &str,
     path: &str,
     body: &[u8],
@@ -25,8 +26,9 @@ pub(super) fn http(
     let mut stream = std::net::TcpStream::connect(authority)
         .with_context(|| format!("cannot reach the service's HTTP API at {base}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;
@@ -47,10 +49,14 @@ pub(super) fn http(
 }
 
 /// Loads the targets through `POST /api/v1/targets:batch`, in chunks.
-pub(super) fn load_targets(base: &str, targets: Vec<serde_json::Value>) -> anyhow::Result<()> {
+pub(super) fn load_targets(
+    base: &str,
+    token: Option<&str>,
+    targets: Vec<serde_json::Value>,
+) -> anyhow::Result<()> {
     for chunk in targets.chunks(2_000) {
         let body = serde_json::to_vec(chunk)?;
-        let (status, text) = http(base, "POST", "/api/v1/targets:batch", &body)?;
+        let (status, text) = http(base, token, "POST", "/api/v1/targets:batch", &body)?;
         if status != 200 {
             bail!("POST {base}/api/v1/targets:batch: HTTP {status}: {text}");
         }
@@ -59,12 +65,14 @@ pub(super) fn load_targets(base: &str, targets: Vec<serde_json::Value>) -> anyho
 }
 
 /// Sightings the service has handled so far (decoded + rejected), from its /metrics.
-pub(super) async fn service_processed(base: &str) -> Option<u64> {
+pub(super) async fn service_processed(base: &str, token: Option<&str>) -> Option<u64> {
     let base = base.to_string();
-    let (status, text) = tokio::task::spawn_blocking(move || http(&base, "GET", "/metrics", b""))
-        .await
-        .ok()?
-        .ok()?;
+    let token = token.map(str::to_string);
+    let (status, text) =
+        tokio::task::spawn_blocking(move || http(&base, token.as_deref(), "GET", "/metrics", b""))
+            .await
+            .ok()?
+            .ok()?;
     if status != 200 {
         return None;
     }

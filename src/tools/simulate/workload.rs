@@ -446,6 +446,7 @@ mod tests {
             outside_ratio: 0.2,
             seed: 5,
             http: String::new(),
+            token: None,
             no_load_targets: true,
             unique_hits: false,
             baseline: false,
