@@ -473,6 +473,18 @@ impl ServeProcess {
         prefix: &str,
         dir: &std::path::Path,
     ) -> ServeProcess {
+        Self::start_with(mqtt_url, database_url, client_id, prefix, dir, &[]).await
+    }
+
+    /// As [`start`](Self::start), with further `serve` flags (e.g. `--share-group`).
+    pub async fn start_with(
+        mqtt_url: &str,
+        database_url: &str,
+        client_id: &str,
+        prefix: &str,
+        dir: &std::path::Path,
+        extra: &[&str],
+    ) -> ServeProcess {
         // A port that was free a moment ago: the binary is told it, rather than asked.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -494,6 +506,7 @@ impl ServeProcess {
             ])
             .args(["--http-addr", &format!("127.0.0.1:{port}")])
             .args(["--client-id", client_id, "--topic-prefix", prefix])
+            .args(extra)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -513,6 +526,11 @@ impl ServeProcess {
             dir.join("serve.log").display()
         );
         service
+    }
+
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// SIGKILL: no shutdown, no flush, no DISCONNECT; as a crash or a power cut.
