@@ -55,6 +55,31 @@ fn fill(path: &Path) -> u64 {
     written
 }
 
+/// The error of the first failed group commit in the service's log (colours removed).
+fn first_commit_error(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An ANSI colour sequence: ESC [ ... m.
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .lines()
+        .find(|l| l.contains("group commit failed"))
+        .and_then(|l| l.split("error=").nth(1))
+        .map(|e| e.split(" batch=").next().unwrap_or(e).to_string())
+        .unwrap_or_else(|| "no failed group commit logged".into())
+}
+
 pub async fn disk_full(workload: Workload, rng: &mut Rng) -> Option<Row> {
     let stage = Stage::new(workload, rng).await;
     let mount_point = stage.path("disk");
@@ -112,17 +137,12 @@ pub async fn disk_full(workload: Workload, rng: &mut Rng) -> Option<Row> {
     if integrity_full != "ok" {
         problems.push(format!("integrity_check with the disk full: {integrity_full}"));
     }
-    let error = std::fs::read_to_string(service.log())
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.contains("group commit failed"))
-        .map(|l| l.split("error=").nth(1).unwrap_or(l).chars().take(80).collect::<String>())
-        .unwrap_or_default();
+    let error = first_commit_error(&service.log());
 
     std::fs::remove_file(&filler).unwrap();
     let note = format!(
         "tmpfs 16 MiB filled ({} KiB) after a third; {retries} failed commits retried, \
-         {tasks_while_full} tasks while full, log: {error:?}; /readyz while full: {readyz}; \
+         {tasks_while_full} tasks while full; log: `{error}`; /readyz while full: `{readyz}`; \
          space freed",
         filled / 1024
     );
