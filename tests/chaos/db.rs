@@ -105,8 +105,12 @@ impl Drop for PgDatabase {
 
 /// `base` with its database name replaced by `name` (query string kept).
 fn with_database(base: &str, name: &str) -> String {
-    let (head, tail) = base.rsplit_once('/').expect("a postgres:// URL with a database");
-    let query = tail.split_once('?').map_or(String::new(), |(_, q)| format!("?{q}"));
+    let (head, tail) = base
+        .rsplit_once('/')
+        .expect("a postgres:// URL with a database");
+    let query = tail
+        .split_once('?')
+        .map_or(String::new(), |(_, q)| format!("?{q}"));
     format!("{head}/{name}{query}")
 }
 
@@ -126,5 +130,8 @@ pub async fn sqlite_integrity(path: &std::path::Path) -> String {
         Err(e) => return format!("cannot check: {e}"),
     };
     let _ = conn.close().await;
-    rows.into_iter().map(|(r,)| r).collect::<Vec<_>>().join("; ")
+    rows.into_iter()
+        .map(|(r,)| r)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -135,7 +135,9 @@ pub async fn disk_full(workload: Workload, rng: &mut Rng) -> Option<Row> {
         ));
     }
     if integrity_full != "ok" {
-        problems.push(format!("integrity_check with the disk full: {integrity_full}"));
+        problems.push(format!(
+            "integrity_check with the disk full: {integrity_full}"
+        ));
     }
     let error = first_commit_error(&service.log());
 
@@ -157,8 +159,9 @@ pub async fn disk_full(workload: Workload, rng: &mut Rng) -> Option<Row> {
     if integrity_end != "ok" {
         problems.push(format!("integrity_check at the end: {integrity_end}"));
     }
-    row.note
-        .push_str(&format!("; integrity_check: {integrity_full} / {integrity_end}"));
+    row.note.push_str(&format!(
+        "; integrity_check: {integrity_full} / {integrity_end}"
+    ));
     row.problems.extend(problems);
     drop(tmpfs);
     Some(row)

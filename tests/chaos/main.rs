@@ -49,7 +49,8 @@ impl Settings {
                 targets: 60,
                 sightings: 300,
                 hit_percent: 40,
-                spacing: Duration::from_millis(1500 * kills as u64 / 300).max(Duration::from_millis(5)),
+                spacing: Duration::from_millis(1500 * kills as u64 / 300)
+                    .max(Duration::from_millis(5)),
             },
             workload: Workload {
                 targets: 60,

@@ -6,8 +6,8 @@ use std::time::Duration;
 use crate::common::unique;
 use crate::feed::{Rng, Workload};
 use crate::report::{Row, settle};
-use crate::service::{Service, load_targets};
-use crate::stage::{Database, DbKind, Stage};
+use crate::service::{Service, load_targets, metrics};
+use crate::stage::{Database, DbKind, Stage, settle_limit};
 
 /// How long the survivors get to finish on their own before the dead replica is restarted.
 const WITHOUT_THE_DEAD: Duration = Duration::from_secs(15);
@@ -53,24 +53,50 @@ pub async fn replica_kill(workload: Workload, rng: &mut Rng) -> Option<Row> {
                 .contains(t["target_id"].as_str().unwrap_or_default())
         })
         .count();
-    let stranded = stage.plan.hit_targets.len() - found;
-    let note = if alone.complete {
-        format!(
-            "replica 1 of 3 killed half-way; the 2 survivors finished alone ({found} tasks)"
-        )
-    } else {
-        // As a supervisor would: the same client id again, which resumes its session.
-        replicas[1].restart().await;
-        format!(
-            "replica 1 of 3 killed half-way; {stranded} expected task(s) stranded in its \
-             session for {}s until it was restarted (same client id)",
-            WITHOUT_THE_DEAD.as_secs()
-        )
-    };
+    let missing = stage.plan.hit_targets.len() - found;
+    // As a supervisor would: the same client id again, which resumes its session; what
+    // that session held arrives now, and the restarted replica counts it.
+    replicas[1].restart().await;
+    let back = settle(
+        replicas[1].http(),
+        &stage.counter,
+        &stage.plan,
+        settle_limit(),
+    )
+    .await;
+    let stranded = received(replicas[1].http()).await;
+    let note = format!(
+        "replica 1 of 3 killed half-way; down until the survivors settled (at most {} s): they {} ({missing} expected \
+         task(s) missing); restarted with its client id, it received {stranded} sighting(s) \
+         its session had kept{}",
+        WITHOUT_THE_DEAD.as_secs(),
+        if alone.complete {
+            "finished alone"
+        } else {
+            "did not finish alone"
+        },
+        if back.complete { "" } else { " (incomplete)" }
+    );
     let row = stage
-        .finish(feed, &survivor, "replica kill (3, shared)", "postgres", note)
+        .finish(
+            feed,
+            &survivor,
+            "replica kill (3, shared)",
+            "postgres",
+            note,
+        )
         .await;
     drop(replicas);
     drop(db);
     Some(row)
+}
+
+/// Sightings a service has received since it started (its counter, summed over kinds).
+async fn received(http: &str) -> f64 {
+    metrics(http)
+        .await
+        .lines()
+        .filter(|l| l.starts_with("leadrelay_sightings_received_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -75,7 +75,9 @@ impl Stage {
             DbKind::Postgres => match postgres_base() {
                 Some(base) => Some(Database::Postgres(PgDatabase::create(&base).await)),
                 None => {
-                    eprintln!("LEADRELAY_TEST_DATABASE_URL is not set: PostgreSQL scenario skipped");
+                    eprintln!(
+                        "LEADRELAY_TEST_DATABASE_URL is not set: PostgreSQL scenario skipped"
+                    );
                     None
                 }
             },
