@@ -280,6 +280,22 @@ impl Store {
                 .max_connections(1)
                 .test_before_acquire(false)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                // A write that fails with the disk full (SQLITE_FULL) makes SQLite roll the
+                // transaction back itself; the ROLLBACK sqlx then sends fails ("no transaction
+                // is active") and sqlx keeps counting the transaction as open, so every later
+                // `BEGIN IMMEDIATE` on this connection failed, even after space was freed.
+                // Such a connection is closed here and the next write opens a fresh one.
+                .after_release(|conn, _| {
+                    Box::pin(async move {
+                        use sqlx::Connection as _;
+                        if conn.is_in_transaction() {
+                            // The dropped transaction's ROLLBACK is queued on the connection's
+                            // thread: let it run before looking again.
+                            conn.ping().await?;
+                        }
+                        Ok(!conn.is_in_transaction())
+                    })
+                })
                 .connect_with(options.clone().pragma("cache_size", "-65536"))
                 .await?;
             SQLITE_MIGRATOR.run(&write_pool).await?;

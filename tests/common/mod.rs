@@ -622,6 +622,11 @@ impl ServeProcess {
         }
     }
 
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGKILL: no shutdown, no flush, no DISCONNECT; as a crash or a power cut.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
