@@ -126,6 +126,10 @@ pub struct Sample {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub rss_kib: Option<u64>,
+    /// The anonymous part of `rss_kib` (`RssAnon`): the process's own heap, without the
+    /// file pages it maps (SQLite reads its database through a memory map, whose resident
+    /// pages grow with the database, not with a leak).
+    pub rss_anon_kib: Option<u64>,
     pub fds: Option<u64>,
     /// The service's `leadrelay_outbox_pending`: written, not yet published.
     pub outbox_pending: Option<f64>,
@@ -170,15 +174,21 @@ pub fn flatness(rows: &[Sample], within_pct: f64) -> Option<Flatness> {
     })
 }
 
-/// `VmRSS` in KiB from the text of `/proc/PID/status`.
-pub(super) fn vm_rss_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+/// A `kB` field (`VmRSS`, `RssAnon`) in KiB from the text of `/proc/PID/status`.
+pub(super) fn status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
     line.trim().strip_suffix("kB")?.trim().parse().ok()
 }
 
-/// The process's resident set, from `/proc/PID/status`.
-pub(super) fn rss_kib(pid: u32) -> Option<u64> {
-    vm_rss_kib(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+/// The process's resident set and its anonymous part, from `/proc/PID/status`.
+pub(super) fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some((
+        status_kib(&status, "VmRSS")?,
+        status_kib(&status, "RssAnon")?,
+    ))
 }
 
 /// The process's open file descriptors: the entries of `/proc/PID/fd`.
@@ -267,7 +277,8 @@ async fn sample(elapsed_secs: f64, counts: Counts, watched: &Watched) -> Sample 
         updates: counts.updates,
         p50_ms: counts.latency.map(|l| l.0),
         p99_ms: counts.latency.map(|l| l.1),
-        rss_kib: rss,
+        rss_kib: rss.map(|r| r.0),
+        rss_anon_kib: rss.map(|r| r.1),
         fds,
         outbox_pending,
     }
@@ -279,7 +290,7 @@ fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
 
 fn row_text(r: &Sample) -> String {
     format!(
-        "| {:>7.0} | {:>8} | {:>6} | {:>6} | {:>7} | {:>7} | {:>7} | {:>8} | {:>5} | {:>6} |",
+        "| {:>7.0} | {:>8} | {:>6} | {:>6} | {:>7} | {:>7} | {:>7} | {:>8} | {:>8} | {:>5} | {:>6} |",
         r.elapsed_secs,
         r.sent,
         r.hits,
@@ -288,12 +299,13 @@ fn row_text(r: &Sample) -> String {
         or_dash(r.p50_ms.map(|v| format!("{v:.2}"))),
         or_dash(r.p99_ms.map(|v| format!("{v:.2}"))),
         or_dash(r.rss_kib.map(|k| format!("{:.1}", k as f64 / 1024.0))),
+        or_dash(r.rss_anon_kib.map(|k| format!("{:.1}", k as f64 / 1024.0))),
         or_dash(r.fds),
         or_dash(r.outbox_pending),
     )
 }
 
-const HEADER: &str = "| elapsed s |     sent |   hits |  tasks | updates | p50 ms | p99 ms | RSS MiB |   fds | outbox |\n|---|---|---|---|---|---|---|---|---|---|";
+const HEADER: &str = "| elapsed s |     sent |   hits |  tasks | updates | p50 ms | p99 ms | RSS MiB | anon MiB |   fds | outbox |\n|---|---|---|---|---|---|---|---|---|---|---|";
 
 fn print_row(r: &Sample, first: bool, to_stderr: bool) {
     let text = if first {
@@ -398,22 +410,24 @@ mod tests {
     #[test]
     fn vm_rss_is_read_from_proc_status() {
         let text = "Name:\tleadrelay\nVmPeak:\t  900 kB\nVmRSS:\t   12345 kB\nThreads:\t4\n";
-        assert_eq!(vm_rss_kib(text), Some(12345));
-        assert_eq!(vm_rss_kib("Name:\tx\n"), None);
-        assert_eq!(vm_rss_kib("VmRSS:\tmany kB\n"), None);
+        assert_eq!(status_kib(text, "VmRSS"), Some(12345));
+        assert_eq!(status_kib(text, "VmPeak"), Some(900));
+        assert_eq!(status_kib(text, "VmRS"), None);
+        assert_eq!(status_kib("Name:\tx\n", "VmRSS"), None);
+        assert_eq!(status_kib("VmRSS:\tmany kB\n", "VmRSS"), None);
     }
 
     #[test]
     fn this_process_rss_grows_with_memory_it_touches() {
         let pid = std::process::id();
-        let before = rss_kib(pid).expect("own VmRSS");
-        assert!(before > 0);
+        let (before, anon_before) = rss_kib(pid).expect("own VmRSS and RssAnon");
+        assert!(before >= anon_before && anon_before > 0);
         // 64 MiB written, so every page is resident.
         let block = vec![1u8; 64 << 20];
-        let after = rss_kib(pid).expect("own VmRSS");
+        let (after, anon_after) = rss_kib(pid).expect("own VmRSS and RssAnon");
         assert!(
-            after >= before + (48 << 10),
-            "RSS {before} → {after} KiB with 64 MiB touched"
+            after >= before + (48 << 10) && anon_after >= anon_before + (48 << 10),
+            "RSS {before} → {after} KiB, anon {anon_before} → {anon_after} KiB with 64 MiB touched"
         );
         assert_eq!(block.iter().map(|&b| u64::from(b)).sum::<u64>(), 64 << 20);
     }
@@ -457,6 +471,7 @@ mod tests {
             p50_ms: None,
             p99_ms: None,
             rss_kib: Some(rss),
+            rss_anon_kib: Some(rss),
             fds: Some(fds),
             outbox_pending: None,
         }
