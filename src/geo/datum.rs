@@ -141,11 +141,35 @@ pub fn wgs84_to_gcj02(lon: f64, lat: f64) -> (f64, f64) {
 ///
 /// The offset field is smooth (its gradient is ~1e-5 per degree), so each step gains about
 /// five decimal digits; three to four steps reach the 1e-9° stop.
+///
+/// Near the box's edge the forward transform carries points from inside the box to just
+/// outside it, so a GCJ-02 position there has two pre-images: itself and a point inside.
+/// The inside one is taken (the producer declared China's datum), found by iterating from
+/// the nearest point of the box.
 pub fn gcj02_to_wgs84(lon: f64, lat: f64) -> (f64, f64) {
-    if outside_china(lon, lat) {
+    if !outside_china(lon, lat) {
+        return iterate_to_wgs84(lon, lat, (lon, lat));
+    }
+    // Beyond any offset of the forward transform (under 0.01°): WGS-84 already.
+    const REACH: f64 = 0.02;
+    let near = (72.004 - REACH..=137.8347 + REACH).contains(&lon)
+        && (0.8293 - REACH..=55.8271 + REACH).contains(&lat);
+    if !near {
         return (lon, lat);
     }
-    let (mut w_lon, mut w_lat) = (lon, lat);
+    let start = (lon.clamp(72.004, 137.8347), lat.clamp(0.8293, 55.8271));
+    let (w_lon, w_lat) = iterate_to_wgs84(lon, lat, start);
+    let (g_lon, g_lat) = wgs84_to_gcj02(w_lon, w_lat);
+    if !outside_china(w_lon, w_lat) && (g_lon - lon).abs() < 1e-8 && (g_lat - lat).abs() < 1e-8 {
+        (w_lon, w_lat)
+    } else {
+        (lon, lat)
+    }
+}
+
+/// Fixed-point iteration of the forward transform towards `(lon, lat)` from `start`.
+fn iterate_to_wgs84(lon: f64, lat: f64, start: (f64, f64)) -> (f64, f64) {
+    let (mut w_lon, mut w_lat) = start;
     for _ in 0..10 {
         let (g_lon, g_lat) = wgs84_to_gcj02(w_lon, w_lat);
         let (e_lon, e_lat) = (g_lon - lon, g_lat - lat);

@@ -2,6 +2,7 @@
 
 use leadrelay::contract::decode::{DecodeLimits, RejectReason, decode_sighting};
 use leadrelay::contract::plate::Confusables;
+use leadrelay::geo::datum::{gcj02_to_wgs84, wgs84_to_gcj02};
 
 /// BD-09 → WGS-84 moves a point by about 0.006°, which at lat -90 (or lon ±180) leaves the
 /// globe; such a position must be refused, not passed on out of range.
@@ -38,4 +39,25 @@ fn confusable_classes_keep_their_representative() {
             1
         );
     }
+}
+
+/// Just inside the GCJ-02 box's east edge (lon 137.8347) the forward transform moves a point
+/// about 500 m east, out of the box; decoding then took the written position for WGS-84 and
+/// placed the sighting 577 m off.
+#[test]
+fn gcj02_position_carried_out_of_the_box_decodes_to_its_source() {
+    let (lon, lat) = (137.82894685961807, 42.958571061285014);
+    let (g_lon, g_lat) = wgs84_to_gcj02(lon, lat);
+    assert!(
+        g_lon > 137.8347,
+        "the case no longer crosses the edge: {g_lon}"
+    );
+    let (w_lon, w_lat) = gcj02_to_wgs84(g_lon, g_lat);
+    assert!(
+        (w_lon - lon).abs() < 1e-8 && (w_lat - lat).abs() < 1e-8,
+        "{w_lon}, {w_lat}"
+    );
+    // Far outside the box nothing moves.
+    assert_eq!(gcj02_to_wgs84(140.0, 42.9), (140.0, 42.9));
+    assert_eq!(gcj02_to_wgs84(137.9, 42.9), (137.9, 42.9));
 }

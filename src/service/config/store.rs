@@ -35,7 +35,7 @@ pub struct StoreArgs {
     #[arg(long, env = "LEADRELAY_SIGHTING_RETENTION")]
     pub sighting_retention: Option<HumanDuration>,
     /// How long a closed task and its history are kept after it closed; open tasks are kept
-    /// (default 365days).
+    /// (default 1year).
     #[arg(long, env = "LEADRELAY_RETENTION")]
     pub retention: Option<HumanDuration>,
 }
@@ -68,7 +68,8 @@ impl Layered for StoreArgs {
             db_idle_in_transaction_timeout: Some(HumanDuration(limits.idle_in_transaction_timeout)),
             db_operation_timeout: Some(HumanDuration(limits.operation_timeout)),
             sighting_retention: Some(HumanDuration::from_secs(30 * 24 * 3600)),
-            retention: Some(HumanDuration::from_secs(365 * 24 * 3600)),
+            // humantime's year (365.25 days), so that it reads back as `1year`.
+            retention: Some(HumanDuration::from_secs(31_557_600)),
         }
     }
 }

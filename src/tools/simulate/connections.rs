@@ -9,6 +9,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::oneshot;
 
 use super::analysis::{Got, Progress, Tags};
+use super::sampling::{Live, Receipt};
 use crate::mqtt::BrokerAddr;
 
 /// Options for one of the generator's connections, with the broker's TLS and credentials.
@@ -198,15 +199,27 @@ pub(super) type Subscriber = (
     Arc<AtomicBool>,
 );
 
+/// Where the subscriber's receipts go: decoded with `tags`, counted in `progress`, and told
+/// to the sampler (`live`) when the run samples by interval.
+pub(super) struct Recorders {
+    pub(super) tags: Arc<Tags>,
+    pub(super) progress: Arc<Progress>,
+    pub(super) live: Option<Arc<Live>>,
+}
+
 /// Connects, subscribes and waits for the SUBACK, so nothing published after is missed.
 pub(super) async fn start_subscriber(
     broker: &BrokerAddr,
     run_tag: &str,
     filters: Vec<String>,
-    tags: Arc<Tags>,
-    progress: Arc<Progress>,
+    recorders: Recorders,
     t0: Instant,
 ) -> anyhow::Result<Subscriber> {
+    let Recorders {
+        tags,
+        progress,
+        live,
+    } = recorders;
     let mut opts = client_options(broker, format!("leadrelay-sim-sub-{run_tag}"));
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_max_packet_size(16 * 1024 * 1024, 1024 * 1024);
@@ -237,6 +250,13 @@ pub(super) async fn start_subscriber(
                     let sentinel =
                         matches!(got, Got::Task { target: Some(t), .. } if t == tags.sentinel);
                     let delivered = matches!(got, Got::Delivered { .. });
+                    if let Some(live) = &live {
+                        match got {
+                            Got::Task { seq, .. } => live.received(Receipt::Task, seq, at),
+                            Got::Update { seq } => live.received(Receipt::Update, seq, at),
+                            Got::Dead { .. } | Got::Delivered { .. } => {}
+                        }
+                    }
                     receipts.push((at, got));
                     progress.received.fetch_add(1, Ordering::AcqRel);
                     progress

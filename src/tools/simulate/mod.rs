@@ -25,6 +25,7 @@
 
 mod analysis;
 mod connections;
+mod sampling;
 mod service_api;
 mod workload;
 
@@ -43,8 +44,10 @@ use crate::service::config::{MqttArgs, parse_broker_url};
 
 use analysis::{Progress, Report, Tags, analyse, print_table};
 use connections::{
-    RELAY_HEARD, client_options, publish, publisher_loop, start_relay, start_subscriber, wait_ready,
+    RELAY_HEARD, Recorders, client_options, publish, publisher_loop, start_relay, start_subscriber,
+    wait_ready,
 };
+use sampling::{Flatness, Live, Sample, Sampler, Watched, flatness, print_summary};
 use service_api::{load_targets, service_processed};
 pub use workload::misread_at;
 pub(crate) use workload::{Rng, random_plate};
@@ -142,6 +145,19 @@ pub struct SimulateArgs {
     /// its connections stop waking each other across threads (`benches/DECISIONS.md`).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Print one row per interval as the run goes (`60s`): sent, hits, tasks and updates
+    /// received, their p50/p99 latency, and the service's RSS, open fds (`--watch-pid`) and
+    /// outbox backlog (its `/metrics`). The rows go into `--json` output too.
+    #[arg(long)]
+    pub sample_every: Option<String>,
+    /// The service's process id, for its RSS (`/proc/PID/status`) and open fds
+    /// (`/proc/PID/fd`) in each sample.
+    #[arg(long, requires = "sample_every")]
+    pub watch_pid: Option<u32>,
+    /// Fail the run if RSS or open fds at the last interval exceed the first by more than this
+    /// many percent.
+    #[arg(long, requires = "watch_pid")]
+    pub flat_within: Option<f64>,
 }
 
 /// The broker named by `--mqtt-url`, with its TLS and credentials.
@@ -159,6 +175,19 @@ fn broker_of(args: &SimulateArgs) -> anyhow::Result<BrokerAddr> {
     })
 }
 
+/// The report with the sampling rows and verdict, for `--json`.
+#[derive(serde::Serialize)]
+struct SampledReport<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    samples: &'a [Sample],
+    flatness: Option<&'a Flatness>,
+}
+
+/// Within this many percent, RSS and fds count as flat when `--flat-within` is not given
+/// (the verdict is then printed but does not fail the run).
+const DEFAULT_FLAT_PCT: f64 = 10.0;
+
 /// Runs the generator; `Ok(false)` when the check found a discrepancy.
 pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
     validate(&args)?;
@@ -170,6 +199,16 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
         .transpose()
         .map_err(|e| anyhow!("--duration: {e}"))?;
     let settle = humantime::parse_duration(&args.settle).map_err(|e| anyhow!("--settle: {e}"))?;
+    let sample_every = args
+        .sample_every
+        .as_deref()
+        .map(humantime::parse_duration)
+        .transpose()
+        .map_err(|e| anyhow!("--sample-every: {e}"))?;
+    if sample_every.is_some_and(|d| d.is_zero()) {
+        bail!("--sample-every must be longer than zero");
+    }
+    let live = sample_every.map(|_| Arc::new(Live::default()));
     let count = match (args.count, duration) {
         (Some(n), _) => Some(n),
         (None, Some(_)) => None,
@@ -228,8 +267,11 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
                 &broker,
                 &run_tag,
                 filters,
-                tags.clone(),
-                progress.clone(),
+                Recorders {
+                    tags: tags.clone(),
+                    progress: progress.clone(),
+                    live: live.clone(),
+                },
                 t0,
             )
             .await?,
@@ -264,6 +306,20 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
     let mut ledger: Vec<Sent> = Vec::new();
     let mut sent_at: Vec<Duration> = Vec::new();
     let started = Instant::now();
+    let sampler = match (sample_every, &live) {
+        (Some(every), Some(live)) => Some(Sampler::start(
+            every,
+            started,
+            live.clone(),
+            Watched {
+                pid: args.watch_pid,
+                http: leadrelay.then(|| args.http.clone()),
+                token: args.token.clone(),
+                to_stderr: args.json,
+            },
+        )),
+        _ => None,
+    };
     let mut outstanding = 0u64;
     loop {
         let seq = ledger.len() as u64;
@@ -294,7 +350,11 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
         outstanding += u64::from(expects);
         // Stamped before the publish: its receipt may be seen before this task runs again.
         let at = t0.elapsed();
+        let hit = matches!(sent, Sent::Hit { .. });
         publish(&client, topic, payload, &pub_failed).await?;
+        if let Some(live) = &live {
+            live.sent(seq, at, hit);
+        }
         sent_at.push(at);
         ledger.push(sent);
     }
@@ -344,6 +404,10 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
             .map_err(|_| anyhow!("subscriber did not stop"))?
             .map_err(|e| anyhow!("subscriber task failed: {e}"))?;
     }
+    let samples = match sampler {
+        Some(sampler) => sampler.finish().await,
+        None => Vec::new(),
+    };
     if let Some((relay_client, relay_tasks)) = relay {
         let _ = relay_client.disconnect().await;
         for task in relay_tasks {
@@ -392,9 +456,24 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
         let handled = processed.unwrap_or(total).min(total);
         report.throughput = handled as f64 / report.e2e_secs.max(1e-9);
     }
-    if args.json {
+    let within = args.flat_within.unwrap_or(DEFAULT_FLAT_PCT);
+    let flat = flatness(&samples, within);
+    if args.flat_within.is_some() && !flat.as_ref().is_some_and(|f| f.flat) {
+        report.ok = false;
+    }
+    if args.json && sample_every.is_some() {
+        let sampled = SampledReport {
+            report: &report,
+            samples: &samples,
+            flatness: flat.as_ref(),
+        };
+        println!("{}", serde_json::to_string_pretty(&sampled)?);
+    } else if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        if sample_every.is_some() {
+            print_summary(&samples, flat.as_ref(), within);
+        }
         print_table(&report, &args);
     }
     Ok(report.ok)
@@ -414,6 +493,12 @@ fn validate(args: &SimulateArgs) -> anyhow::Result<()> {
     }
     if !(args.rate.is_finite() && args.rate >= 0.0) {
         bail!("--rate must be 0 (as fast as possible) or a positive number");
+    }
+    if args
+        .flat_within
+        .is_some_and(|p| !(p.is_finite() && p >= 0.0))
+    {
+        bail!("--flat-within must be a percentage, 0 or more");
     }
     if args.targets == 0 {
         bail!("--targets must be at least 1");

@@ -458,6 +458,9 @@ mod tests {
             window: 0,
             json: false,
             threads: 0,
+            sample_every: None,
+            watch_pid: None,
+            flat_within: None,
         };
         let mut a = Workload::new(&args, "r".into()).unwrap();
         let mut b = Workload::new(&args, "r".into()).unwrap();
