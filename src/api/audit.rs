@@ -41,6 +41,29 @@ fn action(method: &Method, route: &str) -> String {
 }
 
 /// Writes the audit row of a request, once its handler has answered.
+/// Longest id or purpose kept in an audit row, in characters.
+const MAX_RECORDED_CHARS: usize = 500;
+
+/// What a caller sent, as the audit row can hold it: control characters escaped (a NUL in a
+/// refused path id is still worth recording, and PostgreSQL text cannot hold it) and cut to
+/// [`MAX_RECORDED_CHARS`].
+fn recordable(text: String) -> String {
+    if !text.chars().any(char::is_control) && text.chars().count() <= MAX_RECORDED_CHARS {
+        return text;
+    }
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .take(MAX_RECORDED_CHARS)
+        .collect()
+}
+
 pub async fn record(
     State(state): State<AppState>,
     route: MatchedPath,
@@ -80,9 +103,9 @@ pub async fn record(
         AuditResult::Refused
     };
     let mut entry = caller.audit(&action, result);
-    entry.target_id = note.target_id.or(target_id);
-    entry.task_id = note.task_id.or(task_id);
-    entry.purpose = purpose;
+    entry.target_id = note.target_id.or(target_id).map(recordable);
+    entry.task_id = note.task_id.or(task_id).map(recordable);
+    entry.purpose = purpose.map(recordable);
     entry.detail = note.detail;
     match state.app.store.append_audit(&entry, state.app.now()).await {
         Ok(()) => response,

@@ -153,6 +153,13 @@ pub async fn run(
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not apply the task retention"),
             }
+            match store.apply_audit_retention(task_retention.audit_days).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(deleted = n, "audit rows past their retention deleted")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not apply the audit retention"),
+            }
         }
         if ticks % 3600 == 1 {
             let cutoff = app.now()

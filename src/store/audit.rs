@@ -166,3 +166,38 @@ impl Store {
             .collect()
     }
 }
+
+/// Audit rows deleted per write.
+const AUDIT_PURGE_CHUNK: i64 = 5_000;
+
+impl Store {
+    /// Sets the audit retention the database enforces (whole days, at least 30) and deletes the
+    /// rows older than it, in chunks. The database's own clock decides what is old (its
+    /// trigger refuses anything younger), so the cutoff here is a day inside the retention.
+    pub async fn apply_audit_retention(&self, days: u32) -> Result<u64, StoreError> {
+        let mut pool = self.writer_pool();
+        let q = pool
+            .query("UPDATE audit_settings SET retention_days = $1 WHERE id = 1")
+            .bind(i64::from(days));
+        self.bounded(async { pool.execute(q).await.map_err(StoreError::from) })
+            .await?;
+        let cutoff = ms(Utc::now()) - (i64::from(days) + 1) * 86_400_000;
+        let mut deleted = 0;
+        loop {
+            let q = pool
+                .query(
+                    "DELETE FROM audit_log WHERE id IN \
+                     (SELECT id FROM audit_log WHERE at < $1 ORDER BY id LIMIT $2)",
+                )
+                .bind(cutoff)
+                .bind(AUDIT_PURGE_CHUNK);
+            let n = self
+                .bounded(async { pool.execute(q).await.map_err(StoreError::from) })
+                .await?;
+            deleted += n;
+            if n < AUDIT_PURGE_CHUNK as u64 {
+                return Ok(deleted);
+            }
+        }
+    }
+}

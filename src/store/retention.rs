@@ -19,14 +19,17 @@ pub struct Retention {
     pub sighting_details: chrono::Duration,
     /// After this a closed task and its history are deleted.
     pub closed_tasks: chrono::Duration,
+    /// After this many days audit rows are deleted (the database refuses fewer than 30).
+    pub audit_days: u32,
 }
 
 impl Default for Retention {
-    /// 30 days of sighting details, a year of closed tasks.
+    /// 30 days of sighting details, a year of closed tasks, five years of audit.
     fn default() -> Self {
         Retention {
             sighting_details: chrono::Duration::days(30),
             closed_tasks: chrono::Duration::days(365),
+            audit_days: 5 * 365,
         }
     }
 }

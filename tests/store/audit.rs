@@ -12,7 +12,8 @@ on_each_backend!(
     audit_rows_cannot_be_updated_or_deleted,
     a_status_report_and_its_audit_row_commit_together,
     the_audit_log_filters_and_pages,
-    tokens_are_stored_hashed_and_revoked
+    tokens_are_stored_hashed_and_revoked,
+    the_audit_retention_deletes_only_old_rows
 );
 
 /// Runs one statement on a connection of its own, as any client of the database could.
@@ -256,4 +257,47 @@ async fn tokens_are_stored_hashed_and_revoked(db: TestDb) {
         .unwrap();
     assert_ne!(again, token);
     assert_eq!(auth::list(&store).await.unwrap().len(), 2);
+}
+
+/// The service's audit retention: rows older than it go, in chunks; younger ones stay, and
+/// the retention the database enforces is the one set.
+async fn the_audit_retention_deletes_only_old_rows(db: TestDb) {
+    let store = db.connect().await;
+    let now = chrono::Utc::now();
+    store
+        .append_audit(&entry("old", Some("T-1")), now - chrono::Duration::days(40))
+        .await
+        .unwrap();
+    store
+        .append_audit(
+            &entry("recent", Some("T-1")),
+            now - chrono::Duration::days(20),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.apply_audit_retention(30).await.unwrap(),
+        1,
+        "[{}]",
+        db.label
+    );
+    assert_eq!(
+        store.apply_audit_retention(30).await.unwrap(),
+        0,
+        "[{}]",
+        db.label
+    );
+    let all = AuditFilter {
+        limit: 10,
+        ..AuditFilter::default()
+    };
+    let left = store.audit_log(&all).await.unwrap();
+    let actors: Vec<&str> = left.iter().map(|r| r.entry.actor.as_str()).collect();
+    assert_eq!(actors, ["recent"], "[{}]", db.label);
+    // Whatever the service sets, the database still refuses younger rows' deletion.
+    assert!(
+        raw(&db, "DELETE FROM audit_log").await.is_err(),
+        "[{}]",
+        db.label
+    );
 }

@@ -33,6 +33,7 @@ async fn closed_tasks_are_reduced_then_deleted_and_open_ones_kept(db: TestDb) {
     let retention = Retention {
         sighting_details: Duration::days(30),
         closed_tasks: Duration::days(365),
+        ..Retention::default()
     };
 
     // Within both ages nothing changes.

@@ -38,6 +38,10 @@ pub struct StoreArgs {
     /// (default 1year).
     #[arg(long, env = "LEADRELAY_RETENTION")]
     pub retention: Option<HumanDuration>,
+    /// How long audit rows are kept, in whole days, at least 30 (the database enforces it)
+    /// (default 1826days: five years).
+    #[arg(long, env = "LEADRELAY_AUDIT_RETENTION")]
+    pub audit_retention: Option<HumanDuration>,
 }
 
 /// Kept out of `Debug` in full: the URL may hold a password.
@@ -54,6 +58,7 @@ impl std::fmt::Debug for StoreArgs {
             .field("db_operation_timeout", &self.db_operation_timeout)
             .field("sighting_retention", &self.sighting_retention)
             .field("retention", &self.retention)
+            .field("audit_retention", &self.audit_retention)
             .finish()
     }
 }
@@ -70,6 +75,7 @@ impl Layered for StoreArgs {
             sighting_retention: Some(HumanDuration::from_secs(30 * 24 * 3600)),
             // humantime's year (365.25 days), so that it reads back as `1year`.
             retention: Some(HumanDuration::from_secs(31_557_600)),
+            audit_retention: Some(HumanDuration::from_secs(1826 * 24 * 3600)),
         }
     }
 }
@@ -121,12 +127,21 @@ impl StoreArgs {
                 "both retentions must be positive, and --retention at least --sighting-retention",
             ));
         }
+        let audit = required(self.audit_retention, "audit_retention")?.0;
+        let audit_days = audit.as_secs() / 86_400;
+        if audit.as_secs() % 86_400 != 0 || !(30..=36_500).contains(&audit_days) {
+            return Err(invalid(
+                "audit_retention",
+                "whole days, from 30days to 36500days",
+            ));
+        }
         Ok(StoreSettings {
             url,
             limits,
             retention: Retention {
                 sighting_details,
                 closed_tasks,
+                audit_days: audit_days as u32,
             },
         })
     }
