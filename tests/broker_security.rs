@@ -501,3 +501,102 @@ async fn no_plain_text_and_no_unchecked_certificate() {
         "{untrusted:?}"
     );
 }
+
+/// One HTTP/1.1 exchange over TLS, trusting `ca`; the answer as text (empty if none came).
+async fn https_get(port: u16, ca: &Path, path: &str, token: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = TlsSettings {
+        trust: TrustAnchors::CaFile(ca.to_path_buf()),
+        client_auth: None,
+    }
+    .client_config()
+    .unwrap();
+    let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let Ok(mut tls) = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+    else {
+        return String::new();
+    };
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+    if tls.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// HTTPS on the service itself: the API answers over TLS with a certificate from the
+/// operator's CA, still asks for a token, and a plain-HTTP client gets no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_is_served_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_certificates(d);
+    let database = format!("sqlite://{}", d.join("https.db").display());
+    let bin = env!("CARGO_BIN_EXE_leadrelay");
+    let made = Command::new(bin)
+        .args([
+            "tokens",
+            "create",
+            "--name",
+            "https test",
+            "--scope",
+            "admin",
+        ])
+        .args(["--database-url", &database])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let token = String::from_utf8_lossy(&made.stdout).trim().to_string();
+    let port = free_port();
+    let mut child = Command::new(bin)
+        .args(["serve", "--embedded-broker-addr", "127.0.0.1:0"])
+        .args(["--database-url", &database])
+        .args(["--http-addr", &format!("127.0.0.1:{port}")])
+        .arg("--http-tls-cert")
+        .arg(d.join("server.crt"))
+        .arg("--http-tls-key")
+        .arg(d.join("server.key"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d.join("https.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let ca = d.join("ca.crt");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !https_get(port, &ca, "/readyz", None)
+        .await
+        .starts_with("HTTP/1.1 200")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not ready over HTTPS: {}",
+            std::fs::read_to_string(d.join("https.log")).unwrap_or_default()
+        );
+        // Polling a real server's readiness.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answer = https_get(port, &ca, "/api/v1/tasks", Some(&token)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = https_get(port, &ca, "/api/v1/tasks", None).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // Plain HTTP on the TLS port: no HTTP answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

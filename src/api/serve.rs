@@ -6,7 +6,8 @@
 //! the handlers read whole) must be answered within [`HttpLimits::request_timeout`] or gets a
 //! 408; and at most [`HttpLimits::max_connections`] connections are served at once, so that
 //! no flood of connections exhausts the process's file descriptors, which the database and
-//! the broker connections need too.
+//! the broker connections need too. With a certificate (`--http-tls-cert`) every connection
+//! is TLS (rustls), its handshake bounded by the header timeout too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 
@@ -45,14 +47,16 @@ impl Default for HttpLimits {
 /// Longest open connections may take to finish their requests once the server stops.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// Serves `router` on `listener` until `stop` is cancelled, then lets the requests in
-/// progress finish (up to [`DRAIN`]).
+/// Serves `router` on `listener` (over TLS with `tls`) until `stop` is cancelled, then lets
+/// the requests in progress finish (up to [`DRAIN`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: CancellationToken,
 ) {
+    let acceptor = tls.map(TlsAcceptor::from);
     let router = router.layer(TimeoutLayer::with_status_code(
         StatusCode::REQUEST_TIMEOUT,
         limits.request_timeout,
@@ -84,11 +88,32 @@ pub async fn serve(
                 }
             },
         };
-        let connection = http.serve_connection(TokioIo::new(stream), service.clone());
-        let connection = graceful.watch(connection);
+        let Some(acceptor) = &acceptor else {
+            let connection = http.serve_connection(TokioIo::new(stream), service.clone());
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "HTTP connection ended with an error");
+                }
+                drop(slot);
+            });
+            continue;
+        };
+        // The handshake in the connection's own task, bounded like the headers it precedes:
+        // a client that stalls it holds only its own slot.
+        let (acceptor, http, service) = (acceptor.clone(), http.clone(), service.clone());
+        let watcher = graceful.watcher();
+        let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let connection = http.serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(connection).await {
+                        tracing::debug!(error = %e, "HTTPS connection ended with an error");
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake not finished in time"),
             }
             drop(slot);
         });

@@ -207,6 +207,7 @@ pub async fn start_with_clock(
         listener,
         router,
         config.http_limits,
+        config.http_tls.clone(),
         stop.clone(),
     ));
     let housekeeping_task = tokio::spawn(crate::flow::housekeeping::run(

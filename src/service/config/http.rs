@@ -1,11 +1,14 @@
 //! The HTTP API, and what one client may take of it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::api::serve::HttpLimits;
+use crate::mqtt::security::server_config;
 use crate::service::config::duration::HumanDuration;
 use crate::service::config::error::{ConfigError, invalid};
 use crate::service::config::layer::{Layered, required};
@@ -32,6 +35,13 @@ pub struct HttpArgs {
     /// closed test setup (default true). `/healthz` and `/readyz` never do.
     #[arg(long, env = "LEADRELAY_AUTH")]
     pub auth: Option<bool>,
+    /// PEM certificate chain: the API is served over HTTPS (default: plain HTTP, e.g. behind
+    /// a TLS-terminating proxy).
+    #[arg(long, env = "LEADRELAY_HTTP_TLS_CERT", requires = "http_tls_key")]
+    pub http_tls_cert: Option<PathBuf>,
+    /// PEM private key of --http-tls-cert (default: none).
+    #[arg(long, env = "LEADRELAY_HTTP_TLS_KEY", requires = "http_tls_cert")]
+    pub http_tls_key: Option<PathBuf>,
 }
 
 impl Layered for HttpArgs {
@@ -43,17 +53,21 @@ impl Layered for HttpArgs {
             http_request_timeout: Some(HumanDuration(limits.request_timeout)),
             http_max_connections: Some(limits.max_connections),
             auth: Some(true),
+            http_tls_cert: None,
+            http_tls_key: None,
         }
     }
 }
 
 /// Validated HTTP settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct HttpSettings {
     pub addr: SocketAddr,
     pub limits: HttpLimits,
     /// Whether the API needs a bearer token.
     pub auth: bool,
+    /// HTTPS: the server's certificate and key, read and checked.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl HttpArgs {
@@ -71,7 +85,17 @@ impl HttpArgs {
         if max_connections == 0 {
             return Err(invalid("http_max_connections", "must be at least 1"));
         }
+        let tls = match (&self.http_tls_cert, &self.http_tls_key) {
+            (Some(cert), Some(key)) => Some(
+                server_config(cert, key).map_err(|e| invalid("http_tls_cert", e.to_string()))?,
+            ),
+            (None, None) => None,
+            _ => {
+                return Err(invalid("http_tls_cert", "give the certificate and its key"));
+            }
+        };
         Ok(HttpSettings {
+            tls,
             addr: required(self.http_addr, "http_addr")?,
             auth: required(self.auth, "auth")?,
             limits: HttpLimits {

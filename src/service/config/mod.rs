@@ -159,6 +159,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// What one HTTP client may take: header and request timeouts, connections at once.
     pub http_limits: HttpLimits,
+    /// HTTPS on the API: its certificate and key (`None`: plain HTTP).
+    pub http_tls: Option<Arc<rustls::ServerConfig>>,
     /// Longest a graceful shutdown may take before the service gives up on it.
     pub shutdown_grace: Duration,
     /// Whether the HTTP API needs a bearer token.
@@ -191,6 +193,7 @@ impl std::fmt::Debug for Config {
             .field("retention", &self.retention)
             .field("http_addr", &self.http_addr)
             .field("http_limits", &self.http_limits)
+            .field("https", &self.http_tls.is_some())
             .field("shutdown_grace", &self.shutdown_grace)
             .field("auth", &self.auth)
             .field("courts", &self.geo.courts.len())
@@ -231,6 +234,7 @@ impl ServeArgs {
             retention: store.retention,
             http_addr: http.addr,
             http_limits: http.limits,
+            http_tls: http.tls,
             shutdown_grace,
             auth: http.auth,
             geo: Arc::new(geo),

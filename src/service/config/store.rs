@@ -38,8 +38,8 @@ pub struct StoreArgs {
     /// (default 1year).
     #[arg(long, env = "LEADRELAY_RETENTION")]
     pub retention: Option<HumanDuration>,
-    /// How long audit rows are kept, in whole days, at least 30 (the database enforces it)
-    /// (default 1826days: five years).
+    /// How long audit rows are kept, counted in whole days (rounded down), at least 30 days
+    /// (the database enforces it) (default 5years).
     #[arg(long, env = "LEADRELAY_AUDIT_RETENTION")]
     pub audit_retention: Option<HumanDuration>,
 }
@@ -75,7 +75,7 @@ impl Layered for StoreArgs {
             sighting_retention: Some(HumanDuration::from_secs(30 * 24 * 3600)),
             // humantime's year (365.25 days), so that it reads back as `1year`.
             retention: Some(HumanDuration::from_secs(31_557_600)),
-            audit_retention: Some(HumanDuration::from_secs(1826 * 24 * 3600)),
+            audit_retention: Some(HumanDuration::from_secs(5 * 31_557_600)),
         }
     }
 }
@@ -129,11 +129,8 @@ impl StoreArgs {
         }
         let audit = required(self.audit_retention, "audit_retention")?.0;
         let audit_days = audit.as_secs() / 86_400;
-        if audit.as_secs() % 86_400 != 0 || !(30..=36_500).contains(&audit_days) {
-            return Err(invalid(
-                "audit_retention",
-                "whole days, from 30days to 36500days",
-            ));
+        if !(30..=36_500).contains(&audit_days) {
+            return Err(invalid("audit_retention", "from 30days to 100years"));
         }
         Ok(StoreSettings {
             url,
