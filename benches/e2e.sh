@@ -95,6 +95,9 @@ CONF
         echo "subjectAltName=DNS:localhost,IP:127.0.0.1" >"$WORK/san.ext"
         openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.crt" -CAkey "$WORK/ca.key" \
             -CAcreateserial -days 2 -extfile "$WORK/san.ext" -out "$WORK/server.crt" 2>/dev/null
+        # Started by root, Mosquitto would switch to its own user, which cannot read the
+        # private work dir's key.
+        [ "$(id -u)" = 0 ] && echo "user root" >>"$WORK/mosquitto.conf"
         cat >>"$WORK/mosquitto.conf" <<CONF
 listener 18833 127.0.0.1
 cafile $WORK/ca.crt
