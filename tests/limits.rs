@@ -14,34 +14,6 @@ const WAIT: Duration = Duration::from_secs(10);
 /// The default `max_packet_size`.
 const MAX_PACKET: usize = 1024 * 1024;
 
-/// A service that reaches the broker through a [`Proxy`] the test can cut; the test's own
-/// clients talk to the broker directly.
-async fn behind_proxy(backend: &Backend) -> (Harness, Proxy) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = base_config(backend, dir.path()).await;
-    let upstream = match &config.broker {
-        leadrelay::service::config::BrokerChoice::Embedded(_) => {
-            leadrelay::mqtt::broker::start("127.0.0.1:0".parse().unwrap())
-                .unwrap()
-                .addr
-        }
-        leadrelay::service::config::BrokerChoice::External { host, port } => {
-            tokio::net::lookup_host((host.as_str(), *port))
-                .await
-                .unwrap()
-                .next()
-                .unwrap()
-        }
-    };
-    let proxy = Proxy::start(upstream).await;
-    config.broker = leadrelay::service::config::BrokerChoice::External {
-        host: "127.0.0.1".into(),
-        port: proxy.addr.port(),
-    };
-    let h = Harness::start_config(backend, config, dir, Some(upstream)).await;
-    (h, proxy)
-}
-
 /// Waits for Cixi's command center to have a task for each of `cars`, then checks the
 /// database holds exactly `total` tasks for Cixi (each sighting handled once).
 async fn cixi_has_tasks_for(h: &Harness, cars: std::ops::Range<usize>, total: usize) {

@@ -905,3 +905,30 @@ pub async fn car_seen_in_cixi(h: &Harness, event_id: &str, car: usize) {
     )
     .await;
 }
+
+/// A service that reaches the broker through a [`Proxy`] the test can cut; the test's own
+/// clients (camera, command centers) talk to the broker directly.
+pub async fn behind_proxy(backend: &Backend) -> (Harness, Proxy) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config(backend, dir.path()).await;
+    let upstream = match &config.broker {
+        leadrelay::service::config::BrokerChoice::Embedded(_) => {
+            let broker = leadrelay::mqtt::broker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+            broker.addr
+        }
+        leadrelay::service::config::BrokerChoice::External { host, port } => {
+            tokio::net::lookup_host((host.as_str(), *port))
+                .await
+                .unwrap()
+                .next()
+                .unwrap()
+        }
+    };
+    let proxy = Proxy::start(upstream).await;
+    config.broker = leadrelay::service::config::BrokerChoice::External {
+        host: "127.0.0.1".into(),
+        port: proxy.addr.port(),
+    };
+    let h = Harness::start_config(backend, config, dir, Some(upstream)).await;
+    (h, proxy)
+}
