@@ -9,6 +9,7 @@
 //! the broker connections need too. With a certificate (`--http-tls-cert`) every connection
 //! is TLS (rustls), its handshake bounded by the header timeout too.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use axum::http::StatusCode;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +43,27 @@ impl Default for HttpLimits {
             max_connections: 1024,
         }
     }
+}
+
+/// Connections the kernel completes and queues before the server accepts them. Tokio's
+/// `TcpListener::bind` asks for 128 (the standard library's value): a burst of a few hundred
+/// clients overflowed it, the kernel dropped their handshakes or fell back to SYN cookies, and
+/// some of those connections were closed before they could send a request. The kernel caps
+/// this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener on `addr` with a [`LISTEN_BACKLOG`]-deep accept queue.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted service can take its port back at once,
+    // whatever connections of its predecessor are still in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Longest open connections may take to finish their requests once the server stops.

@@ -170,6 +170,9 @@ pub async fn run(
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not purge processed event ids"),
             }
+            if let Err(e) = store.truncate_journal().await {
+                tracing::warn!(error = %e, "could not truncate the SQLite WAL");
+            }
         }
     }
 }

@@ -185,9 +185,8 @@ pub async fn start_with_clock(
     };
     let pipeline_task = tokio::spawn(pipeline.run(rx, stop.clone()));
 
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .map_err(|source| ServiceError::Http {
+    let listener =
+        crate::api::serve::bind(config.http_addr).map_err(|source| ServiceError::Http {
             addr: config.http_addr,
             source,
         })?;

@@ -258,6 +258,10 @@ impl Store {
                 // MiB each, and a checkpoint (with its fsync) after nearly every one halved
                 // the durable task rate.
                 .pragma("wal_autocheckpoint", "16384")
+                // A checkpoint rewinds the WAL but leaves the file at its largest size; past
+                // this it is cut back (after a long read kept the WAL from being rewound, for
+                // instance). Housekeeping also truncates it to zero once an hour.
+                .pragma("journal_size_limit", "67108864")
                 // Reads through a memory map: no pread per page the cache does not hold.
                 .pragma("mmap_size", "1073741824")
                 // Statement journals in memory: every multi-row insert of a group commit keeps

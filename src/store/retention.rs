@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::store::codec::ms;
-use crate::store::{Store, StoreError};
+use crate::store::{Dialect, Store, StoreError};
 
 /// How long closed tasks keep what they hold, counted from their resolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +108,21 @@ impl Store {
         );
         self.write(history, before).await?;
         self.write(tasks, before).await
+    }
+
+    /// On SQLite, checkpoints the whole WAL into the database and truncates the WAL file to
+    /// zero bytes, so that it does not keep the size of its busiest hour for good. Nothing
+    /// happens while a reader holds an old snapshot (the next run tries again); PostgreSQL
+    /// manages its own WAL.
+    pub async fn truncate_journal(&self) -> Result<(), StoreError> {
+        if self.dialect() != Dialect::Sqlite {
+            return Ok(());
+        }
+        let mut pool = self.writer_pool();
+        let q = pool.query("PRAGMA wal_checkpoint(TRUNCATE)");
+        self.bounded(async { pool.execute(q).await.map_err(StoreError::from) })
+            .await
+            .map(|_| ())
     }
 
     async fn write(&self, sql: String, before: i64) -> Result<u64, StoreError> {

@@ -99,3 +99,22 @@ async fn closed_tasks_are_reduced_then_deleted_and_open_ones_kept(db: TestDb) {
             .any(|e| e.sighting.is_some())
     );
 }
+
+/// The SQLite WAL keeps the size of its busiest moment until it is truncated: housekeeping's
+/// `truncate_journal` brings it back to zero bytes with the rows still there.
+#[tokio::test]
+async fn the_sqlite_wal_is_truncated_with_the_rows_kept() {
+    let db = TestDb::sqlite();
+    let store = db.connect().await;
+    for i in 0..200 {
+        let car = vehicle(&format!("T-{i}"), &format!("浙B{:05}", 10_000 + i));
+        store.upsert_target(&car, t0()).await.unwrap();
+    }
+    let wal = db._dir.as_ref().unwrap().path().join("store.db-wal");
+    let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert!(size() > 0, "the writes went to the WAL");
+
+    store.truncate_journal().await.unwrap();
+    assert_eq!(size(), 0, "the WAL was truncated");
+    assert!(store.get_target("T-199").await.unwrap().is_some());
+}
