@@ -693,7 +693,7 @@ async fn every_published_payload_and_every_answer_matches_the_documents() {
         for payload in [
             sent("s-1", "浙B·12345"),
             sent("s-2", "浙B12345"),
-            sent("s-3", "浙B22222"),
+            sent("s-3", "浙B2222Z"),
         ] {
             sighting.assert_valid(&payload, "a sighting the test sends");
             h.sighting("cam", payload).await;
@@ -713,6 +713,9 @@ async fn every_published_payload_and_every_answer_matches_the_documents() {
         };
         let headline_task = task_of("T-2024-0001");
         let second_task = task_of("T-2");
+        // Read with an OCR confusion (Z for 2): the extension fields are published too.
+        assert_eq!(second_task["fuzzy"], true, "[{name}] {second_task}");
+        assert_eq!(second_task["read_plate"], "浙B2222Z", "[{name}]");
         let person_task = h.wait_for("dispatch/yuyao/tasks", 1, WAIT).await[0]
             .body
             .clone();
@@ -1012,6 +1015,36 @@ async fn every_published_payload_and_every_answer_matches_the_documents() {
                 .unwrap()
         );
 
+        // A case of the same car at another court: a consolidation proposal to the
+        // supervising court, and the target's view shows the link.
+        let related = json!({"target_id": "T-LINK", "kind": "vehicle", "plate": "浙B12345",
+            "cases": [{"case_no": "(2024)浙0282执9号", "court_id": "cixi", "filed_on": "2024-01-20"}]});
+        c.call(
+            None,
+            "PUT",
+            target_path,
+            "/api/v1/targets/T-LINK",
+            Some(related),
+            201,
+        )
+        .await;
+        let proposal = h.wait_for("alerts/ningbo_intermediate", 1, WAIT).await;
+        assert_eq!(
+            proposal[0].body["kind"], "consolidation_proposed",
+            "[{name}]"
+        );
+        let view = c
+            .call(
+                None,
+                "GET",
+                target_path,
+                "/api/v1/targets/T-LINK?purpose=interface%20test",
+                None,
+                200,
+            )
+            .await;
+        assert!(view["linked"].is_object(), "[{name}] {view}");
+
         // Everything the service published: each on a topic with a schema, each valid.
         let seen = h.seen.lock().unwrap().clone();
         let mut kinds = BTreeSet::new();
@@ -1035,7 +1068,12 @@ async fn every_published_payload_and_every_answer_matches_the_documents() {
             .filter(|m| m.topic.starts_with("alerts/"))
             .map(|m| m.body["kind"].as_str().unwrap_or("?").to_string())
             .collect();
-        for kind in ["target_sighted", "task_status", "escalated"] {
+        for kind in [
+            "target_sighted",
+            "task_status",
+            "escalated",
+            "consolidation_proposed",
+        ] {
             assert!(
                 alert_kinds.contains(kind),
                 "[{name}] no {kind} alert: {alert_kinds:?}"
