@@ -1,9 +1,10 @@
-//! The HTTP API (axum): targets, tasks, status reports, courts, health and metrics.
+//! The HTTP API (axum): targets, tasks, status reports, courts, health and metrics, and its
+//! OpenAPI document (`docs/openapi.json`, kept honest by `tests/interface.rs`).
 //!
 //! Errors are JSON `{"error": "<reason>", "detail": "..."}` with a 4xx status for the
 //! client's mistakes; internal errors are logged in full and answered with a generic 500.
 //!
-//! Everything but the probes (`/healthz`, `/readyz`) sits behind the bearer-token middleware
+//! Everything but the probes (`/healthz`, `/readyz`) and the OpenAPI document sits behind the bearer-token middleware
 //! (`api::auth`); the routes of targets and tasks also behind the audit middleware
 //! (`api::audit`). Each handler checks its caller's scope.
 
@@ -58,6 +59,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .route("/api/v1/openapi.json", get(openapi))
         .merge(authenticated)
         .with_state(state)
 }
@@ -116,6 +118,17 @@ fn path_id(what: &str, id: String) -> ApiResult<String> {
             "{what} in the path must be 1 to {MAX_PATH_ID_CHARS} printable characters"
         )))
     }
+}
+
+/// The API described for machines (OpenAPI 3.1), as shipped in the repository; open like the
+/// probes, since it says nothing a caller could not read in the docs.
+const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
 }
 
 /// Longest `/readyz` waits for the database before it says "not ready".
