@@ -290,6 +290,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         check_parses()
+        if failures:
+            sys.exit("deploy files: a file does not parse; nothing else checked")
         known = known_env(binary)
         check_env_names(known)
         exec_args = check_unit(binary, work)
