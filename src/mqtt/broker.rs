@@ -3,7 +3,9 @@
 //! The same client code paths as against Mosquitto or EMQX: the service connects to it over
 //! TCP like any other client. Built only with the default `embedded-broker` feature.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
+#[cfg(feature = "embedded-broker")]
+use std::net::TcpListener;
 
 /// The broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,5 @@ next_connection_delay_ms = 0
 
 #[cfg(not(feature = "embedded-broker"))]
 pub fn start(_addr: SocketAddr) -> Result<EmbeddedBroker, BrokerError> {
-    let _ = TcpListener::bind;
     Err(BrokerError::NotBuilt)
 }
