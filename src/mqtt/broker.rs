@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 /// The broker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("embedded broker: cannot listen on {addr}: {source}")]
+    #[error("embedded broker: cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
