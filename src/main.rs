@@ -38,8 +38,6 @@ fn main() -> ExitCode {
     }
     match leadrelay::cli::run(cli) {
         Ok(code) => code,
-        // The reader of our output went away (`| head`): nobody is left to tell.
-        Err(error) if leadrelay::cli::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", leadrelay::cli::causes(&error));
             ExitCode::FAILURE

@@ -367,8 +367,9 @@ fn pipe_nobody_reads() -> std::process::Stdio {
 fn output_to_a_closed_pipe_ends_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("lr.db").display());
-    let cases: [&[&str]; 4] = [
+    let cases: [&[&str]; 5] = [
         &["tokens", "list", "--database-url", &db],
+        &["sweep", "--court", "yuyao", "--database-url", &db],
         &["locate", "--lat", "30.1703", "--lon", "121.2661"],
         &["check-data"],
         &["serve", "--help"],

@@ -1247,7 +1247,9 @@ async fn a_database_that_went_away_is_named_unreachable_and_refused() {
         eprintln!("LEADRELAY_TEST_DATABASE_URL not set: skipped");
         return;
     };
-    let isolated = leadrelay::store::isolated_postgres_url(&base).await.unwrap();
+    let isolated = leadrelay::store::isolated_postgres_url(&base)
+        .await
+        .unwrap();
     let mut url = url::Url::parse(&isolated).unwrap();
     let upstream = tokio::net::lookup_host((
         url.host_str().unwrap().to_string(),
@@ -1273,8 +1275,13 @@ async fn a_database_that_went_away_is_named_unreachable_and_refused() {
     });
     url.set_host(Some("127.0.0.1")).unwrap();
     url.set_port(Some(port)).unwrap();
-    let store = leadrelay::store::Store::connect(url.as_str()).await.unwrap();
-    assert_eq!(store.bounded(store.outbox_pending_count()).await.unwrap(), 0);
+    let store = leadrelay::store::Store::connect(url.as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.bounded(store.outbox_pending_count()).await.unwrap(),
+        0
+    );
 
     forwarder.abort();
     let _ = forwarder.await;
@@ -1291,5 +1298,9 @@ async fn a_database_that_went_away_is_named_unreachable_and_refused() {
     let text = error.to_string();
     assert!(error.is_retryable(), "{text}");
     assert!(text.starts_with("database unreachable"), "{text}");
-    assert_eq!(text.to_lowercase().matches("connection refused").count(), 1, "{text}");
+    assert_eq!(
+        text.to_lowercase().matches("connection refused").count(),
+        1,
+        "{text}"
+    );
 }

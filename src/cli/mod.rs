@@ -174,46 +174,6 @@ pub fn causes(error: &anyhow::Error) -> String {
     line
 }
 
-/// Whether `error` is a write to standard output whose reader went away (`| head`).
-pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
-/// Writes one line to standard output, as `println!`. When the reader has gone away (`| head`)
-/// the process ends at once, quietly and successfully, as a filter killed by SIGPIPE would:
-/// `println!` would panic instead, and nobody is left to read anything more.
-pub fn print_line(line: std::fmt::Arguments<'_>) {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    let written = out
-        .write_fmt(line)
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.flush());
-    match written {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        Err(e) => {
-            eprintln!("error: writing to standard output: {e}");
-            std::process::exit(1);
-        }
-    }
-}
-
-/// `println!` through [`print_line`].
-#[macro_export]
-macro_rules! outln {
-    () => {
-        $crate::cli::print_line(format_args!(""))
-    };
-    ($($arg:tt)*) => {
-        $crate::cli::print_line(format_args!($($arg)*))
-    };
-}
-
 /// How long the runtime may wind down after `serve` returned.
 const SHUTDOWN_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
