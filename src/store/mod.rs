@@ -297,6 +297,10 @@ const RELEASE_PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// on a database that does not answer.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest the connection that explains a pool timeout may take: a server that does not
+/// answer is then reported as such, and the caller's retry is not held up for long.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl Store {
     /// Connects and applies the migrations. `sqlite://PATH` (the file is created if missing;
     /// WAL, `synchronous=FULL`, 5 s busy timeout, foreign keys on) or `postgres://...` /
@@ -447,8 +451,7 @@ impl Store {
             return StoreError::Database(sqlx::Error::PoolTimedOut);
         };
         let options = pool.connect_options();
-        match tokio::time::timeout(ACQUIRE_TIMEOUT, sqlx::PgConnection::connect_with(&options))
-            .await
+        match tokio::time::timeout(PROBE_TIMEOUT, sqlx::PgConnection::connect_with(&options)).await
         {
             Ok(Err(error)) => StoreError::Unreachable(error),
             Ok(Ok(connection)) => {
