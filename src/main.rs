@@ -1,6 +1,7 @@
 //! The `leadrelay` binary: parse the command line, start logging, run, map errors to an
 //! exit code. Everything else lives in the library.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -15,16 +16,21 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = leadrelay::cli::Cli::parse();
-    // The demo prints its own readable lines; the service logs at info. The embedded broker
-    // logs every client disconnect as an error, which is noise here.
-    let default_filter = match cli.command {
-        leadrelay::cli::Command::Demo(_) => "warn,rumqttd=off",
-        _ => "info,rumqttd=off,sqlx=warn",
+    // RUST_LOG, when set, says everything; otherwise --log-level, which the demo lowers to
+    // warn (it prints its own readable lines). The embedded broker logs every client
+    // disconnect as an error, which is noise here; sqlx logs every statement at debug.
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => {
+            tracing_subscriber::EnvFilter::new(directives)
+        }
+        _ => tracing_subscriber::EnvFilter::new(cli.log_filter()),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| default_filter.into());
+    // Colours only for a person at a terminal: a file or a log collector gets plain text.
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match cli.log_format {
         leadrelay::cli::LogFormat::Json => logs.json().init(),
@@ -33,7 +39,7 @@ fn main() -> ExitCode {
     match leadrelay::cli::run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", leadrelay::cli::causes(&error));
             ExitCode::FAILURE
         }
     }

@@ -1,4 +1,4 @@
-//! The `locate` and `check-data` commands, run as a user runs them.
+//! The commands, run as a user runs them: their output, their errors, their help and logs.
 
 use std::process::Command;
 
@@ -198,4 +198,286 @@ fn the_demo_dispatches_the_headline_case_and_stops() {
         "{out}"
     );
     assert!(out.contains("status acknowledged"), "{out}");
+}
+
+/// Every flag of every command says in its help what applies when it is not given: clap's
+/// `[default: ...]`, or the help text's own "default".
+#[test]
+fn every_flag_of_every_command_shows_its_default() {
+    fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let takes_value = arg.get_action().takes_values();
+            if arg.is_positional() || arg.is_required_set() || !takes_value {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let shown_by_clap =
+                !arg.get_default_values().is_empty() && !arg.is_hide_default_value_set();
+            if !shown_by_clap && !help.contains("default") {
+                missing.push(format!("{path} --{}: {help}", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands() {
+            check(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    check(
+        &<leadrelay::cli::Cli as clap::CommandFactory>::command(),
+        "leadrelay",
+        &mut missing,
+    );
+    assert!(
+        missing.is_empty(),
+        "flags without a default in their help:\n{}",
+        missing.join("\n")
+    );
+    // As the user reads it.
+    let (ok, out, _) = leadrelay(&["serve", "--help"]);
+    assert!(ok);
+    assert!(out.contains("default 127.0.0.1:8080"), "{out}");
+    assert!(
+        out.contains("RUST_LOG"),
+        "--log-level says RUST_LOG wins:\n{out}"
+    );
+}
+
+/// A port nothing listens on (bound, then let go).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn times(haystack: &str, needle: &str) -> usize {
+    haystack
+        .to_lowercase()
+        .matches(&needle.to_lowercase())
+        .count()
+}
+
+/// The cause of a failed start is said once: not again by each error that wraps it.
+#[test]
+fn a_failed_start_says_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("lr.db").display());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = taken.local_addr().unwrap().to_string();
+    let mqtt = format!("mqtt://127.0.0.1:{}", closed_port());
+    let (ok, _, err) = leadrelay(&[
+        "serve",
+        "--http-addr",
+        &http,
+        "--mqtt-url",
+        &mqtt,
+        "--database-url",
+        &db,
+    ]);
+    assert!(!ok);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: HTTP: cannot listen on"), "{err}");
+    assert_eq!(times(last, "address already in use"), 1, "{last}");
+
+    let missing = dir.path().join("missing.toml");
+    let (ok, _, err) = leadrelay(&["serve", "--config", missing.to_str().unwrap()]);
+    assert!(!ok);
+    assert_eq!(times(&err, "no such file or directory"), 1, "{err}");
+
+    // A court the courts data does not know is named.
+    let config = dir.path().join("leadrelay.toml");
+    std::fs::write(
+        &config,
+        "[court_deadlines.atlantis]\nack_timeout = \"2m\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = leadrelay(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("court_deadlines: \"atlantis\""), "{err}");
+}
+
+/// A database that is not there is named as such: refused once, or the server's own message
+/// with its SQLSTATE, without the PostgreSQL source line it came from.
+#[test]
+fn database_errors_name_the_cause_once() {
+    let refused = format!("postgres://postgres@127.0.0.1:{}/test", closed_port());
+    let (ok, _, err) = leadrelay(&["tokens", "list", "--database-url", &refused]);
+    assert!(!ok);
+    assert_eq!(times(&err, "connection refused"), 1, "{err}");
+    let Ok(url) = std::env::var("LEADRELAY_TEST_DATABASE_URL") else {
+        return;
+    };
+    let (server, _) = url.rsplit_once('/').expect("a database name in the URL");
+    let absent = format!("{server}/leadrelay_no_such_db");
+    let (ok, _, err) = leadrelay(&["tokens", "list", "--database-url", &absent]);
+    assert!(!ok);
+    assert!(
+        err.contains("database \"leadrelay_no_such_db\" does not exist (SQLSTATE 3D000)"),
+        "{err}"
+    );
+    assert!(!err.contains(" at line "), "{err}");
+    assert_eq!(times(&err, "does not exist"), 1, "{err}");
+}
+
+/// `DATABASE_URL` is read when `LEADRELAY_DATABASE_URL` and the flag are not given.
+#[test]
+fn database_url_comes_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+    let list = |env: &[(&str, String)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_leadrelay"))
+            .args(["tokens", "list"])
+            .env_remove("LEADRELAY_DATABASE_URL")
+            .env_remove("DATABASE_URL")
+            .envs(env.iter().map(|(k, v)| (*k, v)))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    list(&[("DATABASE_URL", url("common.db"))]);
+    assert!(dir.path().join("common.db").exists());
+    list(&[
+        ("DATABASE_URL", url("ignored.db")),
+        ("LEADRELAY_DATABASE_URL", url("own.db")),
+    ]);
+    assert!(dir.path().join("own.db").exists());
+    assert!(!dir.path().join("ignored.db").exists());
+}
+
+/// A writer whose reader is gone: the write end of a pipe whose reading process has exited.
+fn pipe_nobody_reads() -> std::process::Stdio {
+    let mut reader = Command::new("true")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let write_end = reader.stdin.take().unwrap();
+    reader.wait().unwrap();
+    write_end.into()
+}
+
+/// `leadrelay tokens list | head -0`: output to a reader that went away ends the command
+/// quietly and successfully, as a filter killed by SIGPIPE, never with a panic.
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("lr.db").display());
+    let cases: [&[&str]; 5] = [
+        &["tokens", "list", "--database-url", &db],
+        &["sweep", "--court", "yuyao", "--database-url", &db],
+        &["locate", "--lat", "30.1703", "--lon", "121.2661"],
+        &["check-data"],
+        &["serve", "--help"],
+    ];
+    for args in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_leadrelay"))
+            .args(args)
+            .stdout(pipe_nobody_reads())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+/// `serve` against a broker that is not there: lines of stderr until `until` holds for the
+/// lines so far (or a minute passed), then the process is killed.
+fn serve_logs(
+    extra: &[&str],
+    env: &[(&str, &str)],
+    until: impl Fn(&[String]) -> bool,
+) -> (Vec<String>, u16) {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("lr.db").display());
+    let port = closed_port();
+    let mqtt = format!("mqtt://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leadrelay"))
+        .args(["serve", "--mqtt-url", &mqtt, "--database-url", &db])
+        .args(["--http-addr", "localhost:0"])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .env_remove("LEADRELAY_LOG_LEVEL")
+        .envs(env.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut lines = Vec::new();
+    while !until(&lines) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    (lines, port)
+}
+
+fn has(lines: &[String], level: &str, text: &str) -> bool {
+    lines.iter().any(|l| l.contains(level) && l.contains(text))
+}
+
+/// A broker that cannot be reached is a warning naming it and the error from the first
+/// attempt on, not only after a connection was lost; log lines carry no colour codes when
+/// stderr is not a terminal; `--http-addr` takes a host name.
+#[test]
+fn serve_warns_of_an_unreachable_broker_in_plain_text() {
+    let (lines, port) = serve_logs(&[], &[], |lines| {
+        has(lines, "WARN", "MQTT ingest cannot connect") && has(lines, "INFO", "leadrelay serving")
+    });
+    let text = lines.join("\n");
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("MQTT ingest cannot connect"))
+        .unwrap_or_else(|| panic!("no warning:\n{text}"));
+    assert!(
+        warning.contains(&format!("broker=127.0.0.1:{port}")),
+        "{warning}"
+    );
+    assert!(warning.contains("Connection refused"), "{warning}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a pipe:\n{text}");
+    assert!(has(&lines, "INFO", "http_addr=127.0.0.1:"), "{text}");
+}
+
+/// `--log-level` sets how much is logged; RUST_LOG, when set, wins over it.
+#[test]
+fn log_level_is_a_flag_and_rust_log_wins() {
+    let (lines, _) = serve_logs(&["--log-level", "debug"], &[], |lines| {
+        has(lines, "DEBUG", "") && has(lines, "WARN", "MQTT ingest cannot connect")
+    });
+    assert!(has(&lines, "DEBUG", ""), "{}", lines.join("\n"));
+    let (lines, _) = serve_logs(
+        &["--log-level", "debug"],
+        &[("RUST_LOG", "warn")],
+        |lines| has(lines, "WARN", "MQTT ingest cannot connect"),
+    );
+    let text = lines.join("\n");
+    assert!(has(&lines, "WARN", "MQTT ingest cannot connect"), "{text}");
+    assert!(
+        !has(&lines, "INFO", "") && !has(&lines, "DEBUG", ""),
+        "{text}"
+    );
+    let (lines, _) = serve_logs(&["--log-level", "warn"], &[], |lines| {
+        has(lines, "WARN", "MQTT ingest cannot connect")
+    });
+    assert!(!has(&lines, "INFO", ""), "{}", lines.join("\n"));
 }

@@ -1238,3 +1238,69 @@ async fn the_load_generator_checks_hold_against_the_service_and_its_baselines() 
         );
     }
 }
+
+/// PostgreSQL going away while the service runs: sqlx retries the refused connections until
+/// its pool times out and then says only that; the store's error names the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_went_away_is_named_unreachable_and_refused() {
+    let Ok(base) = std::env::var("LEADRELAY_TEST_DATABASE_URL") else {
+        eprintln!("LEADRELAY_TEST_DATABASE_URL not set: skipped");
+        return;
+    };
+    let isolated = leadrelay::store::isolated_postgres_url(&base)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&isolated).unwrap();
+    let upstream = tokio::net::lookup_host((
+        url.host_str().unwrap().to_string(),
+        url.port().unwrap_or(5432),
+    ))
+    .await
+    .unwrap()
+    .next()
+    .unwrap();
+    // A forwarder that is the database's address here; aborting it closes its port and
+    // every connection through it (the JoinSet aborts them when dropped).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let forwarder = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            connections.spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(port)).unwrap();
+    let store = leadrelay::store::Store::connect(url.as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.bounded(store.outbox_pending_count()).await.unwrap(),
+        0
+    );
+
+    forwarder.abort();
+    let _ = forwarder.await;
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "the port still answers"
+    );
+    let error = store
+        .bounded(store.outbox_pending_count())
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(error.is_retryable(), "{text}");
+    assert!(text.starts_with("database unreachable"), "{text}");
+    assert_eq!(
+        text.to_lowercase().matches("connection refused").count(),
+        1,
+        "{text}"
+    );
+}

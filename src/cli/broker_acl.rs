@@ -16,7 +16,8 @@ use crate::service::config::DataArgs;
 pub struct BrokerAclArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// File of sighting sources (camera ids), one per line; `#` starts a comment.
+    /// File of sighting sources (camera ids), one per line; `#` starts a comment (default:
+    /// none, only the courts and the service get entries).
     #[arg(long)]
     pub sources: Option<PathBuf>,
     /// The service's `--topic-prefix`.
@@ -70,14 +71,14 @@ pub fn run(args: BrokerAclArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::write(&acl_path, acl).with_context(|| format!("writing {}", acl_path.display()))?;
     write_secret(&passwd_path, &passwd)?;
-    println!(
+    crate::outln!(
         "wrote {} ({} courts, {} sources) and {} (plain text, mode 0600)",
         acl_path.display(),
         courts.len(),
         sources.len(),
         passwd_path.display()
     );
-    println!(
+    crate::outln!(
         "hand each party its line of {}, then hash it for Mosquitto: mosquitto_passwd -U {}",
         passwd_path.display(),
         passwd_path.display()

@@ -24,12 +24,12 @@ pub fn run(args: CheckDataArgs) -> anyhow::Result<ExitCode> {
     let (jurisdictions, courts) = args.data.sources()?;
     let report = check::check(&jurisdictions, &courts, args.max_overlap_km2);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for p in &report.problems {
-            println!("{p}");
+            crate::outln!("{p}");
         }
-        println!(
+        crate::outln!(
             "{} jurisdictions, {} vertices, {} courts: {} error(s), {} warning(s)",
             report.jurisdictions,
             report.vertices,

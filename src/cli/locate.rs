@@ -22,7 +22,8 @@ pub struct LocateArgs {
     /// Datum of --lat/--lon.
     #[arg(long, default_value = "wgs84")]
     pub datum: Datum,
-    /// The court asking (the target's requesting court), to tell own_jurisdiction apart.
+    /// The court asking (the target's requesting court), to tell own_jurisdiction apart
+    /// (default: none, never own_jurisdiction).
     #[arg(long)]
     pub requesting_court: Option<String>,
     #[command(flatten)]
@@ -78,6 +79,6 @@ pub fn run(args: LocateArgs) -> anyhow::Result<ExitCode> {
         "routing": routing,
         "distance_km": (index.distance_km(location.acting_court, lon, lat) * 1000.0).round() / 1000.0,
     });
-    println!("{}", serde_json::to_string_pretty(&decision)?);
+    crate::outln!("{}", serde_json::to_string_pretty(&decision)?);
     Ok(ExitCode::SUCCESS)
 }

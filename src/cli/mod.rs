@@ -36,6 +36,47 @@ pub struct Cli {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// Least severe log lines written: error, warn, info, debug or trace (default: info; the
+    /// demo: warn). RUST_LOG, when set, wins: it takes tracing's directives, e.g.
+    /// `leadrelay=debug,sqlx=info`.
+    #[arg(long, global = true, env = "LEADRELAY_LOG_LEVEL")]
+    pub log_level: Option<LogLevel>,
+}
+
+impl Cli {
+    /// The log filter `--log-level` means for this command. Two libraries are kept quieter:
+    /// the embedded broker logs every client disconnect as an error, and sqlx every
+    /// statement at debug.
+    pub fn log_filter(&self) -> String {
+        let level = self.log_level.unwrap_or(match self.command {
+            Command::Demo(_) => LogLevel::Warn,
+            _ => LogLevel::Info,
+        });
+        let sqlx = level.min(LogLevel::Warn);
+        format!("{},rumqttd=off,sqlx={}", level.as_str(), sqlx.as_str())
+    }
+}
+
+/// How much is logged, least to most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
 }
 
 /// How log lines are written.
@@ -114,6 +155,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             },
         ),
     }
+}
+
+/// An error and its causes on one line, each cause said once: a cause whose text the message
+/// already holds (a library that puts its source into its own message too) is skipped.
+pub fn causes(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// How long the runtime may wind down after `serve` returned.

@@ -46,7 +46,7 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
             std::fs::File::create(path)
                 .with_context(|| format!("cannot write {}", path.display()))?,
         ),
-        None => Box::new(std::io::stdout()),
+        None => Box::new(crate::tools::stdout::Stdout),
     };
     let mut csv = csv::Writer::from_writer(out);
     csv.write_record([

@@ -65,6 +65,6 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let url = store.database_url()?;
     let store = crate::store::Store::connect(&url).await?;
     let imported = crate::app::targets::import(&store, &Clock::System, &targets).await?;
-    println!("imported {imported} target(s) into {}", redact(&url));
+    crate::outln!("imported {imported} target(s) into {}", redact(&url));
     Ok(ExitCode::SUCCESS)
 }

@@ -66,17 +66,19 @@ pub async fn run(command: TokensCommand) -> anyhow::Result<ExitCode> {
                 "token {:?} ({scope}) created; it is shown only now:",
                 args.name
             );
-            println!("{token}");
+            crate::outln!("{token}");
         }
         TokensCommand::List(args) => {
             let store = connect(&args.store).await?;
-            println!(
+            crate::outln!(
                 "{:<30}  {:<28}  {:<24}  revoked",
-                "name", "scope", "created"
+                "name",
+                "scope",
+                "created"
             );
             for t in auth::list(&store).await? {
                 let revoked = t.revoked_at.map_or("-".to_string(), |r| r.to_rfc3339());
-                println!(
+                crate::outln!(
                     "{:<30}  {:<28}  {:<24}  {revoked}",
                     t.name,
                     t.scope,
@@ -87,7 +89,7 @@ pub async fn run(command: TokensCommand) -> anyhow::Result<ExitCode> {
         TokensCommand::Revoke(args) => {
             let store = connect(&args.store).await?;
             auth::revoke(&store, &args.name, now).await?;
-            println!("token {:?} revoked", args.name);
+            crate::outln!("token {:?} revoked", args.name);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -102,11 +102,11 @@ impl fmt::Display for Problem {
 /// Loading failed: the files could not be read, or they hold error-level problems.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot read {path}: {source}")]
+    /// The cause is in the message (the data's problems travel as text), not a `source()`.
+    #[error("cannot read {path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{} problem(s) in the geographic data:\n{}", .0.len(), list(.0))]
     Invalid(Vec<Problem>),
@@ -130,9 +130,9 @@ pub struct Source {
 impl Source {
     /// Reads a file; `.gz` files are decompressed.
     pub fn read(path: &Path) -> Result<Source, DataError> {
-        let io = |source| DataError::Io {
+        let io = |error| DataError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let bytes = std::fs::read(path).map_err(io)?;
         let text = if path.extension().is_some_and(|e| e == "gz") {

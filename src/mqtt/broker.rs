@@ -10,7 +10,7 @@ use std::net::TcpListener;
 /// The broker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("embedded broker: cannot listen on {addr}: {source}")]
+    #[error("embedded broker: cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,

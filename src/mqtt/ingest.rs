@@ -136,7 +136,7 @@ async fn ingest_loop(
 ) {
     let mut epoch: u64 = 0;
     let mut backoff = Duration::from_millis(100);
-    let mut report = ReconnectReport::new("ingest");
+    let mut report = ReconnectReport::new("ingest", &eventloop.mqtt_options);
     // Acks, dead letters and the disconnect, in order, waiting for a connection to write to.
     let mut queued: VecDeque<IngestRequest> = VecDeque::new();
     // A packet above RELEASE_READ_BUFFER_ABOVE grew the connection's read buffer to its size;

@@ -79,52 +79,95 @@ pub(crate) fn options(
 /// How long one flush of queued packets may wait for the socket (as rumqttc's own flushes).
 pub(crate) const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Says why a connection to the broker failed, at a level an operator sees, without a line
-/// per retry: a refused login or a failed TLS handshake is an error (it will not heal by
-/// itself), any other failure a warning; repeats within [`RECONNECT_REPORT_EVERY`] are debug.
+/// Says why a connection to the broker failed, naming the broker, at a level an operator
+/// sees, before the first connection as after a lost one: a refused login or a failed TLS
+/// handshake is an error (it will not heal by itself), any other failure a warning. One line
+/// per cause per [`RECONNECT_REPORT_EVERY`] at most, with the number of failures of that
+/// cause not reported since: a broker that stays down must not fill the log.
 pub(crate) struct ReconnectReport {
     role: &'static str,
+    /// `host:port`, as the service dials it.
+    broker: String,
+    /// Per cause (the error's text): when it was last reported, and failures since.
+    causes: std::collections::HashMap<String, (std::time::Instant, u64)>,
+    /// Failures since the last connection was made.
     failures: u64,
-    last_reported: Option<std::time::Instant>,
 }
 
-/// How often a connection that keeps failing is reported again.
-pub(crate) const RECONNECT_REPORT_EVERY: Duration = Duration::from_secs(30);
+/// How often one cause of failure is reported again while it lasts.
+pub(crate) const RECONNECT_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Causes remembered at most: a broker that fails with ever new messages (packet contents in
+/// them) must not grow the map without end.
+const RECONNECT_CAUSES_KEPT: usize = 32;
 
 impl ReconnectReport {
-    pub(crate) fn new(role: &'static str) -> Self {
+    pub(crate) fn new(role: &'static str, options: &MqttOptions) -> Self {
+        let (host, port) = options.broker_address();
         ReconnectReport {
             role,
+            broker: format!("{host}:{port}"),
+            causes: std::collections::HashMap::new(),
             failures: 0,
-            last_reported: None,
         }
     }
 
-    /// A connection was made: the next failure is reported at once.
+    /// A connection was made; after failures, that is said too.
     pub(crate) fn connected(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(
+                broker = %self.broker,
+                failures = self.failures,
+                "MQTT {} connected after {} failed attempt(s)",
+                self.role,
+                self.failures
+            );
+        }
         self.failures = 0;
-        self.last_reported = None;
     }
 
-    /// A connection attempt (or the connection) failed with `error`.
+    /// A connection attempt (or the connection, `was_connected`) failed with `error`.
     pub(crate) fn failed(&mut self, error: &rumqttc::ConnectionError, was_connected: bool) {
+        self.failed_at(error, was_connected, std::time::Instant::now());
+    }
+
+    /// As [`ReconnectReport::failed`], at `now`. Returns, when a line was logged, how many
+    /// failures of the same cause it said were not reported.
+    fn failed_at(
+        &mut self,
+        error: &rumqttc::ConnectionError,
+        was_connected: bool,
+        now: std::time::Instant,
+    ) -> Option<u64> {
         self.failures += 1;
-        let due = self
-            .last_reported
-            .is_none_or(|at| at.elapsed() >= RECONNECT_REPORT_EVERY);
-        let role = self.role;
-        let failures = self.failures;
-        if was_connected {
-            tracing::warn!(error = %error, "MQTT {role} connection lost; reconnecting");
-        } else if !due {
-            tracing::debug!(error = %error, failures, "MQTT {role} reconnect failed");
-            return;
-        } else if let Some(why) = refusal(error) {
-            tracing::error!(error = %error, failures, "MQTT {role} cannot connect: {why}");
-        } else {
-            tracing::warn!(error = %error, failures, "MQTT {role} cannot reach the broker; retrying");
+        if self.causes.len() >= RECONNECT_CAUSES_KEPT {
+            self.causes
+                .retain(|_, (at, _)| now.duration_since(*at) < RECONNECT_REPORT_EVERY);
         }
-        self.last_reported = Some(std::time::Instant::now());
+        let (role, broker) = (self.role, &self.broker);
+        let suppressed = match self.causes.get_mut(&error.to_string()) {
+            Some((at, since)) if now.duration_since(*at) < RECONNECT_REPORT_EVERY => {
+                *since += 1;
+                tracing::debug!(%broker, error = %error, "MQTT {role} reconnect failed");
+                return None;
+            }
+            Some((at, since)) => {
+                *at = now;
+                std::mem::take(since)
+            }
+            None => {
+                self.causes.insert(error.to_string(), (now, 0));
+                0
+            }
+        };
+        if let Some(why) = refusal(error) {
+            tracing::error!(%broker, error = %error, suppressed, "MQTT {role} cannot connect: {why}");
+        } else if was_connected {
+            tracing::warn!(%broker, error = %error, suppressed, "MQTT {role} connection lost; reconnecting");
+        } else {
+            tracing::warn!(%broker, error = %error, suppressed, "MQTT {role} cannot connect; retrying");
+        }
+        Some(suppressed)
     }
 }
 
@@ -141,5 +184,51 @@ fn refusal(error: &rumqttc::ConnectionError) -> Option<&'static str> {
         E::ConnectionRefused(Code::BadClientId) => Some("the broker refused the client id"),
         E::Tls(_) => Some("the TLS handshake failed (CA file, host name or certificate)"),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_error(kind: std::io::ErrorKind) -> rumqttc::ConnectionError {
+        rumqttc::ConnectionError::Io(kind.into())
+    }
+
+    #[test]
+    fn each_cause_is_reported_at_most_once_per_period_with_what_was_held_back() {
+        let options = MqttOptions::new("t", "broker.example", 1884);
+        let mut report = ReconnectReport::new("ingest", &options);
+        assert_eq!(report.broker, "broker.example:1884");
+        let refused = io_error(std::io::ErrorKind::ConnectionRefused);
+        let start = std::time::Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        // Before any connection was made, the first failure is reported at once.
+        assert_eq!(report.failed_at(&refused, false, at(0)), Some(0));
+        assert_eq!(report.failed_at(&refused, false, at(1)), None);
+        assert_eq!(report.failed_at(&refused, false, at(5)), None);
+        // Another cause is reported on its own.
+        let reset = io_error(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(report.failed_at(&reset, true, at(6)), Some(0));
+        assert_eq!(report.failed_at(&refused, false, at(9)), None);
+        // A period later, the cause again, with the three failures not reported.
+        assert_eq!(report.failed_at(&refused, false, at(10)), Some(3));
+        assert_eq!(report.failed_at(&refused, false, at(11)), None);
+        assert_eq!(report.failures, 7);
+        report.connected();
+        assert_eq!(report.failures, 0);
+    }
+
+    #[test]
+    fn causes_kept_are_bounded() {
+        let options = MqttOptions::new("t", "localhost", 1883);
+        let mut report = ReconnectReport::new("publisher", &options);
+        let start = std::time::Instant::now();
+        for n in 0..1000u64 {
+            let error = rumqttc::ConnectionError::Io(std::io::Error::other(format!("odd {n}")));
+            let now = start + Duration::from_secs(n * RECONNECT_REPORT_EVERY.as_secs());
+            assert_eq!(report.failed_at(&error, false, now), Some(0));
+        }
+        assert!(report.causes.len() <= RECONNECT_CAUSES_KEPT);
     }
 }

@@ -184,7 +184,7 @@ async fn publisher_loop(
 ) {
     let mut tracking = Tracking::new();
     let mut backoff = Duration::from_millis(100);
-    let mut report = ReconnectReport::new("publisher");
+    let mut report = ReconnectReport::new("publisher", &opts);
     let mut rx_open = true;
     let mut drain_until: Option<tokio::time::Instant> = None;
     // Acked ids are removed from the outbox by a helper task, off the poll loop.

@@ -65,18 +65,25 @@ pub struct TlsSettings {
     pub client_auth: Option<(PathBuf, PathBuf)>,
 }
 
-/// Why TLS could not be set up.
+/// Why TLS could not be set up. The message holds the cause (settings carry it as text), so
+/// no variant repeats it as its `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {what}")]
     Pem { path: PathBuf, what: String },
     #[error("TLS: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
+}
+
+impl From<rustls::Error> for TlsSetupError {
+    fn from(error: rustls::Error) -> Self {
+        TlsSetupError::Rustls(error)
+    }
 }
 
 impl TlsSettings {
@@ -121,9 +128,9 @@ impl TlsSettings {
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
-    std::fs::read(path).map_err(|source| TlsSetupError::Read {
+    std::fs::read(path).map_err(|error| TlsSetupError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

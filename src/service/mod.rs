@@ -41,15 +41,15 @@ use crate::store::{Store, StoreError};
 pub enum ServiceError {
     #[error(transparent)]
     Data(#[from] DataError),
-    #[error("geographic data: {0}")]
+    #[error("geographic data")]
     Index(#[from] crate::geo::locate::IndexError),
-    #[error("database: {0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Broker(#[from] broker::BrokerError),
     #[error("metrics: {0}")]
     Metrics(String),
-    #[error("HTTP: cannot listen on {addr}: {source}")]
+    #[error("HTTP: cannot listen on {addr}")]
     Http {
         addr: SocketAddr,
         source: std::io::Error,

@@ -61,18 +61,24 @@ static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sql
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// Why a store operation failed.
+///
+/// Each message holds its cause, said once (these errors are logged as one line), so no
+/// variant repeats it as its `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
         "unsupported database url (scheme {scheme:?}): expected sqlite://PATH, postgres://... or postgresql://..."
     )]
     UnsupportedUrl { scheme: String },
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("database migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database: {}", describe(.0))]
+    Database(sqlx::Error),
+    /// The pool found no connection in time, and a fresh connection failed: this says why.
+    #[error("database unreachable: {}", describe(.0))]
+    Unreachable(sqlx::Error),
+    #[error("database migration: {}", describe_migration(.0))]
+    Migrate(sqlx::migrate::MigrateError),
     #[error("invalid target: {0}")]
-    InvalidTarget(#[from] TargetError),
+    InvalidTarget(TargetError),
     #[error("stored {what} cannot be read: {detail}")]
     Corrupt { what: &'static str, detail: String },
     #[error("encoding JSON: {0}")]
@@ -84,6 +90,60 @@ pub enum StoreError {
     /// (with its transaction, which the server then rolls back).
     #[error("no answer from the database within {0:?}")]
     TimedOut(Duration),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Database(error)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(error)
+    }
+}
+
+impl From<TargetError> for StoreError {
+    fn from(error: TargetError) -> Self {
+        StoreError::InvalidTarget(error)
+    }
+}
+
+/// A database error for an operator: the server's message, SQLSTATE and detail, without
+/// sqlx's wording around it or the PostgreSQL source line it came from.
+fn describe(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(e) => {
+            let mut text = e.message().to_string();
+            if let Some(code) = e.code() {
+                text.push_str(&format!(" (SQLSTATE {code})"));
+            }
+            if let Some(detail) = e
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|pg| pg.detail())
+            {
+                text.push_str(&format!(": {detail}"));
+            }
+            text
+        }
+        sqlx::Error::Io(e) => e.to_string(),
+        sqlx::Error::PoolTimedOut => format!(
+            "no connection within {}s (pool timed out)",
+            ACQUIRE_TIMEOUT.as_secs()
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// A failed migration, with its database error as [`describe`] says it.
+fn describe_migration(error: &sqlx::migrate::MigrateError) -> String {
+    use sqlx::migrate::MigrateError as M;
+    match error {
+        M::Execute(e) => describe(e),
+        M::ExecuteMigration(e, version) => format!("migration {version}: {}", describe(e)),
+        other => other.to_string(),
+    }
 }
 
 impl StoreError {
@@ -99,7 +159,8 @@ impl StoreError {
             ),
             StoreError::Database(
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed,
-            ) => true,
+            )
+            | StoreError::Unreachable(_) => true,
             _ => false,
         }
     }
@@ -235,6 +296,10 @@ const RELEASE_PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// error it can act on: the pipeline retries, the HTTP API answers 503, instead of hanging
 /// on a database that does not answer.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest the connection that explains a pool timeout may take: a server that does not
+/// answer is then reported as such, and the caller's retry is not held up for long.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Store {
     /// Connects and applies the migrations. `sqlite://PATH` (the file is created if missing;
@@ -372,9 +437,33 @@ impl Store {
         operation: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let limit = self.limits.operation_timeout;
-        tokio::time::timeout(limit, operation)
-            .await
-            .unwrap_or(Err(StoreError::TimedOut(limit)))
+        match tokio::time::timeout(limit, operation).await {
+            Err(_) => Err(StoreError::TimedOut(limit)),
+            Ok(Err(StoreError::Database(sqlx::Error::PoolTimedOut))) => {
+                Err(self.why_no_connection().await)
+            }
+            Ok(done) => done,
+        }
+    }
+
+    /// Why the pool had no connection to give: sqlx retries a refused connection until its
+    /// acquire timeout and then reports only the timeout. One fresh connection says what is
+    /// wrong (refused, unknown host, password), or, if it succeeds, that the pool was busy.
+    async fn why_no_connection(&self) -> StoreError {
+        use sqlx::Connection as _;
+        let db::Pool::Postgres(pool) = &self.pool else {
+            return StoreError::Database(sqlx::Error::PoolTimedOut);
+        };
+        let options = pool.connect_options();
+        match tokio::time::timeout(PROBE_TIMEOUT, sqlx::PgConnection::connect_with(&options)).await
+        {
+            Ok(Err(error)) => StoreError::Unreachable(error),
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+                StoreError::Database(sqlx::Error::PoolTimedOut)
+            }
+            Err(_) => StoreError::Unreachable(sqlx::Error::Io(std::io::ErrorKind::TimedOut.into())),
+        }
     }
 
     /// A write transaction. On SQLite, on the one writer connection: the writers of this

@@ -76,18 +76,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         Scope::Court("cixi".into()),
     )
     .await?;
-    println!("leadrelay demo");
-    println!("  MQTT broker   mqtt://{}:{}", broker.host, broker.port);
-    println!("  HTTP API      http://{}/api/v1/tasks", running.http_addr);
-    println!("  metrics       http://{}/metrics", running.http_addr);
-    println!("  database      {}", dir.path().join("demo.db").display());
-    println!("  admin token   {admin}");
-    println!("  cixi token    {cixi}   (scope court:cixi)");
-    println!(
+    crate::outln!("leadrelay demo");
+    crate::outln!("  MQTT broker   mqtt://{}:{}", broker.host, broker.port);
+    crate::outln!("  HTTP API      http://{}/api/v1/tasks", running.http_addr);
+    crate::outln!("  metrics       http://{}/metrics", running.http_addr);
+    crate::outln!("  database      {}", dir.path().join("demo.db").display());
+    crate::outln!("  admin token   {admin}");
+    crate::outln!("  cixi token    {cixi}   (scope court:cixi)");
+    crate::outln!(
         "  try           curl -H 'Authorization: Bearer {cixi}' http://{}/api/v1/tasks",
         running.http_addr
     );
-    println!();
+    crate::outln!();
 
     let targets = demo_targets();
     running
@@ -160,7 +160,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     feed.abort();
     feed_connection.abort();
-    println!("\n{printed} messages shown; stopping (flushing the outbox)...");
+    crate::outln!("\n{printed} messages shown; stopping (flushing the outbox)...");
     running.stop();
     running.wait().await?;
     Ok(())
@@ -188,7 +188,7 @@ fn print_message(topic: &str, payload: &[u8], clock: &Clock) -> Option<Reply> {
             .as_str()
             .or(v["person_id"].as_str().map(|_| "person"))
             .unwrap_or("-");
-        println!(
+        crate::outln!(
             "{time}  TASK    {who:<10} {} → {}  {}  {:.1} km  sighting→task {latency}",
             text("requesting_court_id"),
             text("assisting_court_id"),
@@ -199,18 +199,18 @@ fn print_message(topic: &str, payload: &[u8], clock: &Clock) -> Option<Reply> {
             return Some(("cixi".into(), text("task_id")));
         }
     } else if topic.ends_with("/updates") {
-        println!(
+        crate::outln!(
             "{time}  UPDATE  task {} {} {}",
             short(&text("task_id")),
             text("update"),
             text("status")
         );
     } else if topic.ends_with("/escalations") {
-        println!("{time}  ESCALATION task {}", short(&text("task_id")));
+        crate::outln!("{time}  ESCALATION task {}", short(&text("task_id")));
     } else if topic.starts_with("alerts/") {
-        println!("{time}  ALERT   to {}: {}", text("court_id"), text("text"));
+        crate::outln!("{time}  ALERT   to {}: {}", text("court_id"), text("text"));
     } else if topic.starts_with("deadletter/") {
-        println!("{time}  DEAD    {}: {}", text("reason"), text("detail"));
+        crate::outln!("{time}  DEAD    {}: {}", text("reason"), text("detail"));
     }
     None
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 /// A setting that could not be used; the message names it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -1,6 +1,6 @@
 //! The HTTP API, and what one client may take of it.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,9 +18,10 @@ use crate::service::config::layer::{Layered, required};
 #[serde(default)]
 #[command(next_help_heading = "HTTP")]
 pub struct HttpArgs {
-    /// Where the HTTP API listens; port 0 picks one (default 127.0.0.1:8080).
+    /// Where the HTTP API listens, `HOST:PORT`; a host name is resolved at start (the first
+    /// IPv4 address it has, else its first); port 0 picks one (default 127.0.0.1:8080).
     #[arg(long, env = "LEADRELAY_HTTP_ADDR")]
-    pub http_addr: Option<SocketAddr>,
+    pub http_addr: Option<String>,
     /// Longest a client may take to send a request's headers before its connection is
     /// closed (default 10s).
     #[arg(long, env = "LEADRELAY_HTTP_HEADER_TIMEOUT")]
@@ -48,7 +49,7 @@ impl Layered for HttpArgs {
     fn defaults() -> Self {
         let limits = HttpLimits::default();
         HttpArgs {
-            http_addr: "127.0.0.1:8080".parse().ok(),
+            http_addr: Some("127.0.0.1:8080".into()),
             http_header_timeout: Some(HumanDuration(limits.header_timeout)),
             http_request_timeout: Some(HumanDuration(limits.request_timeout)),
             http_max_connections: Some(limits.max_connections),
@@ -96,7 +97,7 @@ impl HttpArgs {
         };
         Ok(HttpSettings {
             tls,
-            addr: required(self.http_addr, "http_addr")?,
+            addr: listen_addr(&required(self.http_addr, "http_addr")?)?,
             auth: required(self.auth, "auth")?,
             limits: HttpLimits {
                 header_timeout: positive(self.http_header_timeout, "http_header_timeout")?,
@@ -104,5 +105,63 @@ impl HttpArgs {
                 max_connections,
             },
         })
+    }
+}
+
+/// The address `HOST:PORT` names: an IP address as it is, a host name (`localhost`) as the
+/// system resolves it, its first IPv4 address preferred (what `localhost` means to most
+/// clients).
+fn listen_addr(text: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let malformed = || invalid("http_addr", format!("{text:?}: expected HOST:PORT"));
+    let (host, port) = text.rsplit_once(':').ok_or_else(malformed)?;
+    let port: u16 = port.parse().map_err(|_| malformed())?;
+    if host.is_empty() {
+        return Err(malformed());
+    }
+    let found: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            invalid(
+                "http_addr",
+                format!("{text:?}: cannot resolve {host:?}: {e}"),
+            )
+        })?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| invalid("http_addr", format!("{text:?}: {host:?} has no address")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_resolve_and_addresses_parse() {
+        assert_eq!(
+            listen_addr("localhost:8080").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(listen_addr("[::1]:0").unwrap(), "[::1]:0".parse().unwrap());
+        for bad in ["localhost", "localhost:http", ":8080", "localhost:70000"] {
+            let error = listen_addr(bad).unwrap_err().to_string();
+            assert!(
+                error.starts_with("http_addr") && error.contains(bad),
+                "{error}"
+            );
+        }
+        let error = listen_addr("no-such-host.invalid:8080")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("cannot resolve \"no-such-host.invalid\""),
+            "{error}"
+        );
     }
 }

@@ -211,7 +211,7 @@ impl ServeArgs {
     pub fn resolve(&self) -> Result<Config, ConfigError> {
         let file = self.config.as_deref().map(SettingsFile::read).transpose()?;
         let mqtt = layered(&self.mqtt, &from_file(&file)?)?.validate()?;
-        let store = layered(&self.store, &from_file(&file)?)?.validate()?;
+        let store = layered(&self.store.with_common_env(), &from_file(&file)?)?.validate()?;
         let http = layered(&self.http, &from_file(&file)?)?.validate()?;
         let shutdown_grace = layered(&self.shutdown, &from_file(&file)?)?.validate()?;
         let ingest = layered(&self.ingest, &from_file(&file)?)?.validate()?;

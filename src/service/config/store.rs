@@ -13,7 +13,8 @@ use crate::store::{DbLimits, Retention};
 #[serde(default)]
 #[command(next_help_heading = "Database")]
 pub struct StoreArgs {
-    /// `sqlite://PATH` or `postgres://...` (default sqlite://leadrelay.db).
+    /// `sqlite://PATH` or `postgres://...`; DATABASE_URL is read too, after
+    /// LEADRELAY_DATABASE_URL (default sqlite://leadrelay.db).
     #[arg(long, env = "LEADRELAY_DATABASE_URL")]
     pub database_url: Option<String>,
     /// PostgreSQL: longest one statement may run; 0s = no limit (default 10s).
@@ -89,6 +90,19 @@ pub struct StoreSettings {
 }
 
 impl StoreArgs {
+    /// These flags with `database_url` taken from `DATABASE_URL` when neither the flag nor
+    /// `LEADRELAY_DATABASE_URL` gave one: the name many tools and hosting platforms set.
+    /// An environment variable, so it goes before the config file.
+    pub fn with_common_env(&self) -> StoreArgs {
+        let mut flags = self.clone();
+        if flags.database_url.is_none() {
+            flags.database_url = std::env::var("DATABASE_URL")
+                .ok()
+                .filter(|url| !url.is_empty());
+        }
+        flags
+    }
+
     /// Checks the layered settings: the database URL and the bounds on database waits.
     pub fn validate(self) -> Result<StoreSettings, ConfigError> {
         let url = required(self.database_url, "database_url")?;
@@ -145,7 +159,9 @@ impl StoreArgs {
 
     /// The database URL of a command that reads no config file: the flag or the default.
     pub fn database_url(&self) -> Result<String, ConfigError> {
-        Ok(layered(self, &StoreArgs::default())?.validate()?.url)
+        Ok(layered(&self.with_common_env(), &StoreArgs::default())?
+            .validate()?
+            .url)
     }
 }
 

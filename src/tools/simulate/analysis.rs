@@ -372,11 +372,12 @@ pub(super) fn print_table(r: &Report, args: &SimulateArgs) {
     } else {
         "max".into()
     };
-    println!(
+    crate::outln!(
         "leadrelay simulate: {} mode, rate {rate}, seed {}",
-        r.mode, args.seed
+        r.mode,
+        args.seed
     );
-    println!(
+    crate::outln!(
         "  sent            {:>10}  (misses {}, hits {} [fuzzy {}, outside {}, {} targets], duplicates {}, malformed {})",
         r.sent,
         r.misses,
@@ -387,11 +388,12 @@ pub(super) fn print_table(r: &Report, args: &SimulateArgs) {
         r.duplicates,
         r.malformed
     );
-    println!(
+    crate::outln!(
         "  publish         {:>10.0} msg/s  ({:.2} s to the last PUBACK)",
-        r.publish_rate, r.publish_secs
+        r.publish_rate,
+        r.publish_secs
     );
-    println!(
+    crate::outln!(
         "  end to end      {:>10.0} msg/s  ({:.2} s to the {})",
         r.throughput,
         r.e2e_secs,
@@ -402,12 +404,16 @@ pub(super) fn print_table(r: &Report, args: &SimulateArgs) {
         }
     );
     if let (Some(p), Some(lost)) = (r.service_processed, r.lost_before_service) {
-        println!("  service handled {p:>10}  (lost before the service: {lost})");
+        crate::outln!("  service handled {p:>10}  (lost before the service: {lost})");
     }
     let row = |name: &str, t: &Tally| {
-        println!(
+        crate::outln!(
             "  {name:<15} {:>10}  expected {}, missing {}, duplicated {}, unexpected {}",
-            t.received, t.expected, t.missing, t.duplicated, t.unexpected
+            t.received,
+            t.expected,
+            t.missing,
+            t.duplicated,
+            t.unexpected
         )
     };
     if r.mode == "baseline" {
@@ -416,23 +422,24 @@ pub(super) fn print_table(r: &Report, args: &SimulateArgs) {
         row("tasks", &r.tasks);
         row("updates", &r.updates);
         row("dead letters", &r.dead_letters);
-        println!(
+        crate::outln!(
             "  nearest_court   {:>10}  expected {}",
-            r.nearest_court_tasks, r.expected_nearest_court_tasks
+            r.nearest_court_tasks,
+            r.expected_nearest_court_tasks
         );
-        println!(
+        crate::outln!(
             "  reassigned      {:>10}  (a task moved to the court where its target stayed)",
             r.reassigned
         );
     }
     if r.foreign > 0 {
-        println!(
+        crate::outln!(
             "  foreign         {:>10}  (not from this run; ignored)",
             r.foreign
         );
     }
     let l = &r.latency;
-    println!(
+    crate::outln!(
         "  latency (ms)    p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  over {} {}",
         l.p50_ms,
         l.p90_ms,
@@ -445,7 +452,7 @@ pub(super) fn print_table(r: &Report, args: &SimulateArgs) {
             "deliveries"
         }
     );
-    println!("  result          {}", if r.ok { "OK" } else { "FAILED" });
+    crate::outln!("  result          {}", if r.ok { "OK" } else { "FAILED" });
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ pub struct SimulateArgs {
     /// Sightings per second; 0 publishes as fast as the broker takes them.
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
-    /// Publish for this long (`10s`, `1m`).
+    /// Publish for this long (`10s`, `1m`) (default: until --count is published).
     #[arg(long)]
     pub duration: Option<String>,
     /// Publish this many messages (default 100000 when neither this nor --duration is given).
@@ -99,7 +99,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub http: String,
     /// Bearer token for the service's HTTP API (an admin token: it loads targets and reads
-    /// metrics); needed unless the service runs with `--auth false`.
+    /// metrics); needed unless the service runs with `--auth false` (default: none).
     #[arg(long, env = "LEADRELAY_TOKEN")]
     pub token: Option<String>,
     /// Do not load the generated targets (the service already has them).
@@ -147,15 +147,17 @@ pub struct SimulateArgs {
     pub threads: usize,
     /// Print one row per interval as the run goes (`60s`): sent, hits, tasks and updates
     /// received, their p50/p99 latency, and the service's RSS, open fds (`--watch-pid`) and
-    /// outbox backlog (its `/metrics`). The rows go into `--json` output too.
+    /// outbox backlog (its `/metrics`). The rows go into `--json` output too (default: no
+    /// samples).
     #[arg(long)]
     pub sample_every: Option<String>,
     /// The service's process id, for its RSS (`/proc/PID/status`) and open fds
-    /// (`/proc/PID/fd`) in each sample.
+    /// (`/proc/PID/fd`) in each sample (default: none, the service's own figures are left
+    /// out).
     #[arg(long, requires = "sample_every")]
     pub watch_pid: Option<u32>,
     /// Fail the run if RSS or open fds at the last interval exceed the first by more than this
-    /// many percent.
+    /// many percent (default: the verdict within 10% is printed, and does not fail the run).
     #[arg(long, requires = "watch_pid")]
     pub flat_within: Option<f64>,
 }
@@ -467,9 +469,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
             samples: &samples,
             flatness: flat.as_ref(),
         };
-        println!("{}", serde_json::to_string_pretty(&sampled)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&sampled)?);
     } else if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         if sample_every.is_some() {
             print_summary(&samples, flat.as_ref(), within);

@@ -323,19 +323,19 @@ fn print_row(r: &Sample, first: bool, to_stderr: bool) {
     if to_stderr {
         eprintln!("{text}");
     } else {
-        println!("{text}");
+        crate::outln!("{text}");
     }
 }
 
 /// The whole table again (after the report) and the verdict on RSS and fds.
 pub(super) fn print_summary(rows: &[Sample], flat: Option<&Flatness>, within_pct: f64) {
-    println!("  samples ({} intervals):", rows.len());
-    println!("{HEADER}");
+    crate::outln!("  samples ({} intervals):", rows.len());
+    crate::outln!("{HEADER}");
     for r in rows {
-        println!("{}", row_text(r));
+        crate::outln!("{}", row_text(r));
     }
     match flat {
-        Some(f) => println!(
+        Some(f) => crate::outln!(
             "  first → last interval: RSS {:.1} → {:.1} MiB ({:+.1}%), fds {} → {} ({:+.1}%): {}",
             f.rss_first_kib as f64 / 1024.0,
             f.rss_last_kib as f64 / 1024.0,
@@ -349,7 +349,7 @@ pub(super) fn print_summary(rows: &[Sample], flat: Option<&Flatness>, within_pct
                 format!("GREW (more than {within_pct}%)")
             }
         ),
-        None => println!(
+        None => crate::outln!(
             "  first → last interval: no verdict (fewer than two intervals, or no --watch-pid figures)"
         ),
     }
