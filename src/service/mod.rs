@@ -215,6 +215,7 @@ pub async fn start_with_clock(
         max_unacked_age: config.max_unacked_age,
         metrics: metrics_handle,
         auth: config.auth,
+        scrapers: Default::default(),
     });
     let http_task = tokio::spawn(crate::api::serve::serve(
         listener,
