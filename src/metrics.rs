@@ -75,6 +75,12 @@ pub const OUTBOX_PENDING: &str = "leadrelay_outbox_pending";
 pub const MQTT_CONNECTED: &str = "leadrelay_mqtt_connected";
 /// Seconds the oldest message taken in by the pipeline has waited for its ack.
 pub const OLDEST_UNACKED: &str = "leadrelay_oldest_unacked_seconds";
+/// 1 while the database answers a ping (the check `/readyz` makes), else 0.
+pub const DATABASE_UP: &str = "leadrelay_database_up";
+/// Always 1; its labels say which build runs (`version`, `commit`).
+pub const BUILD_INFO: &str = "leadrelay_build_info";
+/// The commit the binary was built from: build.rs asks git, else `unknown`.
+const COMMIT: &str = env!("LEADRELAY_COMMIT");
 
 /// From 100 µs (one decode+match is a few µs, a commit well under a millisecond) to the
 /// 30-minute resolve deadline, so both the hot path and the human loop resolve.
@@ -207,6 +213,10 @@ fn fuzzy_label(fuzzy: bool) -> &'static str {
 
 static HOT: OnceLock<Hot> = OnceLock::new();
 
+/// The `process_*` families (CPU seconds, resident and virtual memory, open and maximum fds,
+/// threads, start time), read from `/proc` at every scrape.
+static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
+
 /// Installs the Prometheus recorder as the process's global recorder and describes every
 /// metric; returns the handle `/metrics` renders.
 ///
@@ -238,6 +248,10 @@ fn install_once() -> Result<PrometheusHandle, MetricsError> {
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|_| MetricsError::OtherRecorderInstalled)?;
     describe();
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "commit" => COMMIT).set(1.0);
+    let process = PROCESS.get_or_init(metrics_process::Collector::default);
+    process.describe();
+    process.collect();
     let _ = HOT.set(Hot {
         stages: Stage::ALL.map(|stage| histogram!(STAGE, "stage" => stage.as_str())),
         ingest_to_dispatch: histogram!(INGEST_TO_DISPATCH),
@@ -389,6 +403,79 @@ fn describe() {
         Unit::Seconds,
         "How long the oldest message taken in has waited for its ack (0 when none waits)."
     );
+    describe_gauge!(
+        DATABASE_UP,
+        "1 while the database answers a ping within 2 s, else 0."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1: the version and commit of the running build."
+    );
+}
+
+/// Registers, at zero, every series whose labels are known before anything happens: every
+/// kind, reason, stage, step, status and routing, and per court (`courts`: those that take
+/// tasks; `supervisors`: those that receive escalations). A family then shows from the first
+/// scrape, and the first event of a series counts in `increase()` instead of being its start.
+pub fn start_at_zero(courts: &[&str], supervisors: &[&str]) {
+    for reason in RejectReason::ALL {
+        counter!(SIGHTINGS_REJECTED, "reason" => reason.as_str()).increment(0);
+    }
+    for name in [
+        SIGHTINGS_DUPLICATE,
+        TASK_UPDATES,
+        STATUS_REJECTED,
+        PUBLISH_FAILURES,
+        DEAD_LETTERS_TRUNCATED,
+        OUTBOX_REJECTED,
+    ] {
+        counter!(name).increment(0);
+    }
+    for what in ["group_commit", "status_report"] {
+        counter!(STORE_RETRIES, "what" => what).increment(0);
+    }
+    for status in TaskStatus::REPORTABLE {
+        counter!(STATUS_REPORTS, "status" => status.as_str()).increment(0);
+    }
+    for step in CommitStep::ALL {
+        let _ = histogram!(COMMIT_STEP, "step" => step.as_str());
+    }
+    let _ = histogram!(BATCH_SIZE);
+    for kind in KINDS {
+        gauge!(TARGETS, "kind" => kind_label(kind)).increment(0.0);
+    }
+    for name in [OUTBOX_PENDING, MQTT_CONNECTED, OLDEST_UNACKED, DATABASE_UP] {
+        gauge!(name).increment(0.0);
+    }
+    for &court in courts {
+        let court = court.to_owned();
+        for routing in [
+            Routing::OwnJurisdiction,
+            Routing::InJurisdiction,
+            Routing::NearestCourt,
+        ] {
+            let routing = routing_label(routing);
+            counter!(TASKS_DISPATCHED, "court" => court.clone(), "routing" => routing).increment(0);
+        }
+        for kind in ["ack", "resolve"] {
+            counter!(SLA_BREACHES, "court" => court.clone(), "kind" => kind).increment(0);
+        }
+        gauge!(OPEN_TASKS, "court" => court.clone()).increment(0.0);
+        let _ = histogram!(DISPATCH_TO_ACK, "court" => court.clone());
+        for outcome in TaskStatus::REPORTABLE.into_iter().filter(|s| !s.is_open()) {
+            let _ = histogram!(DISPATCH_TO_RESOLUTION, "court" => court.clone(), "outcome" => outcome.as_str());
+        }
+    }
+    for &court in supervisors {
+        counter!(ESCALATIONS, "court" => court.to_owned()).increment(0);
+    }
+}
+
+/// Reads the process's figures from `/proc` now; `/metrics` calls it before rendering.
+pub fn collect_process() {
+    if let Some(process) = PROCESS.get() {
+        process.collect();
+    }
 }
 
 fn kind_label(kind: TargetKind) -> &'static str {
@@ -566,6 +653,10 @@ pub fn set_mqtt_connected(connected: bool) {
 
 pub fn set_oldest_unacked(age: Duration) {
     gauge!(OLDEST_UNACKED).set(age.as_secs_f64());
+}
+
+pub fn set_database_up(up: bool) {
+    gauge!(DATABASE_UP).set(if up { 1.0 } else { 0.0 });
 }
 
 #[cfg(test)]

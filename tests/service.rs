@@ -672,6 +672,71 @@ async fn every_car_has_one_task_in_cixi(h: &Harness, n: usize, within: Duration)
     );
 }
 
+/// `leadrelay_database_up` follows the database on its own, every second, whether or not
+/// anything probes `/readyz`: 0 while PostgreSQL hangs or is gone, 1 once it is back. And
+/// `/metrics` stays readable meanwhile for a scraper whose token the database accepted
+/// before (tokens are checked there), promptly; a token it never checked is refused. (SQLite
+/// has no server to lose; a locked file still answers the ping.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_gauge_falls_while_the_database_is_away() {
+    for backend in backends() {
+        let Backend::External { .. } = backend else {
+            continue;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = base_config(&backend, dir.path()).await;
+        let (url, proxy) = database_behind_proxy(&config.database_url).await;
+        config.database_url = url;
+        let h = Harness::start_config(&backend, config, dir, None).await;
+        let scraper = h.token(&unique("scraper "), "ops").await;
+        let stranger = h.token(&unique("never scraped "), "ops").await;
+        let database_up = |h: &Harness, token: String| {
+            let (http, series) = (h.http.clone(), "leadrelay_database_up");
+            async move {
+                let asked = std::time::Instant::now();
+                let response = reqwest::Client::new()
+                    .get(format!("{http}/metrics"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .expect("an answer");
+                let status = response.status().as_u16();
+                let text = response.text().await.unwrap_or_default();
+                let value = (status == 200).then(|| metric(&text, series));
+                (status, value, asked.elapsed())
+            }
+        };
+        let until = |wanted: f64| {
+            let (h, scraper) = (&h, scraper.clone());
+            async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                loop {
+                    let (status, value, took) = database_up(h, scraper.clone()).await;
+                    assert!(took < Duration::from_secs(4), "a scrape took {took:?}");
+                    if value == Some(wanted) {
+                        return;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{status}, database_up {value:?}, waiting for {wanted}"
+                    );
+                    // Polling a gauge the service refreshes every second.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        until(1.0).await;
+        proxy.stall();
+        until(0.0).await;
+        assert_eq!(database_up(&h, stranger.clone()).await.0, 503);
+        proxy.cut_off();
+        until(0.0).await;
+        proxy.restore();
+        until(1.0).await;
+        assert_eq!(database_up(&h, stranger).await.1, Some(1.0));
+    }
+}
+
 /// `url` (PostgreSQL) rewritten to reach its server through a [`Proxy`].
 async fn database_behind_proxy(url: &str) -> (String, Proxy) {
     let (scheme, rest) = url.split_once("://").expect("a URL");

@@ -27,7 +27,12 @@ pub async fn require_token(
         let Some(token) = bearer(req.headers()) else {
             return unauthorized("an Authorization: Bearer token is required");
         };
-        match auth::verify(&state.app.store, token).await {
+        let verified = if req.uri().path() == "/metrics" {
+            state.scrapers.verify(&state.app.store, token).await
+        } else {
+            auth::verify(&state.app.store, token).await
+        };
+        match verified {
             Ok(Some(caller)) => caller,
             Ok(None) => return unauthorized("the token is unknown or revoked"),
             Err(e) => return ApiError::from(e).into_response(),

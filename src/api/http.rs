@@ -147,6 +147,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         tokio::time::timeout(READY_DATABASE_TIMEOUT, state.app.store.ping()).await,
         Ok(Ok(()))
     );
+    crate::metrics::set_database_up(database);
     let body = Json(json!({"broker": broker, "database": database, "pipeline": pipeline}));
     if broker && database && pipeline {
         (StatusCode::OK, body).into_response()
@@ -162,6 +163,7 @@ async fn metrics(
     scope::require_ops(&caller)?;
     // Read now: a stuck pipeline is exactly when nothing else would update it.
     crate::metrics::set_oldest_unacked(state.pending.oldest_age());
+    crate::metrics::collect_process();
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

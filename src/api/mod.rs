@@ -1,8 +1,10 @@
 //! The HTTP API: parse, call the application layer, serialise; who may call it (`auth`),
-//! the audit of what they did (`audit`), and serving it with limits (`serve`).
+//! the audit of what they did (`audit`), and serving it with limits (`serve`); `scrapers` keeps
+//! `/metrics` readable while the database cannot check tokens.
 
 pub mod audit;
 pub mod auth;
 pub mod http;
+pub mod scrapers;
 pub mod serve;
 pub mod shared;

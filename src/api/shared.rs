@@ -27,6 +27,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Whether requests need a bearer token (`--auth`, on by default).
     pub auth: bool,
+    /// Who may read `/metrics` while the database cannot check tokens.
+    pub scrapers: std::sync::Arc<crate::api::scrapers::RecentScrapers>,
 }
 
 /// What a handler adds to the audit row of its request (a response extension).

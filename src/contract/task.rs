@@ -30,6 +30,17 @@ impl TaskStatus {
         TaskStatus::EnRoute,
     ];
 
+    /// The statuses a command center may report (`dispatched` and `cancelled` are the
+    /// service's own).
+    pub const REPORTABLE: [TaskStatus; 6] = [
+        TaskStatus::Acknowledged,
+        TaskStatus::EnRoute,
+        TaskStatus::Seized,
+        TaskStatus::Located,
+        TaskStatus::NotFound,
+        TaskStatus::Rejected,
+    ];
+
     pub fn is_open(self) -> bool {
         Self::OPEN.contains(&self)
     }

@@ -36,7 +36,7 @@ pub fn check_transition(
     to: TaskStatus,
 ) -> Result<(), TransitionError> {
     use TaskStatus::*;
-    if matches!(to, Dispatched | Cancelled) {
+    if !TaskStatus::REPORTABLE.contains(&to) {
         return Err(TransitionError::NotReportable(to));
     }
     if from == to {

@@ -177,6 +177,25 @@ pub async fn run(
     }
 }
 
+/// Longest a database probe waits for its answer, as `/readyz` does.
+const DATABASE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Pings the database every second and sets `leadrelay_database_up`, until `stop`. A task of
+/// its own: the housekeeping loop can wait up to the operation timeout on a database that
+/// stopped answering, and the gauge must fall within seconds, not after it.
+pub async fn watch_database(store: Store, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let up = tokio::time::timeout(DATABASE_PROBE_TIMEOUT, store.ping()).await;
+        metrics::set_database_up(matches!(up, Ok(Ok(()))));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{REFRESH_OVERLAP_MS, RefreshWindow};

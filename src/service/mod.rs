@@ -105,6 +105,19 @@ pub async fn start_with_clock(
 ) -> Result<Running, ServiceError> {
     let metrics_handle = metrics::install().map_err(|e| ServiceError::Metrics(e.to_string()))?;
     let index = Arc::new(JurisdictionIndex::new(config.geo.clone())?);
+    let courts = &index.data().courts;
+    let taking_tasks: Vec<&str> = courts
+        .iter()
+        .filter(|c| c.participating)
+        .map(|c| c.court_id.as_str())
+        .collect();
+    let mut supervisors: Vec<&str> = courts
+        .iter()
+        .filter_map(|c| c.supervisor_court_id.as_deref())
+        .collect();
+    supervisors.sort_unstable();
+    supervisors.dedup();
+    metrics::start_at_zero(&taking_tasks, &supervisors);
     let broker = match &config.broker {
         BrokerChoice::External { host, port } => BrokerAddr {
             host: host.clone(),
@@ -201,6 +214,7 @@ pub async fn start_with_clock(
         max_unacked_age: config.max_unacked_age,
         metrics: metrics_handle,
         auth: config.auth,
+        scrapers: Default::default(),
     });
     let http_task = tokio::spawn(crate::api::serve::serve(
         listener,
@@ -214,6 +228,10 @@ pub async fn start_with_clock(
         loaded_at,
         config.dedup_retention,
         config.retention,
+        stop.clone(),
+    ));
+    let database_task = tokio::spawn(crate::flow::housekeeping::watch_database(
+        store.clone(),
         stop.clone(),
     ));
     tracing::info!(%http_addr, broker = ?config.broker, client_id = %config.client_id, "leadrelay serving");
@@ -232,6 +250,7 @@ pub async fn start_with_clock(
         let _ = tokio::time::timeout(Duration::from_secs(3), ingest_task).await;
         let _ = http_task.await;
         let _ = housekeeping_task.await;
+        let _ = database_task.await;
         let _ = timers_task.await;
         tracing::info!("flushing the outbox");
         let _ = publisher_task.await;
