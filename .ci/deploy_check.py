@@ -42,10 +42,6 @@ DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 # Read by the service besides its flags' variables: the log filter.
 EXTRA_ENV = {"RUST_LOG"}
 
-# Files compose.yaml mounts that another part of the kit provides (dashboard, alert rules);
-# until they are in the tree their absence is reported, not failed.
-PROVIDED_ELSEWHERE = {DEPLOY / "grafana" / "leadrelay.json", DEPLOY / "prometheus" / "rules.yml"}
-
 # Kinds whose schema is a CRD, not part of Kubernetes' API: kubernetes-validate has none.
 CRD_KINDS = {"ServiceMonitor"}
 
@@ -242,10 +238,7 @@ def check_compose_paths():
                 paths.append(base / source)
     missing = [p.resolve() for p in paths if not p.exists()]
     for path in missing:
-        if path in PROVIDED_ELSEWHERE:
-            print(f"note {path.relative_to(ROOT)} (mounted by compose.yaml) is not in the tree yet")
-        else:
-            fail(f"compose.yaml mounts or builds from {path}, which does not exist")
+        fail(f"compose.yaml mounts or builds from {path}, which does not exist")
     ok(f"compose.yaml: {len(paths) - len(missing)} of {len(paths)} referenced paths exist")
 
 
