@@ -2,6 +2,12 @@
 # End-to-end benchmarks, as ratios against baselines run in the same run.
 #
 #   benches/e2e.sh [--embedded | --system-mosquitto | --tls] [--count N] [--unique N] [--skip-criterion]
+#                  [--postgres [--replicas N]] [--skip-scale]
+#
+# --postgres: (b) and (d) again with the service on PostgreSQL ($LEADRELAY_BENCH_PG, a database
+# created for each run), once with one replica and once with N (--replicas, default 2) sharing
+# the stream (--share-group); (d)'s row adds PostgreSQL's CPU per task and its commits.
+# --skip-scale: no (e) and (f) (no PostGIS, no release build of the benches).
 #
 # --tls: the dedicated Mosquitto also listens with TLS on 127.0.0.1:18833 (a CA and a
 # certificate for localhost made in the work dir); (a) and (b) run over both listeners of
@@ -32,6 +38,9 @@ TLS=0
 COUNT=200000
 UNIQUE=100000
 CRITERION=1
+POSTGRES=0
+REPLICAS=2
+SCALE=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --embedded) EMBEDDED=1 ;;
@@ -40,6 +49,9 @@ while [ $# -gt 0 ]; do
         --unique) UNIQUE="$2"; shift ;;
         --skip-criterion) CRITERION=0 ;;
         --tls) TLS=1 ;;
+        --postgres) POSTGRES=1 ;;
+        --replicas) REPLICAS="$2"; shift ;;
+        --skip-scale) SCALE=0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -116,40 +128,77 @@ CONF
     BROKER="Mosquitto $( (mosquitto -h 2>/dev/null || true) | awk 'NR==1{print $3}') on 127.0.0.1:18831 (max_inflight_messages 10000, max_queued_messages 1000000)"
 fi
 
+pg() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$PGURL" "$@"; }
+# The service's database: SQLite, or with DB_KIND=postgres a PostgreSQL database of the run's
+# own (its sessions and pg_stat_database row are then the run's alone).
+DB_KIND=sqlite
+PG_DB=""
+# Replicas start_service starts, sharing the stream when more than one.
+SERVICE_COUNT=1
 SERVICE_PID=""
+SERVICE_PIDS=()
+SERVICE_HTTP=""
+REPLICA_HTTP=()
 SERVICE_NAME=""
 HTTP_PORT=18090
 start_service() { # name [serve args...]
     local name=$1; shift
     SERVICE_NAME=$name
-    HTTP_PORT=$((HTTP_PORT + 1))
     PREFIX="bench-$RUN-$name/"
+    local db="sqlite://$WORK/$name.db"
+    if [ "$DB_KIND" = postgres ]; then
+        PG_DB="lr_bench_${RUN}_${name//-/_}"
+        pg -c "CREATE DATABASE $PG_DB" >/dev/null
+        local base=${PGURL%%\?*}
+        db="${base%/*}/$PG_DB${PGURL#"$base"}"
+    fi
     local broker_args=(--mqtt-url "$MQTT")
     [ "$EMBEDDED" = 1 ] && broker_args=(--embedded-broker-addr "127.0.0.1:$MQTT_PORT")
     # An admin token for simulate (LEADRELAY_TOKEN: it loads targets, reads metrics) and curl.
     LEADRELAY_TOKEN=$("$BIN" tokens create --name "bench $name $(date +%s%N)" --scope admin \
-        --database-url "sqlite://$WORK/$name.db" 2>/dev/null)
+        --database-url "$db" 2>/dev/null)
     export LEADRELAY_TOKEN
-    RUST_LOG=${RUST_LOG:-warn} "$BIN" serve "${broker_args[@]}" \
-        --database-url "sqlite://$WORK/$name.db" --http-addr "127.0.0.1:$HTTP_PORT" \
-        --client-id "lr-bench-$RUN-$name" --topic-prefix "$PREFIX" "$@" >"$WORK/$name.service.log" 2>&1 &
-    SERVICE_PID=$!
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1 && return 0
-        kill -0 "$SERVICE_PID" 2>/dev/null || break
-        sleep 0.2
+    local share=() log i
+    [ "$SERVICE_COUNT" -gt 1 ] && share=(--share-group "bench-$RUN-$name")
+    SERVICE_PIDS=(); REPLICA_HTTP=()
+    for i in $(seq "$SERVICE_COUNT"); do
+        HTTP_PORT=$((HTTP_PORT + 1))
+        log="$WORK/$name.service.log"; [ "$i" = 1 ] || log="$WORK/$name.service$i.log"
+        RUST_LOG=${RUST_LOG:-warn} "$BIN" serve "${broker_args[@]}" \
+            --database-url "$db" --http-addr "127.0.0.1:$HTTP_PORT" \
+            --client-id "lr-bench-$RUN-$name$( [ "$i" = 1 ] || echo "-$i")" --topic-prefix "$PREFIX" \
+            "${share[@]}" "$@" >"$log" 2>&1 &
+        SERVICE_PIDS+=($!)
+        if [ "$i" = 1 ]; then
+            SERVICE_PID=$!; SERVICE_HTTP="http://127.0.0.1:$HTTP_PORT"
+        else
+            REPLICA_HTTP+=(--replica-http "http://127.0.0.1:$HTTP_PORT")
+        fi
+        local ready=0
+        for _ in $(seq 100); do
+            curl -sf "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1 && { ready=1; break; }
+            kill -0 "$!" 2>/dev/null || break
+            sleep 0.2
+        done
+        if [ "$ready" = 0 ]; then
+            echo "service $name did not become ready; see $log" >&2
+            tail -5 "$log" >&2
+            exit 1
+        fi
     done
-    echo "service $name did not become ready; see $WORK/$name.service.log" >&2
-    tail -5 "$WORK/$name.service.log" >&2
-    exit 1
 }
 stop_service() {
     [ -n "$SERVICE_PID" ] || return 0
     # The service's own view of the run (stage and commit histograms), for the analysis.
-    curl -sf -H "Authorization: Bearer $LEADRELAY_TOKEN" "http://127.0.0.1:$HTTP_PORT/metrics" >"$WORK/$SERVICE_NAME.metrics" 2>/dev/null || true
-    kill -TERM "$SERVICE_PID" 2>/dev/null || true
-    wait "$SERVICE_PID" 2>/dev/null || true
-    SERVICE_PID=""
+    curl -sf -H "Authorization: Bearer $LEADRELAY_TOKEN" "$SERVICE_HTTP/metrics" >"$WORK/$SERVICE_NAME.metrics" 2>/dev/null || true
+    local pid
+    for pid in "${SERVICE_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${SERVICE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    SERVICE_PID=""; SERVICE_PIDS=(); REPLICA_HTTP=()
+    if [ -n "$PG_DB" ]; then
+        pg -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
+        PG_DB=""
+    fi
     # Write back this run's files now, so the next run's fsyncs do not queue behind them.
     sync
 }
@@ -159,6 +208,22 @@ trap cleanup EXIT
 
 # CPU time (user + system, in clock ticks) a process has used so far; 0 if it is gone.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# The same, summed over the service's replicas.
+service_ticks() {
+    local pid total=0
+    for pid in "${SERVICE_PIDS[@]}"; do total=$((total + $(cpu_ticks "$pid"))); done
+    echo "$total"
+}
+# "pid ticks" of the PostgreSQL processes working for the run: the sessions on its database
+# and the server's background processes (WAL writer, checkpointer, ...), which serve every
+# database. Sessions that end before the run does are not counted.
+pg_ticks() {
+    local pid
+    for pid in $(pg -c "SELECT pid FROM pg_stat_activity WHERE datname = '$PG_DB' OR backend_type <> 'client backend'"); do
+        echo "$pid $(cpu_ticks "$pid")"
+    done
+}
+pg_commits() { pg -c "SELECT xact_commit FROM pg_stat_database WHERE datname = '$PG_DB'"; }
 TICKS_PER_S=$(getconf CLK_TCK)
 
 # CPU seconds (user + system) in a saved `times` output (`times` in a $(...) subshell would see
@@ -174,12 +239,14 @@ sim() { # name args... → $WORK/name.json; CPU seconds meanwhile of the service
     local name=$1; shift
     echo "== $name: simulate $*"
     local before=0 broker_before=0 gen watcher=""
-    [ -n "$SERVICE_PID" ] && before=$(cpu_ticks "$SERVICE_PID")
+    # PostgreSQL's counters first: psql's CPU must not count as the generator's.
+    if [ -n "$PG_DB" ]; then pg_ticks >"$WORK/$name.pg-before"; pg_commits >"$WORK/$name.commits-before"; fi
+    [ -n "$SERVICE_PID" ] && before=$(service_ticks)
     [ -n "$BROKER_PID" ] && broker_before=$(cpu_ticks "$BROKER_PID")
     times >"$WORK/times.before"
     echo 0 >"$WORK/$name.watcher-cpu"
-    "$BIN" simulate --mqtt-url "$MQTT" --topic-prefix "$PREFIX" --http "http://127.0.0.1:$HTTP_PORT" \
-        --json "$@" >"$WORK/$name.json" 2>"$WORK/$name.sim.log" &
+    "$BIN" simulate --mqtt-url "$MQTT" --topic-prefix "$PREFIX" --http "${SERVICE_HTTP:-http://127.0.0.1:$HTTP_PORT}" \
+        "${REPLICA_HTTP[@]}" --json "$@" >"$WORK/$name.json" 2>"$WORK/$name.sim.log" &
     gen=$!
     if [ -n "$SERVICE_PID" ]; then
         # The service's CPU once the generator has loaded its targets over HTTP, so that what
@@ -191,7 +258,8 @@ sim() { # name args... → $WORK/name.json; CPU seconds meanwhile of the service
                 kill -0 "$gen" 2>/dev/null || exit 0
                 sleep 0.05
             done
-            cpu_ticks "$SERVICE_PID" >"$WORK/$name.cpu-at-load"
+            service_ticks >"$WORK/$name.cpu-at-load"
+            if [ -n "$PG_DB" ]; then pg_ticks >"$WORK/$name.pg-at-load"; pg_commits >"$WORK/$name.commits-at-load"; fi
         ) &
         watcher=$!
     fi
@@ -201,11 +269,22 @@ sim() { # name args... → $WORK/name.json; CPU seconds meanwhile of the service
     times >"$WORK/times.after"
     echo "$(times_cpu "$WORK/times.after" 2) - $(times_cpu "$WORK/times.before" 2) - $(cat "$WORK/$name.watcher-cpu")" |
         bc -l >"$WORK/$name.gen-cpu"
+    if [ -n "$PG_DB" ]; then
+        pg_ticks >"$WORK/$name.pg-after"
+        local commits; commits=$(pg_commits)
+        # From the start, and from when the generator had loaded its targets.
+        for from in before at-load; do
+            [ -s "$WORK/$name.pg-$from" ] || continue
+            awk -v hz="$TICKS_PER_S" 'NR==FNR{b[$1]=$2; next} {t += $2 - (($1 in b) ? b[$1] : 0)} END{printf "%.2f\n", t / hz}' \
+                "$WORK/$name.pg-$from" "$WORK/$name.pg-after" >"$WORK/$name.pg-cpu-$from"
+            echo "$commits - $(cat "$WORK/$name.commits-$from")" | bc >"$WORK/$name.commits-$from-diff"
+        done
+    fi
     if ! jq -e . "$WORK/$name.json" >/dev/null 2>&1; then
         echo "simulate $name failed:" >&2; cat "$WORK/$name.sim.log" >&2; exit 1
     fi
     if [ -n "$SERVICE_PID" ]; then
-        local now; now=$(cpu_ticks "$SERVICE_PID")
+        local now; now=$(service_ticks)
         echo "scale=2; ($now - $before) / $TICKS_PER_S" | bc -l >"$WORK/$name.cpu"
         if [ -s "$WORK/$name.cpu-at-load" ]; then
             echo "scale=2; ($now - $(cat "$WORK/$name.cpu-at-load")) / $TICKS_PER_S" | bc -l >"$WORK/$name.cpu-dispatch"
@@ -286,11 +365,30 @@ start_service d --max-batch 2000
 sim d --unique-hits --hit-ratio 1 --fuzzy-ratio 0 --targets "$UNIQUE" --count "$UNIQUE" --seed 3 --window "${WINDOW:-5000}" --threads 1
 stop_service
 
+# (b) and (d) with the service on PostgreSQL: one replica, then $REPLICAS sharing the stream.
+PG_RUNS=()
+if [ "$POSTGRES" = 1 ]; then
+    pg -c 'select 1' >/dev/null || { echo "e2e.sh --postgres: PostgreSQL at $PGURL not reachable" >&2; exit 2; }
+    DB_KIND=postgres
+    for n in 1 "$REPLICAS"; do
+        SERVICE_COUNT=$n
+        start_service "b-pg$n"
+        sim "b-pg$n" --hit-ratio 0.01 --count "$COUNT" --duplicate-ratio 0.001 --malformed-ratio 0.001 --outside-ratio 0.02 --seed "$((20 + n))"
+        stop_service
+        start_service "d-pg$n" --max-batch 2000
+        sim "d-pg$n" --unique-hits --hit-ratio 1 --fuzzy-ratio 0 --targets "$UNIQUE" --count "$UNIQUE" --seed "$((30 + n))" --window "${WINDOW:-5000}" --threads 1
+        stop_service
+        PG_RUNS+=("$n")
+    done
+    DB_KIND=sqlite; SERVICE_COUNT=1
+fi
+
 # (e) PostGIS baseline.
 PG_NOTE=""
 PG_LOOP_US=""; PG_QUERY_US=""
-pg() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$PGURL" "$@"; }
-if ! pg -c 'select 1' >/dev/null 2>&1; then
+if [ "$SCALE" = 0 ]; then
+    PG_NOTE="skipped (--skip-scale)"
+elif ! pg -c 'select 1' >/dev/null 2>&1; then
     PG_NOTE="skipped: PostgreSQL at $PGURL not reachable"
 else
     if ! pg -c 'CREATE EXTENSION IF NOT EXISTS postgis' >/dev/null 2>&1; then
@@ -320,6 +418,7 @@ else
 fi
 
 # (f) scale, one process per measurement (peak memory is per process).
+if [ "$SCALE" = 1 ]; then
 for n in 1000 100000 10000000; do
     cargo bench --quiet --bench scale -- hotlist "$n" 2>/dev/null | tee "$WORK/hotlist-$n.txt"
 done
@@ -329,6 +428,7 @@ cargo bench --quiet --bench scale -- hotlist-curve 2>/dev/null | grep ratio_1e7_
 cargo bench --quiet --bench scale -- national 2>/dev/null | tee "$WORK/national.txt"
 # What a lone read at 10⁷ waits for besides the cache: loads whose pages miss the TLB.
 cargo bench --quiet --bench scale -- tlb 2>/dev/null | tee "$WORK/tlb.txt"
+fi
 kv() { tr ' ' '\n' <"$WORK/$1.txt" | awk -F= -v k="$2" '$1==k{print $2}'; }
 
 CRIT_NINGBO=""
@@ -339,7 +439,8 @@ if [ "$CRITERION" = 1 ]; then
     CRIT_NINGBO=$(sed -n 's/.*time: *\[[^ ]* [^ ]* \([0-9.]*\) \([^ ]*\).*/\1 \2/p' "$WORK/criterion-locate.txt" |
         head -1 | awk '{v=$1; if ($2=="µs"||$2=="us") v*=1000; print v}')
 fi
-LOCATE_NS=${CRIT_NINGBO:-$(kv national locate_ningbo_ns)}
+LOCATE_NS=""
+[ "$SCALE" = 1 ] && LOCATE_NS=${CRIT_NINGBO:-$(kv national locate_ningbo_ns)}
 
 # The table.
 # bc -l: without it bc divides in integers, and 35.7 / 22.6 <= 1.5 would hold.
@@ -405,9 +506,26 @@ cores_at_20k() { # µs per task... → cores needed at 20,000 tasks/s
     printf '%.2f' "$(echo "$sum * 20000 / 1000000" | bc -l)"
 }
 BAD_D=$(j d '.tasks.missing + .tasks.duplicated + .tasks.unexpected')
+if [ "$SCALE" = 1 ]; then
 H3=$(kv hotlist-1000 exact_hit_ns); H7=$(kv hotlist-10000000 exact_hit_ns)
 U3=$(kv hotlist-1000 unflagged_ns); U7=$(kv hotlist-10000000 unflagged_ns)
 M7=$(kv hotlist-10000000 vm_hwm_mib)
+fi
+# (b) and (d) on PostgreSQL with n replicas, as rows of the table.
+pg_rows() { # n
+    local n=$1 b="b-pg$1" d="d-pg$1" replicas tb bad_b td bad_d tasks commits target verdict_d
+    replicas="1 replica"; [ "$n" = 1 ] || replicas="$n replicas (--share-group)"
+    tb=$(j "$b" '.throughput|floor')
+    bad_b=$(j "$b" '.tasks.missing + .tasks.duplicated + .tasks.unexpected')
+    echo "| b | leadrelay on PostgreSQL, $replicas, 1% hits, max rate (handled/s) | $tb msg/s; lost at broker $(j "$b" .lost_before_service); tasks bad $bad_b | $TA msg/s | $(ratio "$tb" "$TA") | ≥ 0.8 | $(verdict "$tb / $TA >= 0.8 && $bad_b == 0") |"
+    td=$(j "$d" 'if .e2e_secs > 0 then (.tasks.received / .e2e_secs)|floor else 0 end')
+    bad_d=$(j "$d" '.tasks.missing + .tasks.duplicated + .tasks.unexpected')
+    tasks=$(j "$d" '[.tasks.received, 1] | max')
+    commits=$(cat "$WORK/$d.commits-at-load-diff" 2>/dev/null || echo 0)
+    target="0 lost"; verdict_d=$(verdict "$bad_d == 0")
+    if [ "$n" = 1 ]; then target="≥ 15,000, 0 lost"; verdict_d=$(verdict "$td >= 15000 && $bad_d == 0"); fi
+    echo "| d | 100% unique hits on PostgreSQL, $replicas: durable tasks/s (as d above) | $td tasks/s ($(j "$d" .tasks.received) of $(j "$d" .tasks.expected)); missing/dup $bad_d; CPU per task once the targets were loaded: service $(per_task_us "$d" cpu-dispatch "$tasks") µs, PostgreSQL $(per_task_us "$d" pg-cpu-at-load "$tasks") µs, broker $(per_task_us "$d" broker-cpu "$tasks") µs, generator $(per_task_us "$d" gen-cpu "$tasks") µs (with the HTTP import); $commits commits on its database, $(ratio "$tasks" "$([ "$commits" -gt 0 ] && echo "$commits" || echo 1)") tasks each | relay $TR/s; SQLite (d) $TD/s | $(ratio "$td" "$TR") of the relay, $(ratio "$td" "$TD") of SQLite | $target | $verdict_d |"
+}
 {
 echo "| # | what | figure | baseline (same run) | ratio | target | verdict |"
 echo "|---|---|---|---|---|---|---|"
@@ -417,6 +535,10 @@ echo "| c | leadrelay at $HALF msg/s: p99 publish→task | $P99_C ms (p50 $(j c 
 # The ceiling for (d): the relay stand-in, which does nothing but carry (d)'s traffic.
 TR=$(j r '.throughput|floor')
 echo "| d | 100% unique hits: durable tasks/s (closed loop, window ${WINDOW:-5000}, generator on one thread) | $TD tasks/s ($(j d .tasks.received) of $(j d .tasks.expected)); missing/dup $BAD_D; CPU per task: service ${CPU_D_US} µs (${CPU_D} s; ${SVC_D_US} µs once the targets were loaded), broker ${BROKER_D_US} µs, generator ${GEN_D_US} µs; at 20,000/s these three need $(cores_at_20k "$SVC_D_US" "$BROKER_D_US" "$GEN_D_US") of $(nproc) cores, broker + generator alone $(cores_at_20k "$BROKER_D_US" "$GEN_D_US") | relay doing no work in leadrelay's place, same broker and traffic: $TR/s (CPU per task: broker ${BROKER_R_US} µs, generator + stand-in ${GEN_R_US} µs); Tile38 ≈ 29,000/s (not durable) | $(ratio "$TD" "$TR") of the relay | ≥ 20,000, 0 lost | $(verdict "$TD >= 20000 && $BAD_D == 0") |"
+for n in "${PG_RUNS[@]}"; do pg_rows "$n"; done
+if [ "$SCALE" = 0 ]; then
+echo "| e, f | PostGIS, hotlist and national scale | skipped (--skip-scale) | | | | not measured |"
+else
 if [ -n "$PG_LOOP_US" ]; then
 echo "| e | locate, Ningbo, on land | $LOCATE_NS ns | PostGIS ST_Contains in-server loop $PG_LOOP_US µs; per prepared query (pgbench) $PG_QUERY_US µs | $(ratio "$PG_LOOP_US * 1000" "$LOCATE_NS")× / $(ratio "$PG_QUERY_US * 1000" "$LOCATE_NS")× | ≥ 100× | $(verdict "$PG_LOOP_US * 1000 / $LOCATE_NS >= 100") |"
 else
@@ -433,6 +555,7 @@ if grep -q skipped "$WORK/national.txt"; then
 echo "| f | national county set | $(cat "$WORK/national.txt") | | | ≤ 2× | not measured |"
 else
 echo "| f | locate, $(kv national areas) counties + 10⁷ hotlist | $(kv national locate_china_ns) ns; load $(kv national load_s) s; VmHWM $(kv national vm_hwm_mib) MiB | Ningbo $(kv national locate_ningbo_ns) ns | $(kv national ratio) | ≤ 2× | $(verdict "$(kv national ratio) <= 2") |"
+fi
 fi
 } >"$WORK/table.md"
 echo

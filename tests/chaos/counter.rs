@@ -13,6 +13,7 @@ use crate::common::unique;
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub task_id: String,
+    pub target_id: String,
 }
 
 pub struct Counter {
@@ -51,8 +52,12 @@ impl Counter {
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let body: serde_json::Value =
                             serde_json::from_slice(&p.payload).unwrap_or_default();
-                        let task_id = body["task_id"].as_str().unwrap_or_default().to_string();
-                        sink.lock().unwrap().push(Delivery { task_id });
+                        let field =
+                            |name: &str| body[name].as_str().unwrap_or_default().to_string();
+                        sink.lock().unwrap().push(Delivery {
+                            task_id: field("task_id"),
+                            target_id: field("target_id"),
+                        });
                     }
                     Ok(_) => {}
                     // Reconnect back-off while the broker restarts.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::common::unique;
 use crate::feed::{Rng, Workload};
 use crate::report::{Row, settle};
-use crate::service::{Service, load_targets, metrics};
+use crate::service::{Service, counter_total, load_targets};
 use crate::stage::{Database, DbKind, Stage, settle_limit};
 
 /// How long the survivors get to finish on their own before the dead replica is restarted.
@@ -64,7 +64,7 @@ pub async fn replica_kill(workload: Workload, rng: &mut Rng) -> Option<Row> {
         settle_limit(),
     )
     .await;
-    let stranded = received(replicas[1].http()).await;
+    let stranded = counter_total(replicas[1].http(), "leadrelay_sightings_received_total").await;
     let note = format!(
         "replica 1 of 3 killed half-way; down until the survivors settled (at most {} s): they {} ({missing} expected \
          task(s) missing); restarted with its client id, it received {stranded} sighting(s) \
@@ -89,14 +89,4 @@ pub async fn replica_kill(workload: Workload, rng: &mut Rng) -> Option<Row> {
     drop(replicas);
     drop(db);
     Some(row)
-}
-
-/// Sightings a service has received since it started (its counter, summed over kinds).
-async fn received(http: &str) -> f64 {
-    metrics(http)
-        .await
-        .lines()
-        .filter(|l| l.starts_with("leadrelay_sightings_received_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }

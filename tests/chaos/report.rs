@@ -124,6 +124,21 @@ pub fn tally(
         .filter(|t| !targets_with_task.contains(t.as_str()))
         .count();
     let never_delivered = in_db.iter().filter(|id| !seen.contains(*id)).count();
+    // Nothing in a scenario closes a task, so a target delivered under two task ids got two.
+    let mut ids_per_target: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for d in &deliveries {
+        ids_per_target
+            .entry(d.target_id.as_str())
+            .or_default()
+            .insert(d.task_id.as_str());
+    }
+    let two_delivered = ids_per_target.values().filter(|ids| ids.len() > 1).count();
+    let mut problems = Vec::new();
+    if two_delivered > 0 {
+        problems.push(format!(
+            "{two_delivered} target(s) delivered under two task ids"
+        ));
+    }
     Row {
         scenario: scenario.into(),
         db,
@@ -136,7 +151,7 @@ pub fn tally(
         lost: missing_in_db + never_delivered,
         two_open: open_per_target.values().filter(|&&n| n > 1).count(),
         note,
-        problems: Vec::new(),
+        problems,
     }
 }
 

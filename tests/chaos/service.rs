@@ -138,3 +138,16 @@ pub async fn metrics(http: &str) -> String {
         Err(_) => String::new(),
     }
 }
+
+/// The sum of every series of the counter `name` a service reports (0 when it cannot answer).
+pub async fn counter_total(http: &str, name: &str) -> f64 {
+    metrics(http)
+        .await
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -48,7 +48,7 @@ use connections::{
     wait_ready,
 };
 use sampling::{Flatness, Live, Sample, Sampler, Watched, flatness, print_summary};
-use service_api::{load_targets, service_processed};
+use service_api::{load_targets, processed_by_all, wait_for_targets};
 pub use workload::misread_at;
 pub(crate) use workload::{Rng, random_plate};
 use workload::{Sent, Workload};
@@ -102,6 +102,13 @@ pub struct SimulateArgs {
     /// metrics); needed unless the service runs with `--auth false` (default: none).
     #[arg(long, env = "LEADRELAY_TOKEN")]
     pub token: Option<String>,
+    /// Another replica of the service sharing the stream (`--share-group`), by its HTTP base
+    /// URL; repeatable. The loaded targets are awaited in its hotlist, its handled sightings
+    /// count with the service's, and the run ends once every replica has handled every
+    /// sighting and the last result has arrived: with replicas the sentinel's task no longer
+    /// means that everything before it was handled.
+    #[arg(long = "replica-http")]
+    pub replica_http: Vec<String>,
     /// Do not load the generated targets (the service already has them).
     #[arg(long)]
     pub no_load_targets: bool,
@@ -220,6 +227,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
     let run_tag = format!("r{:x}", Clock::System.now().timestamp_millis());
     let mut workload = Workload::new(&args, run_tag.clone())?;
     let leadrelay = !args.baseline && !args.publish_only;
+    let services: Vec<String> = std::iter::once(args.http.clone())
+        .chain(args.replica_http.iter().cloned())
+        .collect();
     let mut processed_before = None;
     if leadrelay {
         if !args.no_load_targets {
@@ -236,8 +246,11 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
                 args.http,
                 started.elapsed()
             );
+            for replica in &args.replica_http {
+                wait_for_targets(replica, args.token.as_deref(), loaded).await?;
+            }
         }
-        processed_before = service_processed(&args.http, args.token.as_deref()).await;
+        processed_before = processed_by_all(&services, args.token.as_deref()).await;
     }
     let tags = Arc::new(Tags {
         run: run_tag.clone(),
@@ -381,15 +394,38 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
     // Wait for the results: all expected ones, or until nothing arrives for `settle`.
     let expected = expected_receipts(&ledger, args.baseline);
     let mut receipts = Vec::new();
+    // With replicas: when the last of them had handled every sighting.
+    let mut all_handled_at = None;
     if let Some((sub_client, sub_task, stop)) = subscriber {
         let mut last = (progress.received.load(Ordering::Acquire), Instant::now());
+        let mut replicas_pending = leadrelay && !args.replica_http.is_empty();
+        // (handled so far, when last asked): unmatched sightings bring no result, so with
+        // replicas progress is also read from their counters, every 20 ms.
+        let mut handled: (u64, Option<Instant>) = (0, None);
         loop {
             let now = progress.received.load(Ordering::Acquire);
             if now != last.0 {
                 last = (now, Instant::now());
             }
+            if replicas_pending
+                && handled
+                    .1
+                    .is_none_or(|at| at.elapsed() >= Duration::from_millis(20))
+            {
+                let after = processed_by_all(&services, args.token.as_deref()).await;
+                let so_far = after
+                    .zip(processed_before)
+                    .map_or(0, |(a, b)| a.saturating_sub(b));
+                if so_far >= total {
+                    all_handled_at = Some(t0.elapsed());
+                    replicas_pending = false;
+                } else if so_far > handled.0 {
+                    last.1 = Instant::now();
+                }
+                handled = (handled.0.max(so_far), Some(Instant::now()));
+            }
             let done = progress.done_at.load(Ordering::Acquire) > 0;
-            if (done && now >= expected) || last.1.elapsed() >= settle {
+            if (done && now >= expected && !replicas_pending) || last.1.elapsed() >= settle {
                 break;
             }
             if let Some(e) = progress.failed.lock().map(|f| f.clone()).unwrap_or(None) {
@@ -417,9 +453,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
         }
     }
     let processed = match processed_before {
-        Some(before) => service_processed(&args.http, args.token.as_deref())
+        Some(before) => processed_by_all(&services, args.token.as_deref())
             .await
-            .map(|after| after - before),
+            .map(|after| after.saturating_sub(before)),
         None => None,
     };
 
@@ -433,6 +469,14 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
     } else {
         "leadrelay"
     };
+    if leadrelay && !args.replica_http.is_empty() {
+        // The end of a run split between replicas: its last result, or the moment the last
+        // replica had handled its share, whichever came later.
+        let last_result = Duration::from_nanos(progress.last_at.load(Ordering::Acquire));
+        let end = last_result.max(all_handled_at.unwrap_or_default());
+        let start = sent_at.first().copied().unwrap_or_default();
+        report.e2e_secs = report.e2e_secs.max(end.saturating_sub(start).as_secs_f64());
+    }
     report.publish_secs = publish_secs;
     report.publish_rate = total as f64 / publish_secs.max(1e-9);
     if args.publish_only {

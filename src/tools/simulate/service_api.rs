@@ -64,8 +64,8 @@ pub(super) fn load_targets(
     Ok(())
 }
 
-/// Sightings the service has handled so far (decoded + rejected), from its /metrics.
-pub(super) async fn service_processed(base: &str, token: Option<&str>) -> Option<u64> {
+/// The sum of every series of the metrics named `names` in a service's /metrics.
+async fn metric_total(base: &str, token: Option<&str>, names: &[&str]) -> Option<u64> {
     let base = base.to_string();
     let token = token.map(str::to_string);
     let (status, text) =
@@ -79,10 +79,55 @@ pub(super) async fn service_processed(base: &str, token: Option<&str>) -> Option
     let total = text
         .lines()
         .filter(|l| {
-            l.starts_with("leadrelay_sightings_received_total")
-                || l.starts_with("leadrelay_sightings_rejected_total")
+            names.iter().any(|name| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>();
     Some(total as u64)
+}
+
+/// Sightings the services have handled so far (decoded + rejected), summed over their
+/// /metrics; None if one of them does not answer.
+pub(super) async fn processed_by_all(bases: &[String], token: Option<&str>) -> Option<u64> {
+    let mut total = 0;
+    for base in bases {
+        total += metric_total(
+            base,
+            token,
+            &[
+                "leadrelay_sightings_received_total",
+                "leadrelay_sightings_rejected_total",
+            ],
+        )
+        .await?;
+    }
+    Some(total)
+}
+
+/// Waits until the replica at `base` holds at least `loaded` targets in its hotlist (its
+/// `leadrelay_targets` gauge, refreshed every few seconds): targets are loaded through one
+/// replica, and the others pick them up from the database.
+pub(super) async fn wait_for_targets(
+    base: &str,
+    token: Option<&str>,
+    loaded: usize,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let held = metric_total(base, token, &["leadrelay_targets"]).await;
+        if held.is_some_and(|n| n as usize >= loaded) {
+            eprintln!(
+                "{base} holds the {loaded} targets after {:.1?}",
+                started.elapsed()
+            );
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("{base} holds {held:?} of the {loaded} targets after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -447,6 +447,7 @@ mod tests {
             seed: 5,
             http: String::new(),
             token: None,
+            replica_http: Vec::new(),
             no_load_targets: true,
             unique_hits: false,
             baseline: false,
