@@ -432,8 +432,10 @@ mod tests {
         // 64 MiB written, so every page is resident.
         let block = vec![1u8; 64 << 20];
         let (after, anon_after) = rss_kib(pid).expect("own VmRSS and RssAnon");
+        // Not the difference: the other tests of this process allocate and free meanwhile,
+        // so only what the block alone guarantees is checked.
         assert!(
-            after >= before + (48 << 10) && anon_after >= anon_before + (48 << 10),
+            after >= 64 << 10 && anon_after >= 64 << 10 && after >= anon_after,
             "RSS {before} → {after} KiB, anon {anon_before} → {anon_after} KiB with 64 MiB touched"
         );
         assert_eq!(block.iter().map(|&b| u64::from(b)).sum::<u64>(), 64 << 20);
