@@ -61,3 +61,20 @@ fn gcj02_position_carried_out_of_the_box_decodes_to_its_source() {
     assert_eq!(gcj02_to_wgs84(140.0, 42.9), (140.0, 42.9));
     assert_eq!(gcj02_to_wgs84(137.9, 42.9), (137.9, 42.9));
 }
+
+/// The other side of the same edge (found at 971,805 cases): a WGS-84 position just outside
+/// the box is written unchanged as GCJ-02, and that position is also the image of a point
+/// about 490 m west, inside the box. Both are pre-images; the decoder takes the inside one,
+/// and the property accepts either.
+#[test]
+fn gcj02_position_just_outside_the_box_has_two_pre_images() {
+    let (lon, lat) = (137.8353162454679, 21.99105856153511);
+    assert_eq!(wgs84_to_gcj02(lon, lat), (lon, lat), "outside the box");
+    let (w_lon, w_lat) = gcj02_to_wgs84(lon, lat);
+    assert!(w_lon < 137.8347, "the inside pre-image: {w_lon}");
+    let (g_lon, g_lat) = wgs84_to_gcj02(w_lon, w_lat);
+    assert!(
+        (g_lon - lon).abs() < 1e-8 && (g_lat - lat).abs() < 1e-8,
+        "{g_lon}, {g_lat}"
+    );
+}
