@@ -106,7 +106,7 @@ pub struct SimulateArgs {
     /// URL; repeatable. The loaded targets are awaited in its hotlist, its handled sightings
     /// count with the service's, and the run ends once every replica has handled every
     /// sighting and the last result has arrived: with replicas the sentinel's task no longer
-    /// means that everything before it was handled.
+    /// means that everything before it was handled (default: none, one service).
     #[arg(long = "replica-http")]
     pub replica_http: Vec<String>,
     /// Do not load the generated targets (the service already has them).
