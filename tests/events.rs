@@ -390,3 +390,56 @@ async fn publication_to_console_takes_well_under_a_second() {
         assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_miss_nothing_on_the_live_stream() {
+    for backend in backends() {
+        let h = Harness::start(&backend).await;
+        const CARS: usize = 16;
+        flag_cars(&h, CARS, 300).await;
+        for car in 300..300 + CARS {
+            car_seen_in_cixi(&h, &format!("w-{car}"), car).await;
+        }
+        let tasks: Vec<String> = h
+            .wait_for("dispatch/cixi/tasks", CARS, WAIT)
+            .await
+            .iter()
+            .map(|m| m.body["task_id"].as_str().unwrap().to_string())
+            .collect();
+        // Written in the transactions of the tasks, before the stream opens.
+        h.wait_for("alerts/yuyao", CARS, WAIT).await;
+        let mut live = EventStream::open(&h, Credential::Header(&h.token), None).await;
+
+        // Status reports, each its own transaction, race each other and new sightings.
+        let mut reports = tokio::task::JoinSet::new();
+        for task in tasks {
+            let (client, url) = (
+                h.http_client(),
+                format!("{}/api/v1/tasks/{task}/status", h.http),
+            );
+            reports.spawn(async move {
+                let resp = client
+                    .post(url)
+                    .json(&serde_json::json!({"status": "acknowledged"}))
+                    .send()
+                    .await
+                    .expect("HTTP request");
+                resp.status().as_u16()
+            });
+        }
+        for car in 300..300 + CARS {
+            car_seen_in_cixi(&h, &format!("w2-{car}"), car).await;
+        }
+        while let Some(status) = reports.join_next().await {
+            assert_eq!(status.unwrap(), 200);
+        }
+        let seen = live.drain(Duration::from_secs(3)).await;
+        assert!(seen.len() >= CARS, "{}", seen.len());
+        assert!(seen.windows(2).all(|w| w[0].id < w[1].id));
+        // A replay of the same span holds exactly what the live stream sent.
+        let mut replay =
+            EventStream::open(&h, Credential::Header(&h.token), Some(seen[0].id - 1)).await;
+        let replayed = replay.drain(Duration::from_secs(2)).await;
+        assert_eq!(replayed, seen);
+    }
+}

@@ -2,6 +2,15 @@
 //! while with the court it is addressed to, for the console's live stream
 //! (`GET /api/v1/events`). Its rows are written by [`write`] in the transaction of the outbox
 //! row that carries the same messages, so a message is in both or in neither.
+//!
+//! # Ids in commit order
+//!
+//! A stream reads `id > last id sent`, so an event must never become visible after one with
+//! a higher id. SQLite has one writer at a time. On PostgreSQL, concurrent transactions take
+//! ids in insert order but may commit in another; so each transaction that logs events first
+//! takes [`COMMIT_ORDER_LOCK`] (a transaction-level advisory lock, released at its commit or
+//! rollback). The log insert is the last or next-to-last statement of every transaction that
+//! writes one, so the lock serializes only those inserts and their commits.
 
 use chrono::{DateTime, Utc};
 
@@ -12,6 +21,8 @@ use crate::contract::task::MessageKind;
 
 const INSERT_HEAD: &str = "INSERT INTO event_log (kind, court, topic, payload, created_at)";
 const INSERT_COLS: usize = 5;
+/// The advisory lock key that orders the log's writers on PostgreSQL ("lr_event" in ASCII).
+const COMMIT_ORDER_LOCK: i64 = 0x6c72_5f65_7665_6e74;
 /// Rows deleted per write by the retention purge.
 const PURGE_CHUNK: i64 = 5_000;
 
@@ -58,6 +69,15 @@ pub(crate) async fn write(
     let logged: Vec<(Published<'_>, &str)> = messages
         .filter_map(|m| addressee(m.kind, m.topic).map(|court| (m, court)))
         .collect();
+    if logged.is_empty() {
+        return Ok(());
+    }
+    if tx.dialect() == db::Dialect::Postgres {
+        let q = tx
+            .query("SELECT pg_advisory_xact_lock($1)")
+            .bind(COMMIT_ORDER_LOCK);
+        tx.execute(q).await?;
+    }
     let created = ms(now);
     for chunk in db::chunks(logged.len()) {
         let sql = db::values_sql(tx.dialect(), INSERT_HEAD, INSERT_COLS, chunk.len(), "");
@@ -149,6 +169,59 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn task_to(topic: &str) -> Published<'_> {
+        Published {
+            kind: MessageKind::Task,
+            topic,
+            payload: b"{}",
+        }
+    }
+
+    /// Two writers on PostgreSQL, the first still open when the second commits: a stream must
+    /// not see the second's event (the higher id) before the first's, or it would never send
+    /// the first's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_postgresql_no_event_is_visible_before_a_lower_id_is() {
+        let Ok(url) = std::env::var("LEADRELAY_TEST_DATABASE_URL") else {
+            eprintln!("LEADRELAY_TEST_DATABASE_URL not set: skipped");
+            return;
+        };
+        let url = crate::store::isolated_postgres_url(&url).await.unwrap();
+        let store = Store::connect(&url).await.unwrap();
+        let mut first = store.begin_write().await.unwrap();
+        write(
+            &mut first,
+            [task_to("dispatch/cixi/tasks")].into_iter(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        let other = store.clone();
+        let second = tokio::spawn(async move {
+            let mut tx = other.begin_write().await?;
+            write(
+                &mut tx,
+                [task_to("dispatch/yuyao/tasks")].into_iter(),
+                Utc::now(),
+            )
+            .await?;
+            tx.commit().await.map_err(StoreError::from)
+        });
+        // Real time for the second writer to get as far as it can while the first is open.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let early = store.events_after(0, None, 10).await.unwrap();
+        assert!(
+            early.is_empty(),
+            "visible before the first commit: {early:?}"
+        );
+        first.commit().await.unwrap();
+        second.await.unwrap().unwrap();
+        let all = store.events_after(0, None, 10).await.unwrap();
+        let courts: Vec<&str> = all.iter().map(|e| e.court.as_str()).collect();
+        assert_eq!(courts, ["cixi", "yuyao"]);
+        store.close().await;
+    }
 
     #[test]
     fn the_addressee_is_read_from_the_topic_under_any_prefix() {
