@@ -14,8 +14,9 @@ use crate::app::auth::{self, Principal, Scope};
 use crate::contract::model::Target;
 use crate::contract::task::Task;
 
-/// Answers 401 without a valid `Authorization: Bearer` token; otherwise hands the request on
-/// with its caller. With `--auth false` every caller is [`Principal::unauthenticated`].
+/// Answers 401 without a valid `Authorization: Bearer` token (or, on the event stream only,
+/// `?access_token=`); otherwise hands the request on with its caller. With `--auth false`
+/// every caller is [`Principal::unauthenticated`].
 pub async fn require_token(
     State(state): State<AppState>,
     mut req: Request,
@@ -24,7 +25,8 @@ pub async fn require_token(
     let caller = if !state.auth {
         Principal::unauthenticated()
     } else {
-        let Some(token) = bearer(req.headers()) else {
+        let from_query = query_token(&req);
+        let Some(token) = bearer(req.headers()).or(from_query.as_deref()) else {
             return unauthorized("an Authorization: Bearer token is required");
         };
         let verified = if req.uri().path() == "/metrics" {
@@ -47,6 +49,28 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     let (kind, token) = value.split_once(' ')?;
     kind.eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The one path that takes its token from the query too: the event stream (`api::events`).
+const QUERY_TOKEN_PATH: &str = "/api/v1/events";
+
+/// The `access_token` query parameter of the event stream: browsers' `EventSource` cannot
+/// send headers. Only there, so that a token does not spread into URLs (and the logs of
+/// proxies) where a header works; the service itself never logs a query string.
+fn query_token(req: &Request) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Token {
+        access_token: Option<String>,
+    }
+    if req.uri().path() != QUERY_TOKEN_PATH {
+        return None;
+    }
+    let query = axum::extract::Query::<Token>::try_from_uri(req.uri()).ok()?;
+    query
+        .0
+        .access_token
+        .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty())
 }
 

@@ -6,7 +6,8 @@
 //!
 //! Everything but the probes (`/healthz`, `/readyz`) and the OpenAPI document sits behind the bearer-token middleware
 //! (`api::auth`); the routes of targets and tasks also behind the audit middleware
-//! (`api::audit`). Each handler checks its caller's scope.
+//! (`api::audit`). Each handler checks its caller's scope. The event stream (`api::events`)
+//! writes its own audit row, once per stream opened.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::api::audit;
 use crate::api::auth::{self as scope, require_token};
+use crate::api::events;
 pub use crate::api::shared::{ApiError, ApiResult, AppState, AuditNote};
 use crate::app::auth::Principal;
 use crate::app::locate::{self, LocateError, SearchTask};
@@ -51,6 +53,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/courts", get(courts))
         .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/events", get(events::stream))
         .merge(audited)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -29,6 +29,8 @@ pub struct AppState {
     pub auth: bool,
     /// Who may read `/metrics` while the database cannot check tokens.
     pub scrapers: std::sync::Arc<crate::api::scrapers::RecentScrapers>,
+    /// Cancelled when the service stops: ends the open event streams.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 /// What a handler adds to the audit row of its request (a response extension).

@@ -160,6 +160,16 @@ pub async fn run(
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not apply the audit retention"),
             }
+            match store.purge_events(app.now() - task_retention.events).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(
+                        deleted = n,
+                        "console stream events past their retention deleted"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not apply the event retention"),
+            }
         }
         if ticks % 3600 == 1 {
             let cutoff = app.now()

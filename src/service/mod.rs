@@ -215,6 +215,7 @@ pub async fn start_with_clock(
         metrics: metrics_handle,
         auth: config.auth,
         scrapers: Default::default(),
+        stop: stop.clone(),
     });
     let http_task = tokio::spawn(crate::api::serve::serve(
         listener,

@@ -653,5 +653,6 @@ async fn write_at_once(
     if !with_outbox {
         return Ok(Vec::new());
     }
+    outbox::log_events(tx, &messages, now).await?;
     Ok(outbox::with_ids(row_id, messages, now).collect())
 }

@@ -30,6 +30,7 @@ mod audit;
 mod codec;
 mod db;
 mod dispatch;
+mod event_log;
 mod outbox;
 mod retention;
 mod targets;
@@ -47,6 +48,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditResult};
 pub use db::Dialect;
+pub use event_log::LoggedEvent;
 pub use retention::{Purged, Retention};
 pub use targets::target_version;
 pub use tokens::StoredToken;

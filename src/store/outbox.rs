@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 
 use super::codec::{self, ms};
 use super::db::{self, Tx};
+use super::event_log;
 use super::{Store, StoreError};
 use crate::contract::task::{MessageKind, OutboxMessage, Task};
 use crate::dispatch::notify::{Body, Outgoing};
@@ -112,9 +113,24 @@ pub(crate) async fn write(
         let row: Vec<NewMessage> = messages.by_ref().take(MAX_FRAMES as usize).collect();
         let q = bind_row(tx.query(sql), &row, created);
         let row_id = tx.insert_ids(q, 1).await?[0];
+        log_events(tx, &row, now).await?;
         out.extend(with_ids(row_id, row, now));
     }
     Ok(out)
+}
+
+/// Logs `messages` for the console stream, in `tx`: the transaction of their outbox row.
+pub(crate) async fn log_events(
+    tx: &mut Tx,
+    messages: &[NewMessage],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let published = messages.iter().map(|m| event_log::Published {
+        kind: m.kind,
+        topic: &m.topic,
+        payload: &m.payload,
+    });
+    event_log::write(tx, published, now).await
 }
 
 /// Binds one row's values (topic, payload, created_at, frames, frame_version) to `q`, in the

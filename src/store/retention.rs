@@ -21,15 +21,20 @@ pub struct Retention {
     pub closed_tasks: chrono::Duration,
     /// After this many days audit rows are deleted (the database refuses fewer than 30).
     pub audit_days: u32,
+    /// After this the console stream's logged events are deleted (counted from their
+    /// writing); a reconnect can resume from an event only as old as this.
+    pub events: chrono::Duration,
 }
 
 impl Default for Retention {
-    /// 30 days of sighting details, a year of closed tasks, five years of audit.
+    /// 30 days of sighting details, a year of closed tasks, five years of audit, a day of
+    /// logged events.
     fn default() -> Self {
         Retention {
             sighting_details: chrono::Duration::days(30),
             closed_tasks: chrono::Duration::days(365),
             audit_days: 5 * 365,
+            events: chrono::Duration::days(1),
         }
     }
 }

@@ -43,6 +43,10 @@ pub struct StoreArgs {
     /// (the database enforces it) (default 5years).
     #[arg(long, env = "LEADRELAY_AUDIT_RETENTION")]
     pub audit_retention: Option<HumanDuration>,
+    /// How long the events of the console stream (GET /api/v1/events) are kept: a console
+    /// reconnecting with Last-Event-ID resumes from an event at most this old (default 1day).
+    #[arg(long, env = "LEADRELAY_EVENT_RETENTION")]
+    pub event_retention: Option<HumanDuration>,
 }
 
 /// Kept out of `Debug` in full: the URL may hold a password.
@@ -60,6 +64,7 @@ impl std::fmt::Debug for StoreArgs {
             .field("sighting_retention", &self.sighting_retention)
             .field("retention", &self.retention)
             .field("audit_retention", &self.audit_retention)
+            .field("event_retention", &self.event_retention)
             .finish()
     }
 }
@@ -77,6 +82,7 @@ impl Layered for StoreArgs {
             // humantime's year (365.25 days), so that it reads back as `1year`.
             retention: Some(HumanDuration::from_secs(31_557_600)),
             audit_retention: Some(HumanDuration::from_secs(5 * 31_557_600)),
+            event_retention: Some(HumanDuration::from_secs(24 * 3600)),
         }
     }
 }
@@ -146,6 +152,11 @@ impl StoreArgs {
         if !(30..=36_500).contains(&audit_days) {
             return Err(invalid("audit_retention", "from 30days to 100years"));
         }
+        let events =
+            required(self.event_retention, "event_retention")?.to_chrono("event_retention")?;
+        if events <= chrono::Duration::zero() {
+            return Err(invalid("event_retention", "must be more than 0s"));
+        }
         Ok(StoreSettings {
             url,
             limits,
@@ -153,6 +164,7 @@ impl StoreArgs {
                 sighting_details,
                 closed_tasks,
                 audit_days: audit_days as u32,
+                events,
             },
         })
     }
