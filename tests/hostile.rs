@@ -287,14 +287,7 @@ async fn sigterm_with_a_frozen_database_exits_non_zero_after_the_grace() {
     let targets: Vec<Value> = (0..10)
         .map(|i| vehicle_target(&format!("G-{i}"), &format!("浙B{:05}", 40_000 + i), "yuyao"))
         .collect();
-    let response = service
-        .client
-        .post(format!("{}/api/v1/targets:batch", service.http))
-        .json(&targets)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    service.load_targets(&targets).await;
 
     let broker = mqtt_url.trim_start_matches("mqtt://");
     let (host, port) = broker.split_once(':').unwrap();

@@ -877,14 +877,7 @@ async fn a_killed_service_loses_nothing_after_restart() {
         let targets: Vec<Value> = (0..N)
             .map(|i| vehicle_target(&format!("K-{i}"), &format!("浙B{:05}", 30_000 + i), "yuyao"))
             .collect();
-        let response = service
-            .client
-            .post(format!("{}/api/v1/targets:batch", service.http))
-            .json(&targets)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        service.load_targets(&targets).await;
         let publish = |i: usize| {
             let body = vehicle_sighting(
                 &format!("k-{i}"),

@@ -593,6 +593,18 @@ impl ServeProcess {
         service
     }
 
+    /// Loads flagged targets through `POST /api/v1/targets:batch`, as an admin.
+    pub async fn load_targets(&self, targets: &[Value]) {
+        let response = self
+            .client
+            .post(format!("{}/api/v1/targets:batch", self.http))
+            .json(targets)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
     /// The child's process id (for /proc/PID/status).
     pub fn pid(&self) -> u32 {
         self.child.id()
